@@ -1,0 +1,1 @@
+"""Reproducible speed and memory comparisons against the tools users would pick instead."""
