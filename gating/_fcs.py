@@ -37,7 +37,12 @@ from gating._fcs_text import (
     read_header,
     read_text,
 )
-from gating._kernels import decode_packed_columns, decode_uint_columns, log_amplified
+from gating._kernels import (
+    decode_packed_columns,
+    decode_uint_columns,
+    lookup_column,
+    rescale_column,
+)
 
 __all__ = ["FCSData", "read_fcs"]
 
@@ -227,6 +232,16 @@ class FCSData:
             widths.astype(np.int64), significance, masks, out,
         )
 
+    def _read_into(self, out: np.ndarray) -> None:
+        with open(self.path, "rb") as fh:
+            fh.seek(self._layout.start)
+            got = fh.readinto(memoryview(out).cast("B"))
+        if got != out.nbytes:
+            raise FCSTruncatedError(
+                f"DATA ended after {got} of {out.nbytes} bytes (file changed while reading?)",
+                path=str(self.path), segment="DATA", offset=self._layout.start,
+            )
+
     @functools.cached_property
     def raw(self) -> np.ndarray:
         """Stored values, unscaled and unmasked (events x channels).
@@ -288,7 +303,10 @@ class FCSData:
             if full and not needs.any() and view.dtype == dtype and view.flags.aligned:
                 return view  # zero-copy: native float data with nothing to rescale
             out = np.empty((self.n_events, len(cols)), dtype=dtype)
-            out[...] = view if full else view[:, cols]
+            if full and view.dtype == dtype:
+                self._read_into(out)  # a plain read() is cheaper than faulting in the mapping
+            else:
+                out[...] = view if full else view[:, cols]
         elif datatype == "I":
             decoded = np.empty((self.n_events, len(cols)), dtype=np.float64)
             self._decode(cols, decoded, masked=True)
@@ -301,7 +319,7 @@ class FCSData:
             )
             out = np.ascontiguousarray(stored, dtype=dtype)
         for j in np.flatnonzero(needs):
-            out[:, j] = _scale_column(out[:, j].astype(np.float64), scaling.iloc[j])
+            _rescale(out, int(j), scaling.iloc[j], integer=datatype == "I")
         return out
 
     @functools.cached_property
@@ -313,17 +331,23 @@ class FCSData:
         return None
 
 
-def _scale_column(x: np.ndarray, ch: pd.Series) -> np.ndarray:
-    # The order of operations of the FCS standard (and flowio): timestep, log decoding, gain.
-    if ch["timestep"] != 1.0:
-        x = x * ch["timestep"]
-    if ch["decades"] > 0:
-        x = np.ascontiguousarray(x)
-        log_amplified(x, float(ch["decades"]), float(ch["range"]), float(ch["log_zero"]))
-    gain = ch["gain"]
-    if gain != 1.0 and gain != 0:
-        x = x / gain
-    return x
+_LOOKUP_LIMIT = 1 << 20  # integer channels up to 20 bits are rescaled through a table
+
+
+def _rescale(out: np.ndarray, j: int, ch: pd.Series, *, integer: bool) -> None:
+    """Apply the FCS preprocessing (timestep, log decoding, gain) to column ``j`` in place."""
+    args = (
+        float(ch["timestep"]), float(ch["decades"]), float(ch["range"]),
+        float(ch["log_zero"]), float(ch["gain"]),
+    )
+    size = int(ch["mask"]) + 1
+    if integer and ch["decades"] > 0 and size <= _LOOKUP_LIMIT:
+        # every stored value is one of `size` integers: compute each result once
+        table = np.arange(size, dtype=np.float64).reshape(-1, 1)
+        rescale_column(table, 0, *args)
+        lookup_column(out, j, table[:, 0])
+    else:
+        rescale_column(out, j, *args)
 
 
 def parse_spill(text: str, *, path: str, keyword: str = "$SPILLOVER") -> pd.DataFrame:

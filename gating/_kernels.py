@@ -10,7 +10,12 @@ import numpy as np
 
 from engine._numba import njit
 
-__all__ = ["decode_packed_columns", "decode_uint_columns", "log_amplified"]
+__all__ = [
+    "decode_packed_columns",
+    "decode_uint_columns",
+    "lookup_column",
+    "rescale_column",
+]
 
 
 @njit(parallel=True)
@@ -97,11 +102,29 @@ def decode_packed_columns(
 
 
 @njit(parallel=True)
-def log_amplified(x: np.ndarray, decades: float, full_range: float, log_zero: float) -> None:
-    """In place ``x = 10**(decades * x / full_range) * log_zero`` (FCS ``$PnE`` decoding).
+def rescale_column(
+    out: np.ndarray, j: int, timestep: float, decades: float, full_range: float,
+    log_zero: float, gain: float,
+) -> None:
+    """In place FCS preprocessing of column ``j``: timestep, log decoding, gain (float64 math).
 
-    Computed with the C library's ``pow`` per value, which is what the reference
-    preprocessed arrays were made with (numpy's vectorised power can differ in the last ulp).
+    ``10**(decades * x / full_range) * log_zero`` uses the C library's ``pow`` per value, which
+    is what the reference preprocessed arrays were made with (numpy's vectorised power can
+    differ in the last ulp).
     """
-    for i in numba.prange(x.shape[0]):
-        x[i] = (10.0 ** (decades * x[i] / full_range)) * log_zero
+    for i in numba.prange(out.shape[0]):
+        x = np.float64(out[i, j])
+        if timestep != 1.0:
+            x = x * timestep
+        if decades > 0:
+            x = (10.0 ** (decades * x / full_range)) * log_zero
+        if gain != 1.0 and gain != 0.0:
+            x = x / gain
+        out[i, j] = x
+
+
+@njit(parallel=True)
+def lookup_column(out: np.ndarray, j: int, table: np.ndarray) -> None:
+    """In place ``out[:, j] = table[out[:, j]]`` for columns holding exact small integers."""
+    for i in numba.prange(out.shape[0]):
+        out[i, j] = table[np.int64(out[i, j])]
