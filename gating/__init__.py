@@ -1,5 +1,6 @@
 """Gating: FCS input/output, compensation, transforms and compiled gating strategies."""
 
+from gating._apply import GatingResult, apply_plan
 from gating._errors import (
     FCSDataLengthError,
     FCSDatatypeError,
@@ -12,8 +13,40 @@ from gating._errors import (
 )
 from gating._fcs import FCSData, read_fcs
 from gating._fcs_write import write_fcs
+from gating._plan import Plan, PlanError, compile_plan, plan_from_dict
+from gating._strategy import (
+    BooleanGate,
+    Dimension,
+    Divider,
+    EllipsoidGate,
+    Matrix,
+    PolygonGate,
+    Quadrant,
+    QuadrantGate,
+    Ratio,
+    RectangleGate,
+    Strategy,
+    StrategyError,
+    strategy_from_dict,
+)
+from gating._transforms import (
+    Asinh,
+    FlowJoBiex,
+    FlowJoLinear,
+    FlowJoLog,
+    Hyperlog,
+    Linear,
+    Log,
+    Logicle,
+    Transform,
+)
 
 __all__ = [
+    "Asinh",
+    "BooleanGate",
+    "Dimension",
+    "Divider",
+    "EllipsoidGate",
     "FCSData",
     "FCSDataLengthError",
     "FCSDatatypeError",
@@ -23,6 +56,29 @@ __all__ = [
     "FCSOffsetError",
     "FCSTruncatedError",
     "FCSWarning",
+    "FlowJoBiex",
+    "FlowJoLinear",
+    "FlowJoLog",
+    "GatingResult",
+    "Hyperlog",
+    "Linear",
+    "Log",
+    "Logicle",
+    "Matrix",
+    "Plan",
+    "PlanError",
+    "PolygonGate",
+    "Quadrant",
+    "QuadrantGate",
+    "Ratio",
+    "RectangleGate",
+    "Strategy",
+    "StrategyError",
+    "Transform",
+    "apply_plan",
+    "compile_plan",
+    "plan_from_dict",
     "read_fcs",
+    "strategy_from_dict",
     "write_fcs",
 ]

@@ -322,6 +322,36 @@ class FCSData:
             _rescale(out, int(j), scaling.iloc[j], integer=datatype == "I")
         return out
 
+    def event_matrix(self, columns: Sequence[int]) -> tuple[np.ndarray, dict[int, int]]:
+        """A 2-D array holding (at least) the given columns, and where each one is in it.
+
+        The file's own mapping when the stored values need no conversion (native float data,
+        none of the columns rescaled): nothing is copied. Otherwise only these columns are
+        decoded, to float64.
+
+        Parameters
+        ----------
+        columns
+            0-based channel indices.
+
+        Returns
+        -------
+        tuple
+            ``(array, {channel index: column of array})``.
+        """
+        cols = [int(c) for c in columns]
+        view = self._mapped
+        needs = self._scaling["needs_scaling"].to_numpy(dtype=bool)
+        if (
+            self._layout.datatype in ("F", "D")
+            and view is not None
+            and view.dtype.isnative
+            and view.flags.aligned
+            and not needs[cols].any()
+        ):
+            return view, {c: c for c in cols}
+        return self.columns(cols, dtype=np.float64), {c: j for j, c in enumerate(cols)}
+
     @functools.cached_property
     def spill(self) -> pd.DataFrame | None:
         """The spillover matrix (``$SPILLOVER``/``SPILL``/``$SPILL``) labelled by channel, or None."""

@@ -11,8 +11,13 @@ import numpy as np
 from engine._numba import njit
 
 __all__ = [
+    "channel_values",
     "decode_packed_columns",
     "decode_uint_columns",
+    "in_cell",
+    "in_ellipsoid",
+    "in_polygon",
+    "in_rectangle",
     "lookup_column",
     "rescale_column",
 ]
@@ -128,3 +133,114 @@ def lookup_column(out: np.ndarray, j: int, table: np.ndarray) -> None:
     """In place ``out[:, j] = table[out[:, j]]`` for columns holding exact small integers."""
     for i in numba.prange(out.shape[0]):
         out[i, j] = table[np.int64(out[i, j])]
+
+
+# ---- gating ------------------------------------------------------------------------------
+@njit(parallel=True)
+def channel_values(
+    x: np.ndarray, rows: np.ndarray, all_rows: bool, cols: np.ndarray, coefs: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[i] = sum_k coefs[k] * x[r_i, cols[k]]`` (a compensated channel) for chosen rows.
+
+    ``rows`` lists the event rows (ignored when ``all_rows``); an uncompensated channel is one
+    column with coefficient 1, which reproduces the stored value exactly.
+    """
+    m = out.shape[0]
+    k = cols.shape[0]
+    for i in numba.prange(m):
+        r = np.int64(i) if all_rows else np.int64(rows[i])
+        s = 0.0
+        for t in range(k):
+            s += np.float64(x[r, cols[t]]) * coefs[t]
+        out[i] = s
+
+
+@njit(parallel=True)
+def in_polygon(x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, out: np.ndarray) -> None:
+    """Point in polygon by crossing parity; points exactly on an edge are inside; NaN outside."""
+    n = vx.shape[0]
+    for i in numba.prange(x.shape[0]):
+        px = x[i]
+        py = y[i]
+        if not (np.isfinite(px) and np.isfinite(py)):
+            out[i] = False
+            continue
+        inside = False
+        edge = False
+        j = n - 1
+        for k in range(n):
+            x1 = vx[j]
+            y1 = vy[j]
+            x2 = vx[k]
+            y2 = vy[k]
+            j = k
+            if (
+                min(x1, x2) <= px <= max(x1, x2)
+                and min(y1, y2) <= py <= max(y1, y2)
+                and (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
+            ):
+                edge = True
+                break
+            if (y1 > py) != (y2 > py):
+                cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+                if px < cross:
+                    inside = not inside
+        out[i] = edge or inside
+
+
+@njit(parallel=True)
+def in_ellipsoid(
+    values: np.ndarray, mean: np.ndarray, precision: np.ndarray, distance_square: float,
+    out: np.ndarray,
+) -> None:
+    """Mahalanobis distance ``(v - mean)^T precision (v - mean) <= distance_square``."""
+    d = mean.shape[0]
+    for i in numba.prange(values.shape[0]):
+        total = 0.0
+        for a in range(d):
+            da = values[i, a] - mean[a]
+            for b in range(d):
+                total += da * precision[a, b] * (values[i, b] - mean[b])
+        out[i] = total <= distance_square
+
+
+@njit(parallel=True)
+def in_rectangle(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """Half-open box ``lo <= v < hi`` per column (use -inf/inf for open sides); NaN outside."""
+    d = lo.shape[0]
+    for i in numba.prange(values.shape[0]):
+        ok = True
+        for a in range(d):
+            v = values[i, a]
+            if not (v >= lo[a] and v < hi[a]):
+                ok = False
+                break
+        out[i] = ok
+
+
+@njit(parallel=True)
+def in_cell(
+    values: np.ndarray, splits: np.ndarray, n_splits: np.ndarray, cells: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Quadrant cell membership: per column, the count of split points ``<= v`` must equal
+    ``cells[a]`` (``-1``: any); splits are padded rows of ``splits``; NaN is in no cell."""
+    d = cells.shape[0]
+    for i in numba.prange(values.shape[0]):
+        ok = True
+        for a in range(d):
+            v = values[i, a]
+            if v != v:
+                ok = False
+                break
+            if cells[a] < 0:
+                continue
+            c = 0
+            for s in range(n_splits[a]):
+                if splits[a, s] <= v:
+                    c += 1
+            if c != cells[a]:
+                ok = False
+                break
+        out[i] = ok

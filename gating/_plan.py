@@ -1,0 +1,328 @@
+"""Compile a :class:`~gating._strategy.Strategy` against one sample into a frozen plan.
+
+Compilation resolves, once, everything the kernels need: every dimension becomes a
+:class:`Feature` (sample columns, compensation coefficients, ratio parameters, transform), and
+gates become :class:`PlanGate` steps in an order where parents and Boolean operands come first.
+The plan is plain data (``to_dict``/``plan_from_dict`` round-trip through JSON) so the batch
+engine can ship it to workers with a file path, never an event array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from gating._compensation import unmixing_matrix
+from gating._fcs import FCSData
+from gating._strategy import (
+    FILE_SPILLOVER,
+    UNCOMPENSATED,
+    BooleanGate,
+    Dimension,
+    EllipsoidGate,
+    PolygonGate,
+    QuadrantGate,
+    RectangleGate,
+    Strategy,
+    StrategyError,
+)
+from gating._transforms import Transform, transform_from_dict
+
+__all__ = ["Channel", "Feature", "Plan", "PlanError", "PlanGate", "compile_plan", "plan_from_dict"]
+
+
+class PlanError(StrategyError):
+    """A strategy does not fit a sample (missing channel, singular matrix, bad spillover)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Channel:
+    """A (possibly compensated) channel: ``sum(coefficients[k] * column[columns[k]])``.
+
+    ``coefficients`` is ``None`` for an uncompensated channel (``columns`` has one entry).
+    """
+
+    columns: tuple[int, ...]
+    coefficients: tuple[float, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One gate axis resolved against a sample: channel (or ratio), then transform."""
+
+    key: str
+    numerator: Channel
+    denominator: Channel | None = None
+    ratio: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    ratio_bounds: tuple[float | None, float | None] = (None, None)
+    transform: Transform | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanGate:
+    """One population step of a plan.
+
+    Attributes
+    ----------
+    population
+        Population id (the gate id, or the quadrant id).
+    path, parent
+        Full path, and parent population id (``None`` at the root).
+    kind
+        ``rectangle``, ``polygon``, ``ellipsoid``, ``quadrant`` or ``boolean``.
+    features
+        Feature keys (the gate's axes, in order).
+    params
+        Geometry: ``bounds`` (rectangle), ``vertices`` (polygon), ``mean``/``precision``/
+        ``distance_square`` (ellipsoid), ``splits``/``cells`` (quadrant: per feature the split
+        points and the wanted interval index, -1 for unconstrained), ``op``/``operands``
+        (boolean, operands as ``[population id, complement]``).
+    """
+
+    population: str
+    path: str
+    parent: str | None
+    kind: Literal["rectangle", "polygon", "ellipsoid", "quadrant", "boolean"]
+    features: tuple[str, ...]
+    params: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A strategy compiled for samples with one channel layout."""
+
+    strategy_name: str
+    strategy_hash: str
+    channel_names: tuple[str, ...]
+    features: tuple[Feature, ...]
+    gates: tuple[PlanGate, ...]
+
+    @property
+    def columns(self) -> tuple[int, ...]:
+        """Sample columns the plan reads, sorted."""
+        cols: set[int] = set()
+        for f in self.features:
+            for ch in (f.numerator, f.denominator):
+                if ch is not None:
+                    cols.update(ch.columns)
+        return tuple(sorted(cols))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; :func:`plan_from_dict` inverts it."""
+        out = dataclasses.asdict(self)
+        for f, plain in zip(self.features, out["features"], strict=True):
+            plain["transform"] = f.transform.to_dict() if f.transform is not None else None
+        return out
+
+
+def plan_from_dict(d: Mapping[str, Any]) -> Plan:
+    """Rebuild a :class:`Plan` from :meth:`Plan.to_dict` output."""
+
+    def channel(c: Mapping[str, Any] | None) -> Channel | None:
+        if c is None:
+            return None
+        coef = c["coefficients"]
+        return Channel(tuple(c["columns"]), tuple(coef) if coef is not None else None)
+
+    features = tuple(
+        Feature(
+            key=f["key"],
+            numerator=channel(f["numerator"]),  # type: ignore[arg-type]
+            denominator=channel(f["denominator"]),
+            ratio=tuple(f["ratio"]),  # type: ignore[arg-type]
+            ratio_bounds=tuple(f["ratio_bounds"]),  # type: ignore[arg-type]
+            transform=transform_from_dict(f["transform"]) if f["transform"] else None,
+        )
+        for f in d["features"]
+    )
+    gates = tuple(
+        PlanGate(
+            population=g["population"], path=g["path"], parent=g["parent"], kind=g["kind"],
+            features=tuple(g["features"]), params=g["params"],
+        )
+        for g in d["gates"]
+    )
+    return Plan(
+        strategy_name=d["strategy_name"], strategy_hash=d["strategy_hash"],
+        channel_names=tuple(d["channel_names"]), features=features, gates=gates,
+    )
+
+
+def strategy_hash(strategy: Strategy) -> str:
+    """A stable SHA-256 of the strategy's content (not of its file name)."""
+    content = strategy.to_dict()
+    content.pop("source", None)
+    blob = json.dumps(content, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class _Resolver:
+    """Turns dimensions into features for one sample, caching shared work."""
+
+    def __init__(self, strategy: Strategy, sample: FCSData) -> None:
+        self.strategy = strategy
+        self.sample = sample
+        self.features: dict[str, Feature] = {}
+        self._unmixing: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}
+
+    def fail(self, message: str, gate: str = "") -> PlanError:
+        return PlanError(f"{self.sample.path}: {message}", source=self.strategy.source, gate=gate)
+
+    def column(self, name: str, gate: str) -> int:
+        try:
+            return self.sample.channel_index(name)
+        except KeyError:
+            raise self.fail(f"the sample has no channel {name!r} (needed by the strategy)", gate) from None
+
+    def matrix(self, ref: str, gate: str) -> tuple[np.ndarray, list[str], list[str]] | None:
+        """(unmixing W detectors x fluorochromes, fluorochrome labels, detector labels)."""
+        if ref in self._unmixing:
+            return self._unmixing[ref]
+        if ref == FILE_SPILLOVER:
+            spill = self.sample.spill
+            if spill is None:
+                self._unmixing[ref] = None  # type: ignore[assignment]
+                return None
+            values, fluor, det = spill.to_numpy(), list(spill.index), list(spill.columns)
+            inverted = False
+        else:
+            m = self.strategy.matrices[ref]
+            values, fluor, det, inverted = np.array(m.values), list(m.fluorochromes), list(
+                m.detectors
+            ), m.inverted
+        try:
+            w = unmixing_matrix(values, inverted=inverted)
+        except np.linalg.LinAlgError as exc:
+            raise self.fail(f"compensation {ref!r}: {exc}", gate) from None
+        self._unmixing[ref] = (w, fluor, det)
+        return self._unmixing[ref]
+
+    def channel(self, name: str, compensation: str, gate: str) -> Channel:
+        if compensation == UNCOMPENSATED:
+            return Channel((self.column(name, gate),))
+        resolved = self.matrix(compensation, gate)
+        if resolved is None:  # "FCS" on a file without spillover: nothing to compensate
+            return Channel((self.column(name, gate),))
+        w, fluor, det = resolved
+        if name in fluor:
+            j = fluor.index(name)
+        elif name in det and len(fluor) == len(det):
+            j = det.index(name)
+        else:  # e.g. a scatter channel on a compensated gate: not part of the matrix
+            return Channel((self.column(name, gate),))
+        cols = tuple(self.column(d, gate) for d in det)
+        return Channel(cols, tuple(float(c) for c in w[:, j]))
+
+    def feature(self, dim: Dimension, gate: str) -> str:
+        key = f"{dim.name}|{dim.compensation}|{dim.transform}|{'ratio' if dim.ratio else 'ch'}"
+        if key in self.features:
+            return key
+        transform = self.strategy.transforms[dim.transform] if dim.transform else None
+        if dim.ratio:
+            r = self.strategy.ratios[dim.name]
+            feature = Feature(
+                key=key,
+                numerator=self.channel(r.numerator, dim.compensation, gate),
+                denominator=self.channel(r.denominator, dim.compensation, gate),
+                ratio=(float(r.a), float(r.b), float(r.c)),
+                ratio_bounds=(r.bound_min, r.bound_max),
+                transform=transform,
+            )
+        else:
+            feature = Feature(
+                key=key, numerator=self.channel(dim.name, dim.compensation, gate),
+                transform=transform,
+            )
+        self.features[key] = feature
+        return key
+
+
+def _interval(splits: Sequence[float], x: float) -> int:
+    """Index of the half-open interval of ``splits`` holding ``x`` (count of splits <= x)."""
+    return int(np.searchsorted(np.asarray(splits, dtype=np.float64), x, side="right"))
+
+
+def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
+    """Resolve ``strategy`` against ``sample``: columns, compensation, transforms, order.
+
+    Parameters
+    ----------
+    strategy
+        A parsed strategy (Gating-ML, FlowJo or YAML).
+    sample
+        The sample whose channel layout the plan is for.
+
+    Returns
+    -------
+    Plan
+        A frozen, JSON-serialisable plan.
+
+    Raises
+    ------
+    PlanError
+        A channel the strategy needs is missing, or a matrix cannot be inverted.
+    """
+    res = _Resolver(strategy, sample)
+    pops = strategy.populations()
+    steps: list[PlanGate] = []
+    for pid in strategy.population_order():
+        gate = pops[pid]
+        path = strategy.path(pid)
+        params: dict[str, Any]
+        if isinstance(gate, RectangleGate):
+            keys = tuple(res.feature(d, pid) for d in gate.dimensions)
+            params = {"bounds": [[lo, hi] for lo, hi in gate.bounds]}
+            kind = "rectangle"
+        elif isinstance(gate, PolygonGate):
+            keys = tuple(res.feature(d, pid) for d in gate.dimensions)
+            params = {"vertices": [[float(x), float(y)] for x, y in gate.vertices]}
+            kind = "polygon"
+        elif isinstance(gate, EllipsoidGate):
+            keys = tuple(res.feature(d, pid) for d in gate.dimensions)
+            cov = np.asarray(gate.covariance, dtype=np.float64)
+            try:
+                precision = np.linalg.inv(cov)
+            except np.linalg.LinAlgError:
+                raise res.fail("ellipsoid covariance matrix is singular", pid) from None
+            params = {
+                "mean": [float(v) for v in gate.mean],
+                "precision": precision.tolist(),
+                "distance_square": float(gate.distance_square),
+            }
+            kind = "ellipsoid"
+        elif isinstance(gate, QuadrantGate):
+            quadrant = next(q for q in gate.quadrants if q.id == pid)
+            keys = tuple(res.feature(d.dimension, pid) for d in gate.dividers)
+            where = dict(quadrant.positions)
+            params = {
+                "splits": [list(map(float, d.values)) for d in gate.dividers],
+                "cells": [
+                    _interval(d.values, where[d.id]) if d.id in where else -1
+                    for d in gate.dividers
+                ],
+            }
+            kind = "quadrant"
+        elif isinstance(gate, BooleanGate):
+            keys = ()
+            params = {"op": gate.op, "operands": [[ref, bool(c)] for ref, c in gate.operands]}
+            kind = "boolean"
+        else:  # pragma: no cover - the model has no other gate types
+            raise res.fail(f"unsupported gate type {type(gate).__name__}", pid)
+        steps.append(
+            PlanGate(
+                population=pid, path=path, parent=gate.parent, kind=kind,  # type: ignore[arg-type]
+                features=keys, params=params,
+            )
+        )
+    return Plan(
+        strategy_name=strategy.name,
+        strategy_hash=strategy_hash(strategy),
+        channel_names=tuple(sample.names),
+        features=tuple(res.features.values()),
+        gates=tuple(steps),
+    )

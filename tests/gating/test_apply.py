@@ -1,0 +1,204 @@
+"""compile_plan / apply_plan semantics on small files with hand-checked answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gating import (
+    BooleanGate,
+    Dimension,
+    Divider,
+    EllipsoidGate,
+    Linear,
+    Matrix,
+    PlanError,
+    PolygonGate,
+    Quadrant,
+    QuadrantGate,
+    Ratio,
+    RectangleGate,
+    Strategy,
+    StrategyError,
+    apply_plan,
+    compile_plan,
+    plan_from_dict,
+    read_fcs,
+    write_fcs,
+)
+
+A, B = Dimension("A"), Dimension("B")
+
+
+def _sample(tmp_path, values, names=("A", "B"), spill=None, name="s.fcs"):
+    return read_fcs(write_fcs(tmp_path / name, np.asarray(values, dtype=np.float32), list(names), spill=spill))
+
+
+def _members(strategy, sample, **kw):
+    result = apply_plan(compile_plan(strategy, sample), sample, membership=True, **kw)
+    return result, result.membership
+
+
+def test_rectangle_is_half_open_and_excludes_nan(tmp_path):
+    s = _sample(tmp_path, [[1, 0], [2, 0], [1.5, 0], [0.999, 0], [np.nan, 0], [5, 0]])
+    strat = Strategy(gates=(RectangleGate("R", (A,), ((1.0, 2.0),)),
+                            RectangleGate("Open", (A,), ((None, 1.5),))))
+    result, m = _members(strat, s)
+    assert m["R"].tolist() == [True, False, True, False, False, False]
+    assert m["Open"].tolist() == [True, False, False, True, False, False]
+    row = result.counts.set_index("id").loc["R"]
+    assert row["count"] == 2 and row["parent_count"] == 6 and row["population"] == "/R"
+    assert row["percent_of_total"] == pytest.approx(100 * 2 / 6)
+
+
+def test_polygon_edges_vertices_and_parity(tmp_path):
+    pts = [[0, 0], [10, 0], [5, 0], [5, 5], [10, 5], [0, 10], [11, 5], [5, -0.001], [2, 8], [5, 2]]
+    s = _sample(tmp_path, pts)
+    square = PolygonGate("Sq", (A, B), ((0, 0), (10, 0), (10, 10), (0, 10)))
+    # a bow tie: two triangles meeting at (5, 5); parity decides the crossing region
+    bow = PolygonGate("Bow", (A, B), ((0, 0), (10, 10), (10, 0), (0, 10)))
+    _, m = _members(Strategy(gates=(square, bow)), s)
+    assert m["Sq"].tolist() == [True, True, True, True, True, True, False, False, True, True]
+    # bow tie: vertices, the crossing point and (2, 8) are on edges; (5, 0) and (5, 2) lie
+    # between the lobes
+    assert m["Bow"].tolist() == [True, True, False, True, True, True, False, False, True, False]
+
+
+def test_ellipsoid_boundary_is_inside(tmp_path):
+    s = _sample(tmp_path, [[2, 0], [0, 1], [2.0001, 0], [0, 0], [-2, 0]])
+    gate = EllipsoidGate("E", (A, B), (0.0, 0.0), ((4.0, 0.0), (0.0, 1.0)), 1.0)
+    _, m = _members(Strategy(gates=(gate,)), s)
+    assert m["E"].tolist() == [True, True, False, True, True]
+
+
+def test_quadrants_with_several_splits(tmp_path):
+    s = _sample(tmp_path, [[0, 0], [5, 0], [10, 0], [5, 10], [np.nan, 1]])
+    gate = QuadrantGate(
+        "Q",
+        dividers=(Divider("dA", A, (5.0, 10.0)), Divider("dB", B, (1.0,))),
+        quadrants=(
+            Quadrant("low", (("dA", 0.0), ("dB", 0.0))),
+            Quadrant("mid", (("dA", 7.0),)),  # dB unconstrained
+            Quadrant("high_up", (("dA", 99.0), ("dB", 2.0))),
+        ),
+    )
+    result, m = _members(Strategy(gates=(gate,)), s)
+    assert m["low"].tolist() == [True, False, False, False, False]
+    assert m["mid"].tolist() == [False, True, False, True, False]
+    assert m["high_up"].tolist() == [False, False, False, False, False]
+    assert set(result.counts["id"]) == {"low", "mid", "high_up"}
+
+
+def test_hierarchy_and_booleans(tmp_path):
+    rng = np.random.default_rng(3)
+    vals = rng.uniform(0, 10, size=(500, 2))
+    s = _sample(tmp_path, vals)
+    gates = (
+        RectangleGate("P", (A,), ((2.0, 8.0),)),
+        RectangleGate("C", (B,), ((None, 5.0),), parent="P"),
+        RectangleGate("D", (B,), ((3.0, None),), parent="P"),
+        BooleanGate("CandNotD", "and", (("C", False), ("D", True))),
+        BooleanGate("CorD", "or", (("C", False), ("D", False)), parent="P"),
+        BooleanGate("NotP", "not", (("P", False),)),
+    )
+    result, m = _members(Strategy(gates=gates), s)
+    a = vals[:, 0].astype(np.float32).astype(float)
+    b = vals[:, 1].astype(np.float32).astype(float)
+    p = (a >= 2) & (a < 8)
+    c = p & (b < 5)
+    d = p & (b >= 3)
+    assert np.array_equal(m["P"], p) and np.array_equal(m["C"], c) and np.array_equal(m["D"], d)
+    assert np.array_equal(m["CandNotD"], c & ~d)
+    assert np.array_equal(m["CorD"], p & (c | d))
+    assert np.array_equal(m["NotP"], ~p)
+    counts = result.counts.set_index("id")
+    assert counts.loc["C", "parent"] == "/P" and counts.loc["C", "population"] == "/P/C"
+    assert counts.loc["C", "parent_count"] == p.sum()
+    assert counts.loc["C", "percent_of_parent"] == pytest.approx(100 * c.sum() / p.sum())
+
+
+def test_file_spillover_compensation_matches_linear_algebra(tmp_path):
+    rng = np.random.default_rng(5)
+    true = rng.uniform(0, 1000, size=(300, 2))
+    spill = pd.DataFrame([[1.0, 0.2], [0.1, 1.0]], index=["A", "B"], columns=["A", "B"])
+    observed = (true @ spill.to_numpy()).astype(np.float32)
+    s = _sample(tmp_path, np.column_stack([observed, rng.uniform(0, 1, 300)]), names=("A", "B", "FSC"), spill=spill)
+    comp = observed.astype(float) @ np.linalg.inv(spill.to_numpy())
+    gate = RectangleGate("R", (Dimension("A", "FCS"), Dimension("FSC", "FCS")), ((300.0, None), (None, 0.5)))
+    _, m = _members(Strategy(gates=(gate,)), s)
+    fsc = s.events[:, 2].astype(float)
+    assert np.array_equal(m["R"], (comp[:, 0] >= 300) & (fsc < 0.5))
+
+
+def test_custom_nonsquare_matrix_is_least_squares(tmp_path):
+    rng = np.random.default_rng(9)
+    spectrum = np.array([[1.0, 0.3, 0.1], [0.2, 1.0, 0.4]])  # 2 fluorochromes x 3 detectors
+    x = rng.uniform(0, 100, size=(200, 3)).astype(np.float32)
+    s = _sample(tmp_path, x, names=("D1", "D2", "D3"))
+    unmixed = np.linalg.lstsq(spectrum.T, x.astype(float).T, rcond=None)[0].T
+    matrix = Matrix("M", ("F1", "F2"), ("D1", "D2", "D3"), tuple(map(tuple, spectrum)))
+    gate = RectangleGate("R", (Dimension("F2", "M"),), ((20.0, None),))
+    _, m = _members(Strategy(gates=(gate,), matrices={"M": matrix}), s)
+    inside = unmixed[:, 1] >= 20
+    close = np.abs(unmixed[:, 1] - 20) < 1e-9
+    assert np.array_equal(m["R"][~close], inside[~close])
+
+
+def test_ratio_dimension_with_bounds_and_transform(tmp_path):
+    s = _sample(tmp_path, [[10, 1], [30, 2], [100, 1], [1, 0]])
+    ratio = Ratio("rat", "A", "B", a=1.0, b=0.0, c=-1.0, bound_max=20.0)  # A / (B + 1)
+    strat = Strategy(
+        gates=(RectangleGate("R", (Dimension("rat", ratio=True),), ((5.0, 20.0),)),
+               RectangleGate("T", (Dimension("rat", ratio=True, transform="half"),), ((None, 5.0),))),
+        ratios={"rat": ratio},
+        transforms={"half": Linear(t=2.0, a=0.0)},
+    )
+    _, m = _members(strat, s)
+    # ratios: 5, 10, 50 -> clamped to 20, 1; the rectangle is half-open, so 20 is outside
+    assert m["R"].tolist() == [True, True, False, False]
+    # transformed: ratio / 2 -> 2.5, 5, 10, 0.5
+    assert m["T"].tolist() == [True, False, False, True]
+
+
+def test_plan_round_trips_through_json(tmp_path):
+    s = _sample(tmp_path, np.random.default_rng(1).uniform(0, 10, (100, 2)))
+    strat = Strategy(
+        gates=(PolygonGate("P", (A, Dimension("B", transform="lin")), ((1, 0.1), (9, 0.1), (5, 0.9))),),
+        transforms={"lin": Linear(t=10.0, a=0.0)},
+    )
+    plan = compile_plan(strat, s)
+    again = plan_from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan
+    first = apply_plan(plan, s).counts
+    pd.testing.assert_frame_equal(first, apply_plan(again, s).counts)
+
+
+def test_missing_channel_and_wrong_layout_are_typed(tmp_path):
+    s = _sample(tmp_path, [[1, 2]])
+    with pytest.raises(PlanError, match="no channel 'Q'") as err:
+        compile_plan(Strategy(gates=(RectangleGate("R", (Dimension("Q"),), ((0.0, 1.0),)),)), s)
+    assert isinstance(err.value, StrategyError) and err.value.gate == "R"
+    plan = compile_plan(Strategy(gates=(RectangleGate("R", (B,), ((0.0, 1.0),)),)), s)
+    other = _sample(tmp_path, [[1, 2]], names=("A", "C"), name="o.fcs")
+    with pytest.raises(PlanError, match="another channel layout"):
+        apply_plan(plan, other)
+
+
+def test_strategy_validation_is_typed():
+    with pytest.raises(StrategyError, match="unknown population"):
+        Strategy(gates=(RectangleGate("R", (A,), ((0.0, 1.0),), parent="nope"),))
+    with pytest.raises(StrategyError, match="cycle"):
+        Strategy(gates=(RectangleGate("R", (A,), ((0.0, 1.0),), parent="S"),
+                        RectangleGate("S", (A,), ((0.0, 1.0),), parent="R")))
+    with pytest.raises(StrategyError, match="at least 3 vertices"):
+        Strategy(gates=(PolygonGate("P", (A, B), ((0, 0), (1, 1))),))
+
+
+def test_mfi_medians(tmp_path):
+    s = _sample(tmp_path, [[1, 10], [2, 20], [3, 30], [9, 90]])
+    strat = Strategy(gates=(RectangleGate("R", (A,), ((None, 5.0),)),))
+    result = apply_plan(compile_plan(strat, s), s, mfi=["B"])
+    assert result.mfi.loc[0, "median"] == 20.0 and result.mfi.loc[0, "population"] == "/R"
