@@ -17,10 +17,40 @@ import pandas as pd
 
 from engine._numba import thread_limit
 from gating._fcs import FCSData
-from gating._kernels import channel_values, in_cell, in_ellipsoid, in_polygon, in_rectangle
+from gating._kernels import (
+    channel_values,
+    in_cell,
+    in_ellipsoid,
+    in_polygon,
+    raw_bound_state,
+)
 from gating._plan import Channel, Feature, Plan, PlanError, PlanGate
+from gating._transforms import (
+    Asinh,
+    FlowJoBiex,
+    FlowJoLinear,
+    Hyperlog,
+    Linear,
+    Logicle,
+    Transform,
+)
 
 __all__ = ["COUNT_COLUMNS", "GatingResult", "apply_plan"]
+
+# Strictly increasing and finite everywhere (when not clamped): a bound on the transformed
+# value is a bound on the raw value. Log is excluded (NaN below zero), FlowJo log too (flat).
+_STRICT = (Linear, Asinh, Logicle, Hyperlog, FlowJoBiex, FlowJoLinear)
+_BAND = 1e-7  # relative width of the raw-space band re-checked exactly in transformed space
+
+
+def _raw_comparable(t: Transform | None) -> bool:
+    return (
+        t is not None
+        and isinstance(t, _STRICT)
+        and t.bound_min is None
+        and t.bound_max is None
+        and not getattr(t, "interpolate", False)
+    )
 
 COUNT_COLUMNS = [
     "sample",
@@ -71,6 +101,7 @@ class _Evaluator:
         self.masks: dict[str, np.ndarray] = {}
         self._rows: dict[str | None, np.ndarray | None] = {None: None}
         self._values: dict[tuple[str, str | None], np.ndarray] = {}
+        self._raw: dict[tuple[str, str | None], np.ndarray] = {}
 
     def rows(self, parent: str | None) -> np.ndarray | None:
         if parent not in self._rows:
@@ -92,8 +123,9 @@ class _Evaluator:
         )
         return out
 
-    def feature(self, key: str, parent: str | None) -> np.ndarray:
-        cached = self._values.get((key, parent))
+    def untransformed(self, key: str, parent: str | None) -> np.ndarray:
+        """Compensated (and ratio'd) values of a feature on the parent's rows, cached."""
+        cached = self._raw.get((key, parent))
         if cached is not None:
             return cached
         f: Feature = self.features[key]
@@ -109,29 +141,70 @@ class _Evaluator:
                 np.maximum(values, lo, out=values)
             if hi is not None:
                 np.minimum(values, hi, out=values)
-        if f.transform is not None:
+        self._raw[(key, parent)] = values
+        return values
+
+    def feature(self, key: str, parent: str | None) -> np.ndarray:
+        """Transformed values of a feature on the parent's rows, cached."""
+        cached = self._values.get((key, parent))
+        if cached is not None:
+            return cached
+        values = self.untransformed(key, parent)
+        transform = self.features[key].transform
+        if transform is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                values = f.transform.apply(values)
+                values = transform.apply(values)
         self._values[(key, parent)] = values
         return values
+
+    def _range(self, key: str, parent: str | None, lo: float | None, hi: float | None) -> np.ndarray:
+        """``lo <= T(u) < hi`` without transforming every value when ``T`` allows it.
+
+        A strictly increasing transform turns the bounds into raw-space bounds; only values
+        within a relative band of them (and non-finite ones) are transformed and compared
+        exactly, so the answer is the transformed-space answer.
+        """
+        transform = self.features[key].transform
+        lo_t = -np.inf if lo is None else float(lo)
+        hi_t = np.inf if hi is None else float(hi)
+        if (key, parent) in self._values or not _raw_comparable(transform):
+            v = self.feature(key, parent)
+            return (v >= lo_t) & (v < hi_t)
+        assert transform is not None
+        u = self.untransformed(key, parent)
+        raw = transform.inverse(np.array([lo_t, hi_t]))
+        r_lo = -np.inf if lo is None else float(raw[0])
+        r_hi = np.inf if hi is None else float(raw[1])
+        state = np.empty(len(u), dtype=np.int8)
+        band_lo = _BAND * (abs(r_lo) + 1.0) if np.isfinite(r_lo) else 0.0
+        band_hi = _BAND * (abs(r_hi) + 1.0) if np.isfinite(r_hi) else 0.0
+        raw_bound_state(u, r_lo, r_hi, band_lo, band_hi, state)
+        inside = state == 1
+        unsure = np.flatnonzero(state == 2)
+        if len(unsure):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = transform.apply(u[unsure])
+            inside[unsure] = (t >= lo_t) & (t < hi_t)
+        return inside
 
     def evaluate(self, step: PlanGate) -> np.ndarray:
         parent_mask = self.masks[step.parent] if step.parent is not None else None
         if step.kind == "boolean":
             return self._boolean(step, parent_mask)
         rows = self.rows(step.parent)
-        columns = [self.feature(k, step.parent) for k in step.features]
         m = self.n if rows is None else len(rows)
-        inside = np.empty(m, dtype=np.bool_)
         p = step.params
+        if step.kind == "rectangle":
+            inside = np.ones(m, dtype=np.bool_)
+            for key, (lo, hi) in zip(step.features, p["bounds"], strict=True):
+                inside &= self._range(key, step.parent, lo, hi)
+            return self._scatter(inside, rows)
+        columns = [self.feature(k, step.parent) for k in step.features]
+        inside = np.empty(m, dtype=np.bool_)
         if step.kind == "polygon":
             v = np.asarray(p["vertices"], dtype=np.float64)
             in_polygon(columns[0], columns[1], np.ascontiguousarray(v[:, 0]),
                        np.ascontiguousarray(v[:, 1]), inside)
-        elif step.kind == "rectangle":
-            lo = np.array([-np.inf if b[0] is None else b[0] for b in p["bounds"]], dtype=np.float64)
-            hi = np.array([np.inf if b[1] is None else b[1] for b in p["bounds"]], dtype=np.float64)
-            in_rectangle(np.column_stack(columns), lo, hi, inside)
         elif step.kind == "ellipsoid":
             in_ellipsoid(
                 np.column_stack(columns), np.asarray(p["mean"], dtype=np.float64),
@@ -150,6 +223,9 @@ class _Evaluator:
             )
         else:  # pragma: no cover - compile_plan emits only known kinds
             raise PlanError(f"unknown gate kind {step.kind!r}", gate=step.population)
+        return self._scatter(inside, rows)
+
+    def _scatter(self, inside: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
         if rows is None:
             return inside
         mask = np.zeros(self.n, dtype=np.bool_)

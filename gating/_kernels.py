@@ -17,8 +17,8 @@ __all__ = [
     "in_cell",
     "in_ellipsoid",
     "in_polygon",
-    "in_rectangle",
     "lookup_column",
+    "raw_bound_state",
     "rescale_column",
 ]
 
@@ -206,20 +206,6 @@ def in_ellipsoid(
 
 
 @njit(parallel=True)
-def in_rectangle(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
-    """Half-open box ``lo <= v < hi`` per column (use -inf/inf for open sides); NaN outside."""
-    d = lo.shape[0]
-    for i in numba.prange(values.shape[0]):
-        ok = True
-        for a in range(d):
-            v = values[i, a]
-            if not (v >= lo[a] and v < hi[a]):
-                ok = False
-                break
-        out[i] = ok
-
-
-@njit(parallel=True)
 def in_cell(
     values: np.ndarray, splits: np.ndarray, n_splits: np.ndarray, cells: np.ndarray,
     out: np.ndarray,
@@ -244,3 +230,25 @@ def in_cell(
                 ok = False
                 break
         out[i] = ok
+
+
+@njit(parallel=True)
+def raw_bound_state(
+    u: np.ndarray, lo: float, hi: float, band_lo: float, band_hi: float, state: np.ndarray
+) -> None:
+    """Classify untransformed values against raw-space bounds of a half-open range.
+
+    ``state`` becomes 0 (surely outside), 1 (surely inside) or 2 (within ``band`` of a bound,
+    or not finite: decide exactly in transformed space). Use ``-inf``/``inf`` for open sides.
+    """
+    for i in numba.prange(u.shape[0]):
+        x = u[i]
+        if not np.isfinite(x):
+            state[i] = 2
+            continue
+        s = 1
+        if x < lo - band_lo or x >= hi + band_hi:
+            s = 0
+        elif x <= lo + band_lo or x >= hi - band_hi:
+            s = 2
+        state[i] = s

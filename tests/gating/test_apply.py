@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 
 from gating import (
+    Asinh,
     BooleanGate,
     Dimension,
     Divider,
     EllipsoidGate,
+    Hyperlog,
     Linear,
+    Logicle,
     Matrix,
     PlanError,
     PolygonGate,
@@ -202,3 +205,34 @@ def test_mfi_medians(tmp_path):
     strat = Strategy(gates=(RectangleGate("R", (A,), ((None, 5.0),)),))
     result = apply_plan(compile_plan(strat, s), s, mfi=["B"])
     assert result.mfi.loc[0, "median"] == 20.0 and result.mfi.loc[0, "population"] == "/R"
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Linear(t=262144.0, a=0.0),
+        Logicle(t=262144.0, w=0.5, m=4.5, a=0.0),
+        Asinh(t=262144.0, m=4.5, a=0.0),
+        Hyperlog(t=262144.0, w=0.5, m=4.5, a=0.0),
+        Logicle(t=262144.0, w=0.5, m=4.5, a=0.0, bound_min=0.2),
+    ],
+)
+def test_raw_space_bounds_give_the_transformed_answer(tmp_path, transform):
+    """Rectangles on monotone transforms compare raw values; the answer must not change."""
+    lo_t, hi_t = 0.25, 0.7
+    edges = transform.inverse(np.array([lo_t, hi_t]))
+    e32 = edges.astype(np.float32)
+    around = np.concatenate(
+        [e32, np.nextafter(e32, np.float32(-np.inf)), np.nextafter(e32, np.float32(np.inf))]
+    )
+    rng = np.random.default_rng(2)
+    values = np.concatenate(
+        [around, rng.uniform(-2000, 262144, 20_000).astype(np.float32), [np.nan, np.inf, -np.inf]]
+    ).astype(np.float32)
+    s = _sample(tmp_path, np.column_stack([values, values]))
+    gate = RectangleGate("R", (Dimension("A", transform="t"),), ((lo_t, hi_t),))
+    _, m = _members(Strategy(gates=(gate,), transforms={"t": transform}), s)
+    with np.errstate(invalid="ignore"):
+        t = transform.apply(values.astype(np.float64))
+        expected = (t >= lo_t) & (t < hi_t)
+    assert np.array_equal(m["R"].to_numpy(), expected)
