@@ -13,6 +13,9 @@ from gating._errors import (
 )
 from gating._fcs import FCSData, read_fcs
 from gating._fcs_write import write_fcs
+from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flowjo
+from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
+from gating._load import load_strategy, resolve_strategy, strategy_format
 from gating._plan import Plan, PlanError, compile_plan, plan_from_dict
 from gating._strategy import (
     BooleanGate,
@@ -40,6 +43,14 @@ from gating._transforms import (
     Logicle,
     Transform,
 )
+from gating._yaml import (
+    StrategyFormatError,
+    preset,
+    preset_path,
+    presets,
+    read_strategy_yaml,
+    write_strategy_yaml,
+)
 
 __all__ = [
     "Asinh",
@@ -57,8 +68,12 @@ __all__ = [
     "FCSTruncatedError",
     "FCSWarning",
     "FlowJoBiex",
+    "FlowJoError",
     "FlowJoLinear",
     "FlowJoLog",
+    "FlowJoSample",
+    "FlowJoWorkspace",
+    "GatingMLError",
     "GatingResult",
     "Hyperlog",
     "Linear",
@@ -74,11 +89,23 @@ __all__ = [
     "RectangleGate",
     "Strategy",
     "StrategyError",
+    "StrategyFormatError",
     "Transform",
     "apply_plan",
     "compile_plan",
+    "load_strategy",
     "plan_from_dict",
+    "preset",
+    "preset_path",
+    "presets",
     "read_fcs",
+    "read_flowjo",
+    "read_gatingml",
+    "read_strategy_yaml",
+    "resolve_strategy",
+    "strategy_format",
     "strategy_from_dict",
     "write_fcs",
+    "write_gatingml",
+    "write_strategy_yaml",
 ]

@@ -209,11 +209,17 @@ class _Resolver:
         if resolved is None:  # "FCS" on a file without spillover: nothing to compensate
             return Channel((self.column(name, gate),))
         w, fluor, det = resolved
-        if name in fluor:
-            j = fluor.index(name)
-        elif name in det and len(fluor) == len(det):
-            j = det.index(name)
-        else:  # e.g. a scatter channel on a compensated gate: not part of the matrix
+        # the dimension may name a fluorochrome of the matrix, a detector, or a channel by
+        # its marker ($PnS) while the matrix is labelled by $PnN
+        names = [name]
+        try:
+            names.append(self.sample.names[self.sample.channel_index(name)])
+        except KeyError:
+            pass
+        j = next((fluor.index(n) for n in names if n in fluor), None)
+        if j is None and len(fluor) == len(det):
+            j = next((det.index(n) for n in names if n in det), None)
+        if j is None:  # e.g. a scatter channel on a compensated gate: not part of the matrix
             return Channel((self.column(name, gate),))
         cols = tuple(self.column(d, gate) for d in det)
         return Channel(cols, tuple(float(c) for c in w[:, j]))

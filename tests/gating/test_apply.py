@@ -236,3 +236,18 @@ def test_raw_space_bounds_give_the_transformed_answer(tmp_path, transform):
         t = transform.apply(values.astype(np.float64))
         expected = (t >= lo_t) & (t < hi_t)
     assert np.array_equal(m["R"].to_numpy(), expected)
+
+
+def test_compensated_dimension_named_by_marker(tmp_path):
+    """Spillover matrices are labelled by $PnN; a dimension may use the $PnS marker."""
+    rng = np.random.default_rng(8)
+    spill = pd.DataFrame([[1.0, 0.3], [0.0, 1.0]], index=["FL1-A", "FL2-A"], columns=["FL1-A", "FL2-A"])
+    true = rng.uniform(0, 1000, size=(400, 2))
+    observed = (true @ spill.to_numpy()).astype(np.float32)
+    channels = [{"name": "FL1-A", "marker": "CD3"}, {"name": "FL2-A", "marker": "CD8"}]
+    s = read_fcs(write_fcs(tmp_path / "m.fcs", observed, channels, spill=spill))
+    comp = observed.astype(float) @ np.linalg.inv(spill.to_numpy())
+    by_marker = RectangleGate("M", (Dimension("CD8", "FCS"),), ((500.0, None),))
+    by_name = RectangleGate("N", (Dimension("FL2-A", "FCS"),), ((500.0, None),))
+    _, m = _members(Strategy(gates=(by_marker, by_name)), s)
+    assert np.array_equal(m["M"], comp[:, 1] >= 500) and np.array_equal(m["M"], m["N"])
