@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from gating import write_fcs
+from gating import (
+    Dimension,
+    RectangleGate,
+    Strategy,
+    apply_plan,
+    compile_plan,
+    read_fcs,
+    write_fcs,
+    write_gatingml,
+)
 
 
 def test_info_reports_good_and_bad_files(tmp_path):
@@ -32,9 +43,17 @@ def test_demo_writes_and_summarises_the_study(tmp_path):
     assert result.exit_code == 0, result.output
     fcs = sorted((out / "study" / "fcs").glob("*.fcs"))
     assert len(fcs) == 27  # 15 patients x 2, minus 3 without baseline flow
-    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if ".fcs" in line}
+    lines = result.output.splitlines()
+    header = next(line.split() for line in lines if line.startswith("file "))
+    assert header[-1] == "Tc17%CD8"
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] and line.split()[0].endswith(".fcs")}
     assert sorted(rows) == [p.name for p in fcs]
     assert all(row[:3] == ["FCS3.1", "3000", "14"] for row in rows.values())
+    # the printed Tc17 % of CD8+ is the gating result written beside the study
+    pops = pd.read_parquet(out / "gating" / "populations.parquet")
+    tc17 = pops[pops["population"].str.endswith("/CD8+/Tc17")].set_index("sample")["percent_of_parent"]
+    for name, row in rows.items():
+        assert float(row[-1]) == pytest.approx(tc17[name.removesuffix(".fcs")], abs=0.006)
     assert "500 genes x 20 samples" in result.output
     assert result.output.rstrip().endswith(str((out / "study").resolve()))
 
@@ -51,3 +70,38 @@ def test_demo_data_and_version(tmp_path):
 def test_bad_arguments_are_reported(tmp_path):
     result = CliRunner().invoke(main, ["demo-data"])
     assert result.exit_code == 2 and "Missing argument" in result.output
+
+
+def test_gate_writes_tidy_counts_membership_and_errors(tmp_path):
+    rng = np.random.default_rng(4)
+    files = []
+    for name in ("a b", "c"):
+        files.append(write_fcs(tmp_path / f"{name}.fcs", rng.uniform(0, 10, (500, 2)), ["X", "Y"]))
+    broken = tmp_path / "broken.fcs"
+    broken.write_bytes(files[0].read_bytes()[:400])
+    strategy = Strategy(
+        gates=(RectangleGate("Low", (Dimension("X"),), ((None, 5.0),)),
+               RectangleGate("LowY", (Dimension("Y"),), ((None, 5.0),), parent="Low")),
+    )
+    xml = tmp_path / "s.xml"
+    write_gatingml(strategy, xml)
+    out = tmp_path / "out"
+    args = ["gate", "--strategy", str(xml), "--out", str(out), "--membership"]
+    for f in (*files, broken):
+        args += ["--fcs", str(f)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "gated 2 of 3 files" in result.output
+    pops = pd.read_parquet(out / "populations.parquet")
+    for f in files:
+        sample = read_fcs(f)
+        expected = apply_plan(compile_plan(strategy, sample), sample).counts
+        got = pops[pops["sample"] == f.stem].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    errors = pd.read_parquet(out / "errors.parquet")
+    assert errors["path"].tolist() == [str(broken)]
+    assert errors["error_type"].tolist() == ["FCSTruncatedError"]
+    written = sorted(p.name for p in (out / "membership").iterdir())
+    assert len(written) == 2 and "c.parquet" in written and all("/" not in n and " " not in n for n in written)
+    member = pd.read_parquet(out / "membership" / "c.parquet")
+    assert list(member.columns) == ["Low", "LowY"] and len(member) == 500
