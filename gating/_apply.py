@@ -19,10 +19,13 @@ from engine._numba import thread_limit
 from gating._fcs import FCSData
 from gating._kernels import (
     channel_values,
-    in_cell,
     in_ellipsoid,
     in_polygon,
+    interval_index,
     raw_bound_state,
+    rows_member,
+    scatter_mask,
+    select_rows,
 )
 from gating._plan import Channel, Feature, Plan, PlanError, PlanGate
 from gating._transforms import (
@@ -93,35 +96,97 @@ class GatingResult:
 
 
 class _Evaluator:
+    """Populations as sorted row lists; features computed on a parent's rows, shared."""
+
     def __init__(self, plan: Plan, sample: FCSData) -> None:
         self.plan = plan
         self.n = sample.n_events
         self.x, self.colmap = sample.event_matrix(plan.columns)
         self.features = {f.key: f for f in plan.features}
-        self.masks: dict[str, np.ndarray] = {}
+        # rows of each population (None: every event); masks built only when asked for
         self._rows: dict[str | None, np.ndarray | None] = {None: None}
+        self._masks: dict[str, np.ndarray] = {}
+        self._channels: dict[tuple[Channel, str | None], np.ndarray] = {}
         self._values: dict[tuple[str, str | None], np.ndarray] = {}
         self._raw: dict[tuple[str, str | None], np.ndarray] = {}
+        self._codes: dict[tuple[str, str | None, tuple[float, ...]], np.ndarray] = {}
+        self._inside: dict[str, np.ndarray] = {}  # a gate's flags on its parent's rows
+        self._wanted: dict[str | None, list[Channel]] = {}
+        parent_of = {g.population: g.parent for g in plan.gates}
+        for step in plan.gates:
+            wanted = self._wanted.setdefault(step.parent, [])
+            for key in step.features:
+                f = self.features[key]
+                for ch in (f.numerator, f.denominator):
+                    if ch is not None and ch not in wanted:
+                        wanted.append(ch)
+        # Uncompensated channels a population's children need are read one level up, in the
+        # parent's pass over the same rows (same cache lines, nearly free), and handed down
+        # by compressing: the population then needs no pass of its own over the events.
+        self._ahead: dict[str | None, list[Channel]] = {}
+        for population, wanted in self._wanted.items():
+            if population is None:
+                continue
+            ahead = self._ahead.setdefault(parent_of[population], [])
+            ahead += [c for c in wanted if c.coefficients is None and c not in ahead]
 
-    def rows(self, parent: str | None) -> np.ndarray | None:
-        if parent not in self._rows:
-            self._rows[parent] = np.flatnonzero(self.masks[parent])
-        return self._rows[parent]
+    def release(self, parent: str | None) -> None:
+        """Drop the cached feature values computed on ``parent``'s rows (recomputed on use)."""
+        for cache in (self._channels, self._values, self._raw):
+            for key in [k for k in cache if k[1] == parent]:
+                del cache[key]
+        for key in [k for k in self._codes if k[1] == parent]:
+            del self._codes[key]
 
-    def channel(self, ch: Channel, rows: np.ndarray | None) -> np.ndarray:
+    def rows(self, population: str | None) -> np.ndarray | None:
+        return self._rows[population]
+
+    def count(self, population: str | None) -> int:
+        rows = self._rows[population]
+        return self.n if rows is None else len(rows)
+
+    def mask(self, population: str) -> np.ndarray:
+        cached = self._masks.get(population)
+        if cached is None:
+            rows = self._rows[population]
+            cached = np.ones(self.n, dtype=np.bool_) if rows is None else np.zeros(self.n, dtype=np.bool_)
+            if rows is not None:
+                scatter_mask(rows, cached)
+            self._masks[population] = cached
+        return cached
+
+    def channel(self, ch: Channel, parent: str | None) -> np.ndarray:
+        """A channel's values on the parent's rows; all channels the parent's children
+        need are computed together in one pass over those rows."""
+        cached = self._channels.get((ch, parent))
+        if cached is not None:
+            return cached
+        todo = [
+            c
+            for c in (*self._wanted.get(parent, []), *self._ahead.get(parent, []))
+            if (c, parent) not in self._channels
+        ]
+        todo = list(dict.fromkeys(todo))
+        if ch not in todo:
+            todo.append(ch)
+        rows = self._rows[parent]
         m = self.n if rows is None else len(rows)
-        out = np.empty(m, dtype=np.float64)
-        cols = np.asarray([self.colmap[c] for c in ch.columns], dtype=np.int64)
-        coefs = (
-            np.ones(1, dtype=np.float64)
-            if ch.coefficients is None
-            else np.asarray(ch.coefficients, dtype=np.float64)
-        )
+        width = max(len(c.columns) for c in todo)
+        cols = np.zeros((len(todo), width), dtype=np.int64)
+        coefs = np.zeros((len(todo), width), dtype=np.float64)
+        n_cols = np.zeros(len(todo), dtype=np.int64)
+        for f, c in enumerate(todo):
+            n_cols[f] = len(c.columns)
+            cols[f, : len(c.columns)] = [self.colmap[col] for col in c.columns]
+            coefs[f, : len(c.columns)] = 1.0 if c.coefficients is None else c.coefficients
+        out = np.empty((len(todo), m), dtype=np.float64)
         channel_values(
             self.x, rows if rows is not None else np.zeros(0, dtype=np.int64), rows is None,
-            cols, coefs, out,
+            cols, coefs, n_cols, out,
         )
-        return out
+        for f, c in enumerate(todo):
+            self._channels[(c, parent)] = out[f]
+        return self._channels[(ch, parent)]
 
     def untransformed(self, key: str, parent: str | None) -> np.ndarray:
         """Compensated (and ratio'd) values of a feature on the parent's rows, cached."""
@@ -129,11 +194,10 @@ class _Evaluator:
         if cached is not None:
             return cached
         f: Feature = self.features[key]
-        rows = self.rows(parent)
-        values = self.channel(f.numerator, rows)
+        values = self.channel(f.numerator, parent)
         if f.denominator is not None:
             a, b, c = f.ratio
-            den = self.channel(f.denominator, rows)
+            den = self.channel(f.denominator, parent)
             with np.errstate(divide="ignore", invalid="ignore"):
                 values = a * (values - b) / (den - c)
             lo, hi = f.ratio_bounds
@@ -187,10 +251,54 @@ class _Evaluator:
             inside[unsure] = (t >= lo_t) & (t < hi_t)
         return inside
 
-    def evaluate(self, step: PlanGate) -> np.ndarray:
-        parent_mask = self.masks[step.parent] if step.parent is not None else None
+    def evaluate(self, step: PlanGate) -> None:
+        """Compute one population's rows (and, for Booleans, its mask)."""
+        self._evaluate(step)
+        handed = [
+            c for c in self._wanted.get(step.population, []) if (c, step.parent) in self._channels
+        ]
+        if handed:
+            inside = self._inside.pop(step.population, None)
+            if inside is None:  # a Boolean population: its mask on the parent's rows
+                parent_rows = self._rows[step.parent]
+                mask = self.mask(step.population)
+                inside = mask if parent_rows is None else mask[parent_rows]
+            for c in handed:
+                values = self._channels[(c, step.parent)]
+                self._channels[(c, step.population)] = select_rows(
+                    values, False, inside, _chunks(len(inside))
+                )
+        self._inside.pop(step.population, None)
+
+    def _evaluate(self, step: PlanGate) -> None:
         if step.kind == "boolean":
-            return self._boolean(step, parent_mask)
+            if step.parent is None:
+                mask = self._boolean(step)
+                self._masks[step.population] = mask
+                self._rows[step.population] = np.flatnonzero(mask)
+                return
+            # within a parent: combine the operands on the parent's rows only
+            rows = self._rows[step.parent]
+            assert rows is not None
+            terms = []
+            for ref, complement in step.params["operands"]:
+                member = np.empty(len(rows), dtype=np.bool_)
+                ref_rows = self._rows[ref]
+                if ref_rows is None:
+                    member[:] = True
+                else:
+                    rows_member(rows, ref_rows, member)
+                terms.append(~member if complement else member)
+            op = step.params["op"]
+            if op == "not":
+                inside = terms[0]
+            elif op == "and":
+                inside = np.logical_and.reduce(terms)
+            else:
+                inside = np.logical_or.reduce(terms)
+            self._rows[step.population] = _select(rows, inside)
+            self._inside[step.population] = inside
+            return
         rows = self.rows(step.parent)
         m = self.n if rows is None else len(rows)
         p = step.params
@@ -198,9 +306,11 @@ class _Evaluator:
             inside = np.ones(m, dtype=np.bool_)
             for key, (lo, hi) in zip(step.features, p["bounds"], strict=True):
                 inside &= self._range(key, step.parent, lo, hi)
-            return self._scatter(inside, rows)
-        columns = [self.feature(k, step.parent) for k in step.features]
+            self._rows[step.population] = _select(rows, inside)
+            self._inside[step.population] = inside
+            return
         inside = np.empty(m, dtype=np.bool_)
+        columns = [] if step.kind == "quadrant" else [self.feature(k, step.parent) for k in step.features]
         if step.kind == "polygon":
             v = np.asarray(p["vertices"], dtype=np.float64)
             in_polygon(columns[0], columns[1], np.ascontiguousarray(v[:, 0]),
@@ -212,30 +322,33 @@ class _Evaluator:
                 inside,
             )
         elif step.kind == "quadrant":
-            width = max(len(s) for s in p["splits"])
-            splits = np.full((len(p["splits"]), width), np.inf)
-            for i, s in enumerate(p["splits"]):
-                splits[i, : len(s)] = s
-            in_cell(
-                np.column_stack(columns), splits,
-                np.array([len(s) for s in p["splits"]], dtype=np.int64),
-                np.asarray(p["cells"], dtype=np.int64), inside,
-            )
+            inside[:] = True
+            for key, splits, cell in zip(step.features, p["splits"], p["cells"], strict=True):
+                codes = self._intervals(key, step.parent, splits)
+                inside &= codes >= 0  # NaN is in no quadrant
+                if cell >= 0:
+                    inside &= codes == cell
         else:  # pragma: no cover - compile_plan emits only known kinds
             raise PlanError(f"unknown gate kind {step.kind!r}", gate=step.population)
-        return self._scatter(inside, rows)
+        self._rows[step.population] = _select(rows, inside)
+        self._inside[step.population] = inside
 
-    def _scatter(self, inside: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        if rows is None:
-            return inside
-        mask = np.zeros(self.n, dtype=np.bool_)
-        mask[rows[inside]] = True
-        return mask
+    def _intervals(self, key: str, parent: str | None, splits: list[float]) -> np.ndarray:
+        """Interval index of each value among a divider's splits; shared by all quadrants."""
+        cache_key = (key, parent, tuple(splits))
+        codes = self._codes.get(cache_key)
+        if codes is None:
+            values = self.feature(key, parent)
+            codes = np.empty(len(values), dtype=np.int16)
+            interval_index(values, np.asarray(splits, dtype=np.float64), codes)
+            self._codes[cache_key] = codes
+        return codes
 
-    def _boolean(self, step: PlanGate, parent_mask: np.ndarray | None) -> np.ndarray:
+    def _boolean(self, step: PlanGate) -> np.ndarray:
+        """A root-level Boolean population's mask over every event."""
         op = step.params["op"]
         terms = [
-            ~self.masks[ref] if complement else self.masks[ref]
+            ~self.mask(ref) if complement else self.mask(ref)
             for ref, complement in step.params["operands"]
         ]
         if op == "not":
@@ -244,7 +357,19 @@ class _Evaluator:
             result = np.logical_and.reduce(terms)
         else:
             result = np.logical_or.reduce(terms)
-        return result & parent_mask if parent_mask is not None else result
+        return result
+
+
+def _chunks(n: int) -> int:
+    return max(1, min(64, n // 65536))
+
+
+def _select(rows: np.ndarray | None, inside: np.ndarray) -> np.ndarray:
+    """Rows of the parent that are inside (sorted, as the parent's are)."""
+    return select_rows(
+        rows if rows is not None else np.zeros(0, dtype=np.int64), rows is None, inside,
+        _chunks(len(inside)),
+    )
 
 
 def _check_fits(plan: Plan, sample: FCSData) -> None:
@@ -295,22 +420,18 @@ def apply_plan(
     GatingResult
         Counts table, and membership / MFIs when asked.
     """
-    _check_fits(plan, sample)
     name = sample_name or (
         sample.path.stem + (f"#{sample.dataset}" if sample.dataset else "")
     )
+    ev = evaluate_plan(plan, sample, threads=threads)
     with thread_limit(threads):
-        ev = _Evaluator(plan, sample)
-        for step in plan.gates:
-            ev.masks[step.population] = ev.evaluate(step)
+        masks = {g.population: ev.mask(g.population) for g in plan.gates} if (membership or mfi) else {}
     n = sample.n_events
     paths = {g.population: g.path for g in plan.gates}
     rows = []
     for step in plan.gates:
-        count = int(np.count_nonzero(ev.masks[step.population]))
-        parent_count = (
-            int(np.count_nonzero(ev.masks[step.parent])) if step.parent is not None else n
-        )
+        count = ev.count(step.population)
+        parent_count = ev.count(step.parent)
         rows.append(
             {
                 "sample": name,
@@ -324,9 +445,44 @@ def apply_plan(
             }
         )
     counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
-    members = pd.DataFrame(ev.masks, copy=False) if membership else None
-    mfis = _medians(sample, plan, ev.masks, mfi, name) if mfi else None
+    members = pd.DataFrame(masks, copy=False) if membership else None
+    mfis = _medians(sample, plan, masks, mfi, name) if mfi else None
     return GatingResult(sample=name, n_events=n, counts=counts, membership=members, mfi=mfis)
+
+
+def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) -> _Evaluator:
+    """Evaluate every population of ``plan`` exactly as :func:`apply_plan` does, keeping the state.
+
+    For inspection (gate plots): the returned evaluator gives ``rows``/``count``/``mask`` of
+    every population and ``feature(key, parent)``, the transformed values of a plan feature
+    on a parent population's rows.
+
+    Parameters
+    ----------
+    plan
+        From :func:`gating.compile_plan`.
+    sample
+        The events.
+    threads
+        Numba threads for the evaluation (default: the job's share of the machine).
+
+    Returns
+    -------
+    _Evaluator
+        The evaluator after every step of the plan.
+    """
+    _check_fits(plan, sample)
+    pending: dict[str | None, int] = {}
+    for step in plan.gates:
+        pending[step.parent] = pending.get(step.parent, 0) + 1
+    with thread_limit(threads):
+        ev = _Evaluator(plan, sample)
+        for step in plan.gates:
+            ev.evaluate(step)
+            pending[step.parent] -= 1
+            if pending[step.parent] == 0:
+                ev.release(step.parent)  # the parent's children are done: free its features
+    return ev
 
 
 def _medians(

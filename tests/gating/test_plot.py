@@ -1,0 +1,289 @@
+"""Gate plots: drawn headless, outlines equal to the strategy's geometry, counts from apply_plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from gating import (
+    BooleanGate,
+    Dimension,
+    EllipsoidGate,
+    RectangleGate,
+    Strategy,
+    apply_plan,
+    compile_plan,
+    preset,
+    read_fcs,
+    write_fcs,
+)
+from gating._plot import plot_gate, plot_gates
+
+LIVE = "/Lymphocytes/Singlets/Live"
+CD8 = f"{LIVE}/CD3+/CD8+"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from engine.demo import make_demo_study
+
+    study = make_demo_study(tmp_path_factory.mktemp("plot_demo"), n_events=20_000, n_genes=200)
+    sample = read_fcs(study.fcs[0])
+    strategy = preset("study_panel")
+    plan = compile_plan(strategy, sample)
+    result = apply_plan(plan, sample, membership=True)
+    return strategy, sample, plan, result
+
+
+def _row(result, population):
+    return result.counts.set_index("id").loc[population]
+
+
+def _main_axes(fig):
+    return fig.axes[0]
+
+
+def _lines(ax, label):
+    return [line for line in ax.lines if line.get_label() == label]
+
+
+def _xy(line):
+    return tuple(map(float, line.get_xdata())), tuple(map(float, line.get_ydata()))
+
+
+def _check_png(path, fig):
+    img = imread(path)
+    width, height = fig.get_size_inches() * fig.dpi
+    assert img.shape[:2] == (round(height), round(width))
+    colours = np.unique(img.reshape(-1, img.shape[-1]), axis=0)
+    assert len(colours) > 20  # not a blank canvas
+
+
+def test_polygon_outline_density_and_title(demo, tmp_path):
+    strategy, sample, plan, result = demo
+    pid = "/Lymphocytes/Singlets"
+    out = tmp_path / "singlets.png"
+    fig = plot_gate(plan, sample, pid, path=out)
+    _check_png(out, fig)
+    ax = _main_axes(fig)
+    (outline,) = _lines(ax, "gate")
+    vertices = np.asarray(strategy.populations()[pid].vertices, dtype=np.float64)
+    np.testing.assert_array_equal(outline.get_xydata(), np.vstack([vertices, vertices[:1]]))
+    row = _row(result, pid)
+    title = ax.get_title(loc="left")
+    assert pid in title and f"{row['count']:,} events" in title
+    assert f"{row['percent_of_parent']:.2f}%" in title
+    assert "FSC-A" in ax.get_xlabel() and "linear" in ax.get_xlabel()
+    # the density is the parent's (Lymphocytes) events in the gate's axes: FSC / 262144
+    parent = result.membership["/Lymphocytes"].to_numpy()
+    raw = sample.columns(["FSC-A", "FSC-H"], dtype=np.float64)[parent] / 262144.0
+    (image,) = ax.images
+    shown = np.ma.filled(image.get_array(), 0)
+    x0, x1, y0, y1 = image.get_extent()
+    want, _, _ = np.histogram2d(raw[:, 0], raw[:, 1], bins=shown.shape[::-1],
+                                range=[(x0, x1), (y0, y1)])
+    np.testing.assert_array_equal(shown, want.T)
+    assert shown.sum() >= 0.99 * row["parent_count"]
+
+
+def test_range_gate_is_a_histogram_with_its_bound(demo, tmp_path):
+    _, sample, plan, result = demo
+    out = tmp_path / "live.png"
+    fig = plot_gate(plan, sample, LIVE, path=out)
+    _check_png(out, fig)
+    ax = _main_axes(fig)
+    assert not ax.images
+    (line,) = _lines(ax, "gate")
+    assert list(line.get_xdata()) == [0.45, 0.45]
+    hist = next(p for p in ax.patches if p.get_label() == "parent")
+    total = hist.get_data().values.sum()
+    parent_count = _row(result, LIVE)["parent_count"]
+    assert 0.99 * parent_count <= total <= parent_count
+    assert "BV510-A (LiveDead)" in ax.get_xlabel() and "logicle" in ax.get_xlabel()
+    assert f"{_row(result, LIVE)['count']:,} events" in ax.get_title(loc="left")
+
+
+def test_rectangle_open_sides_run_to_the_plot_edge(demo, tmp_path):
+    strategy, sample, plan, result = demo
+    fig = plot_gate(plan, sample, CD8, path=tmp_path / "cd8.png")
+    _check_png(tmp_path / "cd8.png", fig)
+    ax = _main_axes(fig)
+    (x_lo, _), (_, y_hi) = strategy.populations()[CD8].bounds  # CD8 >= 0.45, CD4 < 0.45
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    segments = sorted(tuple(map(tuple, line.get_xydata())) for line in _lines(ax, "gate"))
+    assert segments == sorted([
+        ((x_lo, ylim[0]), (x_lo, y_hi)),
+        ((x_lo, y_hi), (xlim[1], y_hi)),
+    ])
+    assert "PerCP-Cy5.5-A (CD8)" in ax.get_xlabel() and "BV605-A (CD4)" in ax.get_ylabel()
+    assert f"{_row(result, CD8)['count']:,} events" in ax.get_title(loc="left")
+
+
+def test_quadrant_splits_cell_and_percentages(demo, tmp_path):
+    _, sample, plan, result = demo
+    naive = f"{CD8}/Naive"
+    fig = plot_gate(plan, sample, naive, path=tmp_path / "naive.png")
+    _check_png(tmp_path / "naive.png", fig)
+    ax = _main_axes(fig)
+    # one vertical (x = CD45RA split) and one horizontal (y = CCR7 split) line, axes-long
+    assert sorted(_xy(line) for line in _lines(ax, "split")) == sorted(
+        [((0.41, 0.41), (0.0, 1.0)), ((0.0, 1.0), (0.41, 0.41))]
+    )
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    segments = sorted(tuple(map(tuple, line.get_xydata())) for line in _lines(ax, "gate"))
+    assert segments == sorted([((0.41, 0.41), (0.41, ylim[1])), ((0.41, 0.41), (xlim[1], 0.41))])
+    texts = {t.get_text() for t in ax.texts if t.get_label() == "cell"}
+    want = {
+        f"{name}\n{_row(result, f'{CD8}/{name}')['percent_of_parent']:.1f}%"
+        for name in ("Naive", "CM", "EM", "TEMRA")
+    }
+    assert texts == want
+    assert f"{_row(result, naive)['count']:,} events" in ax.get_title(loc="left")
+
+
+def test_boolean_highlights_its_events_on_operand_axes(demo, tmp_path):
+    _, sample, plan, result = demo
+    tc17 = f"{CD8}/Tc17"
+    fig = plot_gate(plan, sample, "Tc17", path=tmp_path / "tc17.png")
+    _check_png(tmp_path / "tc17.png", fig)
+    ax = _main_axes(fig)
+    assert "(CCR6)" in ax.get_xlabel() and "(CXCR3)" in ax.get_ylabel()
+    (points,) = [c for c in ax.collections if c.get_label() == "population"]
+    xy = points.get_offsets()
+    row = _row(result, tc17)
+    assert len(xy) == row["count"] > 0
+    assert (xy[:, 0] >= 0.41).all() and (xy[:, 1] >= 0.41).all()  # CCR6+ and CXCR3+
+    # CCR6+ (x) and CXCR3+ (y) bounds dashed; CCR4 is not on the axes
+    assert sorted(_xy(line) for line in _lines(ax, "operand")) == sorted(
+        [((0.41, 0.41), (0.0, 1.0)), ((0.0, 1.0), (0.41, 0.41))]
+    )
+    title = ax.get_title(loc="left")
+    assert tc17 in title and f"{row['count']:,} events" in title
+    assert "CCR6+ and CXCR3+ and not CCR4+" in title
+
+
+def test_events_cap_subsamples_the_parent_only_in_the_drawing(demo):
+    _, sample, plan, result = demo
+    fig = plot_gate(plan, sample, "/Lymphocytes/Singlets", events=1000)
+    ax = _main_axes(fig)
+    shown = np.ma.filled(ax.images[0].get_array(), 0).sum()
+    assert 950 <= shown <= 1000
+    assert f"{_row(result, '/Lymphocytes/Singlets')['count']:,} events" in ax.get_title(loc="left")
+
+
+def test_svg_also_writes_png_and_caller_axes_are_used(demo, tmp_path):
+    _, sample, plan, _ = demo
+    fig = Figure(figsize=(4, 3), dpi=50)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    returned = plot_gate(plan, sample, "Lymphocytes", ax=ax, path=tmp_path / "lym.svg")
+    assert returned is fig and _lines(ax, "gate")
+    assert "<svg" in (tmp_path / "lym.svg").read_text()
+    _check_png(tmp_path / "lym.png", fig)
+
+
+def test_bad_requests_raise_clear_errors(demo, tmp_path):
+    _, sample, plan, _ = demo
+    with pytest.raises(ValueError, match="ambiguous"):
+        plot_gate(plan, sample, "CXCR3+")
+    with pytest.raises(ValueError, match="no population"):
+        plot_gate(plan, sample, "Nope")
+    with pytest.raises(ValueError, match=r"\.png or \.svg"):
+        plot_gate(plan, sample, "Lymphocytes", path=tmp_path / "x.pdf")
+    with pytest.raises(ValueError, match="bins"):
+        plot_gate(plan, sample, "Lymphocytes", bins=0)
+
+
+def test_plot_gates_demo_subset(demo, tmp_path):
+    _, sample, plan, _ = demo
+    wanted = ["Tc17", f"{CD8}/CXCR3+", "/Lymphocytes/Singlets/Live/CD3+/CD4+/CXCR3+"]
+    files = plot_gates(plan, sample, tmp_path / "plots", populations=wanted)
+    assert [f.name for f in files] == [
+        "Lymphocytes_Singlets_Live_CD3+_CD8+_Tc17.png",
+        "Lymphocytes_Singlets_Live_CD3+_CD8+_CXCR3+.png",
+        "Lymphocytes_Singlets_Live_CD3+_CD4+_CXCR3+.png",
+    ]
+    assert all(f.is_file() and imread(f).std() > 0 for f in files)
+
+
+def test_unsafe_population_names_become_safe_distinct_files(tmp_path):
+    rng = np.random.default_rng(3)
+    sample = read_fcs(write_fcs(tmp_path / "s.fcs", rng.normal(size=(500, 2)), ["A", "B"]))
+    a, b = Dimension("A"), Dimension("B")
+    names = ["../../etc/passwd", "etc_passwd", "a\\b:c*?\x07\n<d>|e", "...", "C:\\x", "$1 $2"]
+    gates = tuple(
+        RectangleGate(f"g{i}", (a, b), ((-1.0 + 0.1 * i, None), (None, 1.0)), name=name)
+        for i, name in enumerate(names)
+    )
+    strategy = Strategy(gates=(*gates, RectangleGate("kid", (a,), ((0.0, None),), parent="g0",
+                                                     name="x/y")))
+    out = tmp_path / "out"
+    files = plot_gates(compile_plan(strategy, sample), sample, out)
+    assert len(files) == len(names) + 1
+    assert len({f.name.lower() for f in files}) == len(files)
+    for f in files:
+        assert f.parent == out and f.is_file() and f.suffix == ".png"
+        assert f.name.isprintable() and not set(f.name) & set('/\\:*?"<>|')
+        assert not f.name.startswith(".")
+        assert imread(f).std() > 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)
+
+
+def test_ellipse_contour_is_the_gate_boundary(tmp_path):
+    rng = np.random.default_rng(5)
+    sample = read_fcs(write_fcs(tmp_path / "e.fcs", rng.normal(size=(2000, 2)) * 2, ["A", "B"]))
+    mean, cov, d2 = np.array([1.0, 2.0]), np.array([[4.0, 1.0], [1.0, 2.0]]), 1.5
+    gate = EllipsoidGate("E", (Dimension("A"), Dimension("B")), tuple(mean),
+                         tuple(map(tuple, cov)), d2)
+    fig = plot_gate(compile_plan(Strategy(gates=(gate,)), sample), sample, "E")
+    (contour,) = _lines(_main_axes(fig), "gate")
+    diff = contour.get_xydata() - mean
+    distance = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    np.testing.assert_allclose(distance, d2, rtol=1e-9)
+    # the whole boundary is traced: its x extent is mean +- sqrt(d2 * var_x)
+    np.testing.assert_allclose(
+        [diff[:, 0].min(), diff[:, 0].max()], [-np.sqrt(d2 * 4.0), np.sqrt(d2 * 4.0)], rtol=1e-3
+    )
+
+
+def test_one_dimensional_boolean_overlays_its_events(tmp_path):
+    rng = np.random.default_rng(9)
+    sample = read_fcs(write_fcs(tmp_path / "b.fcs", rng.normal(size=(3000, 2)), ["A", "B"]))
+    a = Dimension("A")
+    strategy = Strategy(gates=(
+        RectangleGate("Pos", (a,), ((0.5, None),)),
+        RectangleGate("Low", (a,), ((None, 1.5),)),
+        BooleanGate("Mid", "and", (("Pos", False), ("Low", False))),
+    ))
+    plan = compile_plan(strategy, sample)
+    fig = plot_gate(plan, sample, "Mid", bins=40)
+    ax = _main_axes(fig)
+    parent = next(p for p in ax.patches if p.get_label() == "parent").get_data()
+    mine = next(p for p in ax.patches if p.get_label() == "population").get_data()
+    np.testing.assert_array_equal(parent.edges, mine.edges)
+    assert len(mine.values) == 40
+    count = _row(apply_plan(plan, sample), "Mid")["count"]
+    assert mine.values.sum() == count > 0
+    # only bins inside 0.5 <= A < 1.5 hold population events
+    outside = (mine.edges[1:] <= 0.5) | (mine.edges[:-1] >= 1.5)
+    assert outside.sum() > 10 and (mine.values[outside] == 0).all()
+    assert sorted(_xy(line)[0][0] for line in _lines(ax, "operand")) == [0.5, 1.5]
+
+
+def test_plotting_never_touches_pyplot():
+    code = (
+        "import io, sys\n"
+        "from gating._plot import _new_axes\n"
+        "fig, ax = _new_axes(None)\n"
+        "ax.plot([0, 1], [0, 1])\n"
+        "fig.savefig(io.BytesIO(), format='png')\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
