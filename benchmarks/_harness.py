@@ -12,14 +12,21 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def measure(module: str, args: Sequence[str], *, repeats: int = 3, timeout: float = 1800) -> dict:
+def measure(
+    module: str,
+    args: Sequence[str],
+    *,
+    repeats: int = 3,
+    timeout: float = 1800,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Run ``python -m module --one ARGS`` ``repeats`` times; keep the fastest run.
 
     The child prints one JSON object with ``seconds`` (the timed section only) and the
     harness adds ``peak_rss_mb`` (the child's maximum resident set size, whole process).
     """
     best: dict | None = None
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
     for _ in range(repeats):
         proc = subprocess.run(
             [sys.executable, "-m", module, "--one", *args],
