@@ -17,6 +17,7 @@ from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flow
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
 from gating._load import load_strategy, resolve_strategy, strategy_format
 from gating._plan import Plan, PlanError, compile_plan, plan_from_dict
+from gating._plot import plot_gate, plot_gates
 from gating._strategy import (
     BooleanGate,
     Dimension,
@@ -95,6 +96,8 @@ __all__ = [
     "compile_plan",
     "load_strategy",
     "plan_from_dict",
+    "plot_gate",
+    "plot_gates",
     "preset",
     "preset_path",
     "presets",

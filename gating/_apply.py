@@ -310,17 +310,8 @@ class _Evaluator:
             self._inside[step.population] = inside
             return
         inside = np.empty(m, dtype=np.bool_)
-        columns = [] if step.kind == "quadrant" else [self.feature(k, step.parent) for k in step.features]
-        if step.kind == "polygon":
-            v = np.asarray(p["vertices"], dtype=np.float64)
-            in_polygon(columns[0], columns[1], np.ascontiguousarray(v[:, 0]),
-                       np.ascontiguousarray(v[:, 1]), inside)
-        elif step.kind == "ellipsoid":
-            in_ellipsoid(
-                np.column_stack(columns), np.asarray(p["mean"], dtype=np.float64),
-                np.asarray(p["precision"], dtype=np.float64), float(p["distance_square"]),
-                inside,
-            )
+        if step.kind in ("polygon", "ellipsoid"):
+            self._shape(step, inside)
         elif step.kind == "quadrant":
             inside[:] = True
             for key, splits, cell in zip(step.features, p["splits"], p["cells"], strict=True):
@@ -332,6 +323,73 @@ class _Evaluator:
             raise PlanError(f"unknown gate kind {step.kind!r}", gate=step.population)
         self._rows[step.population] = _select(rows, inside)
         self._inside[step.population] = inside
+
+    def _shape(self, step: PlanGate, inside: np.ndarray) -> None:
+        """Polygon or ellipsoid membership on the parent's rows.
+
+        Events outside the shape's bounding box, mapped back to raw space through the
+        (strictly increasing) transforms and widened by a small band, cannot be inside; only
+        the others are transformed and tested.
+        """
+        p = step.params
+        if step.kind == "polygon":
+            v = np.asarray(p["vertices"], dtype=np.float64)
+            box = (v.min(axis=0), v.max(axis=0))
+        else:
+            mean = np.asarray(p["mean"], dtype=np.float64)
+            precision = np.asarray(p["precision"], dtype=np.float64)
+            try:
+                half = np.sqrt(float(p["distance_square"]) * np.diag(np.linalg.inv(precision)))
+            except np.linalg.LinAlgError:
+                half = np.full(len(mean), np.inf)
+            box = (mean - half, mean + half)
+        keep = self._box_candidates(step, box[0], box[1])
+        if keep is None:
+            columns = [self.feature(k, step.parent) for k in step.features]
+        else:
+            inside[:] = False
+            if not len(keep):
+                return
+            columns = []
+            for key in step.features:
+                u = self.untransformed(key, step.parent)[keep]
+                t = self.features[key].transform
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    columns.append(t.apply(u) if t is not None else u)
+        out = inside if keep is None else np.empty(len(keep), dtype=np.bool_)
+        if step.kind == "polygon":
+            in_polygon(columns[0], columns[1], np.ascontiguousarray(v[:, 0]),
+                       np.ascontiguousarray(v[:, 1]), out)
+        else:
+            in_ellipsoid(np.column_stack(columns), mean, precision, float(p["distance_square"]), out)
+        if keep is not None:
+            inside[keep] = out
+
+    def _box_candidates(
+        self, step: PlanGate, lo: np.ndarray, hi: np.ndarray
+    ) -> np.ndarray | None:
+        """Positions (on the parent's rows) inside a raw-space bounding box, or ``None`` when
+        pre-filtering cannot help (values already transformed, a transform that is not
+        strictly increasing, or most events inside the box anyway)."""
+        keep: np.ndarray | None = None
+        for key, b_lo, b_hi in zip(step.features, lo, hi, strict=True):
+            t = self.features[key].transform
+            if (key, step.parent) in self._values or not np.isfinite([b_lo, b_hi]).all():
+                return None
+            if t is None:
+                r_lo, r_hi, band_lo, band_hi = b_lo, b_hi, 0.0, 0.0
+            elif _raw_comparable(t):
+                r_lo, r_hi = (float(r) for r in t.inverse(np.array([b_lo, b_hi])))
+                band_lo, band_hi = _BAND * (abs(r_lo) + 1.0), _BAND * (abs(r_hi) + 1.0)
+            else:
+                return None
+            u = self.untransformed(key, step.parent)
+            near = (u >= r_lo - band_lo) & (u <= r_hi + band_hi)  # NaN: outside
+            keep = near if keep is None else keep & near
+        if keep is None:
+            return None
+        idx = np.flatnonzero(keep)
+        return idx if len(idx) < 0.8 * len(keep) else None
 
     def _intervals(self, key: str, parent: str | None, splits: list[float]) -> np.ndarray:
         """Interval index of each value among a divider's splits; shared by all quadrants."""

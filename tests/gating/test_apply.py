@@ -251,3 +251,32 @@ def test_compensated_dimension_named_by_marker(tmp_path):
     by_name = RectangleGate("N", (Dimension("FL2-A", "FCS"),), ((500.0, None),))
     _, m = _members(Strategy(gates=(by_marker, by_name)), s)
     assert np.array_equal(m["M"], comp[:, 1] >= 500) and np.array_equal(m["M"], m["N"])
+
+
+@pytest.mark.parametrize("kind", ["polygon", "ellipsoid"])
+def test_bounding_box_prefilter_does_not_change_membership(tmp_path, kind):
+    """Polygons/ellipsoids on monotone transforms skip events outside the raw-space box.
+
+    The same gate on a clamped transform (clamp far outside the data, so the values are
+    identical) cannot be pre-filtered; both must give the same events.
+    """
+    fast = Logicle(t=262144.0, w=0.5, m=4.5, a=0.0)
+    slow = Logicle(t=262144.0, w=0.5, m=4.5, a=0.0, bound_min=-1e9)
+    corners = np.array([0.3, 0.6])
+    raw_corners = fast.inverse(corners).astype(np.float32)
+    rng = np.random.default_rng(12)
+    near = np.concatenate([raw_corners, np.nextafter(raw_corners, np.float32(0)), np.nextafter(raw_corners, np.float32(1e9))])
+    xs = np.concatenate([rng.uniform(-500, 262144, 30_000).astype(np.float32), np.repeat(near, len(near))])
+    ys = np.concatenate([rng.uniform(-500, 262144, 30_000).astype(np.float32), np.tile(near, len(near))])
+    s = _sample(tmp_path, np.column_stack([xs, ys]))
+    results = {}
+    for name, t in (("fast", fast), ("slow", slow)):
+        dims = (Dimension("A", transform=name), Dimension("B", transform=name))
+        if kind == "polygon":
+            gate = PolygonGate("G", dims, ((0.3, 0.3), (0.6, 0.3), (0.6, 0.6), (0.45, 0.5)))
+        else:
+            gate = EllipsoidGate("G", dims, (0.45, 0.45), ((0.0225, 0.0), (0.0, 0.0225)), 1.0)
+        _, m = _members(Strategy(gates=(gate,), transforms={name: t}), s)
+        results[name] = m["G"].to_numpy()
+    assert 0 < results["fast"].sum() < len(xs) * 0.2  # the pre-filter engages
+    assert np.array_equal(results["fast"], results["slow"])
