@@ -18,7 +18,7 @@ import numba
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["default_threads", "njit", "thread_limit"]
+__all__ = ["default_threads", "ensure_cache_dir", "njit", "thread_limit"]
 
 
 def njit(*signatures: Any, parallel: bool = False, **options: Any) -> Callable[[F], F]:
@@ -102,3 +102,39 @@ def thread_limit(n: int | None = None) -> Iterator[int]:
         yield n
     finally:
         numba.set_num_threads(previous)
+
+
+def ensure_cache_dir() -> str | None:
+    """Make sure Numba's on-disk cache is writable; call before the kernels are imported.
+
+    Numba caches next to the source (``__pycache__``). On a read-only installation (a shared
+    HPC module, a container image) and with ``NUMBA_CACHE_DIR`` unset, this points the cache at a
+    per-user, per-job temporary folder (``$TMPDIR/phenoflow-numba-<uid>[-<job>]``) and logs a
+    warning. Worker processes started afterwards inherit the setting.
+
+    Returns
+    -------
+    str or None
+        The cache folder chosen, or ``None`` when nothing had to change.
+    """
+    import importlib.util
+    import logging
+    import tempfile
+
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    spec = importlib.util.find_spec("gating")
+    origin = spec.origin if spec is not None else None
+    source = os.path.dirname(origin) if origin else None
+    if source is None or os.access(source, os.W_OK):
+        return None
+    job = os.environ.get("SLURM_JOB_ID", "")
+    folder = os.path.join(tempfile.gettempdir(), f"phenoflow-numba-{os.getuid()}" + (f"-{job}" if job else ""))
+    os.makedirs(folder, exist_ok=True)
+    os.environ["NUMBA_CACHE_DIR"] = folder
+    numba.config.CACHE_DIR = folder
+    logging.getLogger(__name__).warning(
+        "%s is not writable: caching compiled kernels in %s (set NUMBA_CACHE_DIR to choose)",
+        source, folder,
+    )
+    return folder

@@ -11,6 +11,7 @@ from typing import TypeVar
 import click
 
 from engine import __version__
+from engine._cli_gate import gate as _gate_command
 
 T = TypeVar("T")
 log = logging.getLogger("phenoflow")
@@ -44,7 +45,11 @@ def _bar(total: int, *, label: str):
 
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)  # also filters records that Dask's own loggers let through
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("distributed").setLevel(max(level, logging.WARNING) if verbose < 2 else level)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +58,9 @@ def _setup_logging(verbose: int) -> None:
 def main(verbose: int) -> None:
     """phenoflow: cytometry and transcriptomics processing for paired clinical studies."""
     _setup_logging(verbose)
+    from engine._numba import ensure_cache_dir
+
+    ensure_cache_dir()
 
 
 def _fcs_summary(paths: Sequence[Path]) -> tuple[list[dict[str, object]], int]:
@@ -102,36 +110,70 @@ def info(files: tuple[Path, ...]) -> None:
 
 
 @main.command()
-@click.option("--strategy", "strategy", required=True, help="Gating-ML, FlowJo .wsp, YAML/JSON, or a preset name.")
+@click.option("--strategy", "strategies", multiple=True, required=True, help="Strategy A, then strategy B (exactly two): Gating-ML, FlowJo .wsp, YAML/JSON, or a preset name.")
 @click.option("--fcs", "fcs", multiple=True, required=True, type=click.Path(path_type=Path), help="FCS file (repeat, or a directory).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--membership", is_flag=True, help="Also write membership/<sample>.parquet.")
-@click.option("--group", default=None, help="FlowJo workspace group whose gates apply to every file.")
-@click.option("--mfi", default=None, help="Comma-separated channels for per-population medians.")
-def gate(
-    strategy: str, fcs: tuple[Path, ...], out_dir: Path, membership: bool, group: str | None,
-    mfi: str | None,
+@click.option("--map", "maps", multiple=True, metavar="A_POP=B_POP", help="Compare these populations (full path or id; repeat).")
+@click.option("--map-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV: a header row, then an A and a B population per row.")
+@click.option("--group-a", default=None, help="FlowJo workspace group for strategy A.")
+@click.option("--group-b", default=None, help="FlowJo workspace group for strategy B.")
+@click.option("--label-a", default="A", show_default=True, help="Name of strategy A in tables and the figure.")
+@click.option("--label-b", default="B", show_default=True, help="Name of strategy B in tables and the figure.")
+def compare(
+    strategies: tuple[str, ...], fcs: tuple[Path, ...], out_dir: Path, maps: tuple[str, ...],
+    map_file: Path | None, group_a: str | None, group_b: str | None, label_a: str, label_b: str,
 ) -> None:
-    """Gate FCS files with a strategy; write populations.parquet (tidy counts) to --out."""
-    from engine._batch import gate_files
+    """Compare two gating strategies on the same FCS files: counts, per-event F1, timing."""
+    from engine._compare import compare_strategies, pair_labels, parse_mapping, read_mapping
+    from gating import load_strategy
 
+    if len(strategies) != 2:
+        raise click.UsageError(f"give exactly two --strategy options (A, then B), not {len(strategies)}")
     files: list[Path] = []
     for item in fcs:
-        files += sorted(item.rglob("*.fcs")) if item.is_dir() else [item]
+        files += sorted(p for p in item.rglob("*") if p.suffix.lower() == ".fcs") if item.is_dir() else [item]
     if not files:
         raise click.UsageError("no FCS files given (--fcs FILE or a directory)")
-    bar = _bar(len(files), label="gating")
-    run = gate_files(
-        strategy, files, out_dir=out_dir, membership=membership, group=group,
-        mfi=[c.strip() for c in mfi.split(",")] if mfi else None,
-        on_file=lambda _: bar.update(1),
-    )
-    bar.close()
-    n_ok = run.populations["sample"].nunique() if not run.populations.empty else 0
-    click.echo(f"gated {n_ok} of {len(files)} files -> {run.out_dir / 'populations.parquet'}")
-    for row in run.errors.itertuples():
-        click.echo(f"FAILED {row.path}: {row.error_type}: {row.message}", err=True)
-    if not run.ok:
+    try:
+        mapping = {**(read_mapping(map_file) if map_file else {}), **parse_mapping(maps)}
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    loaded = []
+    for spec in strategies:
+        try:
+            loaded.append(load_strategy(spec))
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(f"{spec}: {exc}", param_hint="--strategy") from None
+    try:
+        result = compare_strategies(
+            loaded[0], loaded[1], files, mapping=mapping, group_a=group_a, group_b=group_b,
+            out_dir=out_dir, labels=(label_a, label_b),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    n_ok = result.per_file["file"].nunique() if not result.per_file.empty else 0
+    click.echo(f"compared {n_ok} of {len(files)} files: {label_a} = {strategies[0]}, {label_b} = {strategies[1]}")
+    if not result.summary.empty:
+        _print_rows([
+            {"population": name, "match": row.match, "F1 mean": f"{row.f1_mean:.4f}",
+             "F1 min": f"{row.f1_min:.4f}", f"count {label_a}": row.count_a,
+             f"count {label_b}": row.count_b, "diff": f"{row.difference:+d}",
+             "max |diff|": row.max_abs_difference}
+            for name, row in zip(pair_labels(result.summary), result.summary.itertuples(), strict=True)
+        ])
+    for row in result.timing[result.timing["scope"] == "total"].itertuples():
+        click.echo(
+            f"time {row.label}: {row.seconds:.3f} s for {row.files} files "
+            f"({row.seconds_per_file:.4f} s/file, {row.events_per_s:,.0f} events/s)"
+        )
+    for side, label in (("a", label_a), ("b", label_b)):
+        missing = result.unmatched.loc[result.unmatched["side"] == side, "population"].tolist()
+        if missing:
+            click.echo(f"unmatched in {label}: {', '.join(missing)}")
+    click.echo(f"tables and agreement.png -> {out_dir}")
+    for row in result.errors.itertuples():
+        click.echo(f"FAILED {row.file} ({row.stage}): {row.error_type}: {row.message}", err=True)
+    if not result.ok:
         raise SystemExit(1)
 
 
@@ -163,11 +205,17 @@ def demo(out_dir: Path, seed: int, events: int, genes: int) -> None:
     from engine.demo import make_demo_study
 
     study = make_demo_study(out_dir / "study", seed=seed, n_events=events, n_genes=genes)
-    from engine._batch import gate_files
+    from engine._batch import run_batch
+    from engine._executor import ExecutorSpec
+    from engine._inputs import resolve_inputs
+    from engine._progress import Progress
 
-    bar = _bar(len(study.fcs), label="gating")
-    run = gate_files(study.strategy, study.fcs, out_dir=out_dir / "gating", on_file=lambda _: bar.update(1))
-    bar.close()
+    progress = Progress(len(study.fcs), label="gating")
+    try:
+        run = run_batch(study.strategy, resolve_inputs(study.fcs), out_dir=out_dir / "gating",
+                        executor=ExecutorSpec(kind="inprocess"), on_result=progress.update)
+    finally:
+        progress.close()
     rows, failures = _fcs_summary(list(study.fcs))
     wide = (
         run.populations.assign(name=run.populations["population"].str.rsplit("/", n=1).str[-1])
@@ -205,6 +253,8 @@ _DEMO_POPULATIONS = (
     ("Tc17", "Tc17%CD8"),
 )
 
+
+main.add_command(_gate_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -86,7 +86,7 @@ def test_gate_writes_tidy_counts_membership_and_errors(tmp_path):
     xml = tmp_path / "s.xml"
     write_gatingml(strategy, xml)
     out = tmp_path / "out"
-    args = ["gate", "--strategy", str(xml), "--out", str(out), "--membership"]
+    args = ["gate", "--strategy", str(xml), "--out", str(out), "--membership", "--in-process"]
     for f in (*files, broken):
         args += ["--fcs", str(f)]
     result = CliRunner().invoke(main, args)
@@ -97,7 +97,8 @@ def test_gate_writes_tidy_counts_membership_and_errors(tmp_path):
         sample = read_fcs(f)
         expected = apply_plan(compile_plan(strategy, sample), sample).counts
         got = pops[pops["sample"] == f.stem].reset_index(drop=True)
-        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        pd.testing.assert_frame_equal(got[list(expected.columns)], expected, check_dtype=False)
+        assert set(got["file"]) == {str(f)} and set(got["dataset"]) == {0}
     errors = pd.read_parquet(out / "errors.parquet")
     assert errors["path"].tolist() == [str(broken)]
     assert errors["error_type"].tolist() == ["FCSTruncatedError"]

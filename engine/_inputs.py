@@ -1,0 +1,146 @@
+"""Turn what users pass as FCS input into an ordered, de-duplicated list of files.
+
+Accepted: files, directories (searched recursively for ``*.fcs``, any case), glob patterns,
+list files (``@files.txt`` or a ``.txt``/``.lst`` file: one path per line, ``#`` comments), and
+a manifest CSV with a ``path`` (or ``file``) column and any sample metadata columns (patient,
+timepoint, ...), which are carried through to the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["InputError", "InputFile", "resolve_inputs"]
+
+_LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+class InputError(ValueError):
+    """The FCS input cannot be resolved (nothing matches, a bad manifest, duplicates)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """One FCS file of a batch.
+
+    Attributes
+    ----------
+    path
+        Absolute path.
+    name
+        Sample name base: the file stem, or the manifest's ``sample`` column; made unique
+        across the batch (a file's later datasets get ``#<k>`` appended by the worker).
+    metadata
+        Manifest columns for this file (empty without a manifest).
+    """
+
+    path: str
+    name: str
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _expand(item: str) -> list[Path]:
+    if item.startswith("@"):
+        return _read_list(Path(item[1:]))
+    p = Path(item)
+    if p.is_dir():
+        return sorted(q for q in p.rglob("*") if q.suffix.lower() == ".fcs" and not q.name.startswith("."))
+    if p.suffix.lower() in _LIST_SUFFIXES and p.is_file():
+        return _read_list(p)
+    if any(ch in item for ch in "*?["):
+        hits = sorted(Path(h) for h in glob.glob(item, recursive=True))
+        if not hits:
+            raise InputError(f"no files match {item!r}")
+        return hits
+    return [p]  # a plain path; a missing file becomes that file's error, not the batch's
+
+
+def _read_list(path: Path) -> list[Path]:
+    if not path.is_file():
+        raise InputError(f"list file {path} does not exist")
+    base = path.parent
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            q = Path(line)
+            out.append(q if q.is_absolute() else base / q)
+    return out
+
+
+def _unique_names(paths: list[Path], names: list[str]) -> list[str]:
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    if all(c == 1 for c in counts.values()):
+        return names
+    root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path()
+    out = []
+    for p, n in zip(paths, names, strict=True):
+        if counts[n] > 1:
+            rel = p.with_suffix("").relative_to(root) if p.is_relative_to(root) else p.with_suffix("")
+            n = str(rel).replace(os.sep, "/")
+        out.append(n)
+    return out
+
+
+def resolve_inputs(
+    items: Sequence[str | os.PathLike[str]] = (), *, manifest: str | os.PathLike[str] | None = None
+) -> tuple[InputFile, ...]:
+    """Resolve FCS inputs to files, in a stable order, each once.
+
+    Parameters
+    ----------
+    items
+        Files, directories, glob patterns or list files.
+    manifest
+        A CSV with a ``path`` (or ``file``) column, optionally ``sample``, and metadata columns.
+        Relative paths are relative to the manifest's folder.
+
+    Returns
+    -------
+    tuple of InputFile
+        Files in the order given (directories sorted), duplicates removed.
+    """
+    paths: list[Path] = []
+    meta: list[dict[str, str]] = []
+    given: list[str | None] = []
+    for item in items:
+        for p in _expand(os.fspath(item)):
+            paths.append(p)
+            meta.append({})
+            given.append(None)
+    if manifest is not None:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        column = "path" if "path" in table.columns else "file" if "file" in table.columns else None
+        if column is None:
+            raise InputError(f"manifest {manifest} needs a 'path' (or 'file') column; it has {list(table.columns)}")
+        base = Path(manifest).parent
+        for row in table.to_dict("records"):
+            p = Path(row.pop(column))
+            paths.append(p if p.is_absolute() else base / p)
+            given.append(row.pop("sample", None) or None)
+            meta.append({k: str(v) for k, v in row.items()})
+    if not paths:
+        raise InputError("no FCS files given")
+    seen: dict[str, int] = {}
+    files: list[tuple[Path, dict[str, str], str | None]] = []
+    for p, m, g in zip(paths, meta, given, strict=True):
+        key = os.path.abspath(p)
+        if key in seen:
+            if m:  # the manifest row adds metadata to a file also given directly
+                files[seen[key]] = (files[seen[key]][0], m, g or files[seen[key]][2])
+            continue
+        seen[key] = len(files)
+        files.append((Path(key), m, g))
+    names = _unique_names([f[0] for f in files], [g or f[0].stem for f, (_, _, g) in zip(files, files, strict=True)])
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"sample names are not unique: {dupes}")
+    return tuple(InputFile(str(f[0]), n, f[1]) for f, n in zip(files, names, strict=True))

@@ -1,0 +1,236 @@
+"""The batch engine on real files, real Dask clusters on loopback, and real process kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine._batch import BatchOptions, run_batch
+from engine._executor import ExecutorSpec, SlurmOptions, slurm_job_script
+from engine._inputs import InputError, resolve_inputs
+from gating import apply_plan, compile_plan, preset, read_fcs
+from tests.fcs_factory import build_file
+
+PHENOFLOW = [sys.executable, "-m", "engine.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """Demo PBMC files plus corrupt ones: truncated, zero-length, not FCS, a directory."""
+    from engine.demo import make_demo_study
+
+    root = tmp_path_factory.mktemp("archive")
+    study = make_demo_study(root / "study", n_events=4000, n_genes=100, n_patients=15)
+    fcs = root / "study" / "fcs"
+    good = sorted(fcs.glob("*.fcs"))
+    (fcs / "zz_truncated.fcs").write_bytes(good[0].read_bytes()[:5000])
+    (fcs / "zz_empty.fcs").write_bytes(b"")
+    (fcs / "zz_text.fcs").write_text("this is not an FCS file\n")
+    (fcs / "zz_dir.fcs").mkdir()
+    return {"root": root, "fcs": fcs, "good": good, "strategy": study.strategy}
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["sample", "population"]).reset_index(drop=True)
+
+
+def test_in_process_results_equal_apply_plan_and_errors_are_isolated(archive, tmp_path):
+    inputs = resolve_inputs([archive["fcs"]])
+    assert len(inputs) == len(archive["good"]) + 4
+    run = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "out",
+                    executor=ExecutorSpec(kind="inprocess"))
+    assert not run.ok
+    assert sorted(Path(p).name for p in run.errors["path"]) == [
+        "zz_dir.fcs", "zz_empty.fcs", "zz_text.fcs", "zz_truncated.fcs"]
+    assert set(run.errors["error_type"]) <= {"FCSFormatError", "FCSTruncatedError"}
+    strategy = preset("study_panel")
+    for path in archive["good"][:3]:
+        sample = read_fcs(path)
+        expected = apply_plan(compile_plan(strategy, sample), sample).counts
+        got = run.populations[run.populations["sample"] == path.stem]
+        assert got["count"].tolist() == expected["count"].tolist()
+        assert got["population"].tolist() == expected["population"].tolist()
+    assert run.populations["sample"].nunique() == len(archive["good"])  # each once
+    files = pd.read_parquet(tmp_path / "out" / "files.parquet")
+    assert (files["status"] == "ok").sum() == len(archive["good"])
+    ok = files[files["status"] == "ok"].iloc[0]
+    assert ok["size"] == os.path.getsize(ok["path"]) and len(ok["blake2b"]) == 32
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert meta["files"] == len(inputs) and meta["failed"] == 4 and meta["strategy_hashes"]
+
+
+def test_local_cluster_equals_in_process(archive, tmp_path):
+    inputs = resolve_inputs(archive["good"][:8])
+    local = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "a",
+                      executor=ExecutorSpec(kind="local", workers=2))
+    inproc = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "b",
+                       executor=ExecutorSpec(kind="inprocess"))
+    assert local.executor.startswith("local Dask cluster, 2 workers")
+    pd.testing.assert_frame_equal(local.populations, inproc.populations)
+
+
+def test_existing_scheduler_and_workers_as_separate_processes(archive, tmp_path):
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        for _ in range(300):
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.1)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+             "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        from distributed import Client
+
+        with Client(scheduler_file=str(scheduler_file), timeout=30) as client:
+            client.wait_for_workers(1, timeout=60)
+        inputs = resolve_inputs(archive["good"][:5])
+        remote = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "r",
+                           executor=ExecutorSpec(kind="scheduler", scheduler_file=str(scheduler_file)))
+        local = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "l",
+                          executor=ExecutorSpec(kind="inprocess"))
+        assert remote.executor.startswith("Dask scheduler tcp://127.0.0.1")
+        pd.testing.assert_frame_equal(remote.populations, local.populations)
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=30)
+
+
+def test_slurm_job_script_is_rendered():
+    script = slurm_job_script(SlurmOptions(cores=8, memory="32GB", walltime="02:30:00", account="lab1",
+                                           queue="short", extra=("--qos=low",), processes=2))
+    for line in ("#SBATCH -A lab1", "#SBATCH -p short", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH -t 02:30:00", "#SBATCH --qos=low"):
+        assert line in script
+    assert "distributed.cli.dask_worker" in script and "--nworkers 2" in script
+
+
+def _run_cli(args, **kw):
+    return subprocess.run([*PHENOFLOW, *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, **kw)
+
+
+@pytest.mark.parametrize("kill_after", [3, 20])
+def test_sigkill_and_resume_equals_an_uninterrupted_run(archive, tmp_path, kill_after):
+    fcs = archive["fcs"]
+    clean = tmp_path / "clean"
+    first = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out",
+                      str(clean), "--in-process"])
+    assert first.returncode == 1, first.stderr  # the corrupt files make the exit code 1
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*PHENOFLOW, "gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
+         "--in-process"], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = out / "parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.exists() and len([p for p in parts.iterdir() if not p.name.startswith(".")]) >= kill_after:
+            break
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len([p for p in parts.iterdir() if not p.name.startswith(".")])
+    assert done_before < 31, "the run finished before it could be killed"
+    again = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
+                      "--in-process"])
+    assert again.returncode == 1
+    assert f"({done_before} from an earlier run)" in again.stdout
+    for name in ("populations.parquet", "errors.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(clean / name))
+    pops = pd.read_parquet(out / "populations.parquet")
+    assert not pops.duplicated(["sample", "population"]).any()
+    assert (pd.read_csv(out / "populations.csv")["count"] == pops["count"]).all()
+
+
+def test_inputs_globs_lists_manifest_and_multi_dataset(archive, tmp_path):
+    good = archive["good"]
+    listing = tmp_path / "files.txt"
+    listing.write_text("# two files\n" + "\n".join(str(p) for p in good[:2]) + "\n")
+    assert [i.path for i in resolve_inputs([f"@{listing}"])] == [str(p) for p in good[:2]]
+    assert [i.path for i in resolve_inputs([listing])] == [str(p) for p in good[:2]]
+    globbed = resolve_inputs([str(archive["fcs"] / "P0*_pre.fcs")])
+    assert all(Path(i.path).name.startswith("P0") for i in globbed) and globbed
+    with pytest.raises(InputError, match="no files match"):
+        resolve_inputs([str(tmp_path / "*.nothing")])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,patient,timepoint\n" + "\n".join(
+        f"{p},{p.stem.split('_')[0]},{p.stem.split('_')[1]}" for p in good[:3]) + "\n")
+    multi = tmp_path / "multi.fcs"
+    multi.write_bytes(build_file([
+        {"values": np.full((50, 2), 10 * (i + 1), dtype=np.uint64), "names": ["A", "B"]} for i in range(2)]))
+    from gating import Dimension, RectangleGate, Strategy, write_gatingml
+
+    xml = tmp_path / "s.xml"
+    write_gatingml(Strategy(gates=(RectangleGate("Low", (Dimension("A"),), ((None, 15.0),)),)), xml)
+    run = run_batch(xml, resolve_inputs([multi]), out_dir=tmp_path / "m", executor=ExecutorSpec(kind="inprocess"))
+    assert run.populations["sample"].tolist() == ["multi", "multi#1"]
+    assert run.populations["count"].tolist() == [50, 0]
+    inputs = resolve_inputs(manifest=manifest)
+    meta = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "meta",
+                     executor=ExecutorSpec(kind="inprocess"), options=BatchOptions(h5ad=True))
+    first = meta.populations[meta.populations["sample"] == good[0].stem]
+    assert set(first["patient"]) == {good[0].stem.split("_")[0]}
+    assert set(first["timepoint"]) == {good[0].stem.split("_")[1]}
+    import anndata
+
+    adata = anndata.read_h5ad(tmp_path / "meta" / "populations.h5ad")
+    assert adata.shape == (3, first["population"].nunique())
+    assert adata.obs["timepoint"].tolist() == [p.stem.split("_")[1] for p in good[:3]]
+    col = list(adata.var_names).index(first["population"].iloc[3])
+    assert adata.X[0, col] == first["count"].iloc[3]
+
+
+def test_cli_dry_run_and_bad_arguments(archive, tmp_path):
+    dry = _run_cli(["gate", "--strategy", "study_panel", "--fcs", str(archive["good"][0]), "--out",
+                    str(tmp_path / "o"), "--dry-run"])
+    assert dry.returncode == 0
+    assert "/Lymphocytes/Singlets/Live/CD3+/CD8+/Tc17" in dry.stdout and "1 files" in dry.stdout
+    assert not (tmp_path / "o").exists()
+    both = _run_cli(["gate", "--strategy", "study_panel", "--fcs", "x.fcs", "--out", str(tmp_path / "o"),
+                     "--in-process", "--slurm"])
+    assert both.returncode == 2 and "choose one executor" in both.stderr
+    none = _run_cli(["gate", "--strategy", "study_panel", "--out", str(tmp_path / "o")])
+    assert none.returncode == 2 and "--fcs" in none.stderr
+
+
+def test_progress_lines_off_a_terminal(archive, tmp_path):
+    result = _run_cli(["gate", "--strategy", "study_panel", "--fcs", str(archive["good"][0]), "--fcs",
+                       str(archive["good"][1]), "--out", str(tmp_path / "o"), "--in-process",
+                       "--log-format", "json"])
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines[-1]["done"] == 2 and lines[-1]["total"] == 2 and lines[-1]["failed"] == 0
+    assert lines[-1]["events_per_s"] > 0
+
+
+def test_numba_cache_dir_falls_back_on_read_only_installs(tmp_path):
+    code = (
+        "import os, importlib.util, engine._numba as n;"
+        "spec = importlib.util.find_spec('gating');"
+        "os.access = lambda p, m: False if p == os.path.dirname(spec.origin) else True;"
+        "print(n.ensure_cache_dir()); print(os.environ['NUMBA_CACHE_DIR'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["TMPDIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    chosen, exported = out.stdout.split()
+    assert chosen == exported and chosen.startswith(str(tmp_path)) and os.path.isdir(chosen)
+    assert "not writable" in out.stderr
