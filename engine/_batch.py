@@ -213,7 +213,10 @@ def prepare_batch(
     strategy: str | os.PathLike[str], inputs: Sequence[InputFile], *, out_dir: Path,
     options: BatchOptions,
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """One task per input file, and the strategy hash of each distinct strategy.
+    """One task per input file, and each distinct strategy's JSON text by its hash.
+
+    Tasks hold only the hash; the text is attached when a task is submitted, so the driver's
+    memory does not grow with the archive times the strategy size.
 
     A FlowJo workspace gives each file the strategy of its own sample (or of ``group``); a
     file the workspace does not know becomes a task that fails with that message.
@@ -233,7 +236,7 @@ def prepare_batch(
             problem = ""
         if chosen is not None and id(chosen) not in texts:
             texts[id(chosen)] = (json.dumps(chosen.to_dict(), default=repr), strategy_hash(chosen))
-        text, digest = texts[id(chosen)] if isinstance(chosen, Strategy) else ("", "")
+        _, digest = texts[id(chosen)] if isinstance(chosen, Strategy) else ("", "")
         signature = json.dumps(
             [os.path.abspath(item.path), digest, options.membership, list(options.mfi),
              item.name, sorted(item.metadata.items())]
@@ -241,13 +244,13 @@ def prepare_batch(
         tasks.append(
             {
                 "path": item.path, "name": item.name, "metadata": dict(item.metadata),
-                "strategy": text, "strategy_hash": digest, "problem": problem,
+                "strategy_hash": digest, "problem": problem,
                 "key": hashlib.sha1(signature.encode()).hexdigest()[:24],
                 "out_dir": str(out_dir), "membership": options.membership,
                 "mfi": list(options.mfi), "stat": _stat(item.path),
             }
         )
-    return tasks, {d: d for _, d in texts.values()}
+    return tasks, {digest: text for text, digest in texts.values()}
 
 
 def _done(task: dict[str, Any], parts: Path) -> bool:
@@ -328,8 +331,12 @@ def run_batch(
         ex = open_executor(executor or ExecutorSpec())
         description = ex.description
         try:
-            slim = [{k: v for k, v in t.items() if k not in ("problem", "strategy_hash")} for t in runnable]
-            for summary in ex.run(gate_task, slim):
+            submitted = (
+                {**{k: v for k, v in t.items() if k not in ("problem", "strategy_hash")},
+                 "strategy": hashes[t["strategy_hash"]]}
+                for t in runnable
+            )
+            for summary in ex.run(gate_task, submitted):
                 if on_result:
                     on_result(summary)
         finally:
