@@ -11,13 +11,14 @@ both populations are empty (the strategies agree that nothing is there).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from gating import (
 __all__ = [
     "Comparison",
     "compare_strategies",
+    "format_score",
     "pair_labels",
     "parse_mapping",
     "plot_agreement",
@@ -150,14 +152,17 @@ def _lookup(key: str, paths: Mapping[str, str], *, side: str) -> str:
     raise ValueError(f"mapping: {key!r} is neither a population path nor an id in strategy {side}")
 
 
-def _match(a: Strategy, b: Strategy, mapping: Mapping[str, str], labels: Sequence[str]) -> _Matching:
+def _match(
+    a: Strategy, b: Strategy, mapping: Mapping[str, str], labels: Sequence[str]
+) -> _Matching:
     """Pair populations: the explicit mapping, then unique full paths, then unique names."""
     order_a, order_b = a.population_order(), b.population_order()
     path_a = {p: a.path(p) for p in order_a}
     path_b = {p: b.path(p) for p in order_b}
     found: dict[str, tuple[str, str]] = {}  # id in A -> (id in B, how)
     for key, value in mapping.items():
-        found[_lookup(key, path_a, side=labels[0])] = (_lookup(value, path_b, side=labels[1]), "mapping")
+        partner = _lookup(value, path_b, side=labels[1])
+        found[_lookup(key, path_a, side=labels[0])] = (partner, "mapping")
     used_b = {pid for pid, _ in found.values()}
     for how, names_a, names_b in (
         ("path", path_a, path_b),
@@ -277,8 +282,9 @@ def compare_strategies(
     Raises
     ------
     ValueError
-        No files, equal labels, or a mapping entry naming no population (checked before any
-        file is read when neither strategy is a FlowJo workspace).
+        No files, equal labels, a group for a strategy that is not a FlowJo workspace, or a
+        mapping entry naming no population (checked before any file is read when neither
+        strategy is a FlowJo workspace).
     """
     if len(labels) != 2 or str(labels[0]) == str(labels[1]):
         raise ValueError(f"labels must be two distinct names, got {labels!r}")
@@ -286,6 +292,9 @@ def compare_strategies(
     if not files:
         raise ValueError("no FCS files to compare")
     loaded = (_load(strategy_a), _load(strategy_b))
+    for side, strategy, group in ((0, loaded[0], group_a), (1, loaded[1], group_b)):
+        if group is not None and not isinstance(strategy, FlowJoWorkspace):
+            raise ValueError(f"a group was given for {names[side]}, which is not a FlowJo workspace")
     pairs_of = dict(mapping or {})
     cache: dict[tuple[int, int], tuple[Strategy, Strategy, _Matching]] = {}
 
@@ -301,45 +310,34 @@ def compare_strategies(
     timing: list[dict[str, object]] = []
     errors: list[dict[str, str]] = []
     unmatched: Counter[tuple[str, str, str, str]] = Counter()
-    groups = (group_a, group_b)
-    warmed = False
     for index, f in enumerate(files):
         path = Path(f)
-        stage = "resolve"
         try:
-            sa, sb = (resolve_strategy(s, path.name, group=g) for s, g in zip(loaded, groups, strict=True))
-            stage = "match"
-            found = matching(sa, sb)
-            stage = "read"
-            start = time.perf_counter()
-            sample = read_fcs(path)
-            np.count_nonzero(sample.raw)  # load the DATA segment now, not in the first apply
-            read_s = time.perf_counter() - start
-            if warmup and not warmed:  # untimed: compiled kernels load outside the timings
-                for side in (0, 1):
-                    stage = "ab"[side]
-                    apply_plan(compile_plan((sa, sb)[side], sample), sample, membership=True)
-                warmed = True
-            runs: dict[int, tuple[GatingResult, float, float]] = {}
-            for side in (0, 1) if index % 2 == 0 else (1, 0):
-                stage = "ab"[side]
-                start = time.perf_counter()
-                plan = compile_plan((sa, sb)[side], sample)
-                compiled = time.perf_counter()
-                result = apply_plan(plan, sample, membership=True)
-                runs[side] = (result, compiled - start, time.perf_counter() - compiled)
-        except Exception as exc:  # one bad file never stops the comparison; it is recorded
-            log.warning("%s failed (%s): %s: %s", path, stage, type(exc).__name__, exc)
-            errors.append(
-                {"file": str(path), "stage": stage, "error_type": type(exc).__name__, "message": str(exc)}
-            )
+            with _stage("resolve"):
+                pair = tuple(
+                    resolve_strategy(s, path.name, group=g)
+                    for s, g in zip(loaded, (group_a, group_b), strict=True)
+                )
+            with _stage("match"):
+                found = matching(pair[0], pair[1])
+            warm = warmup and not timing  # before the first file gated (untimed)
+            run = _gate_file(path, (pair[0], pair[1]), swap=index % 2 == 1, warm=warm)
+        except _Failed as failed:  # one bad file never stops the comparison; it is recorded
+            exc = failed.__cause__
+            log.warning("%s failed (%s): %s: %s", path, failed.stage, type(exc).__name__, exc)
+            errors.append({
+                "file": str(path), "stage": failed.stage, "error_type": type(exc).__name__,
+                "message": str(exc),
+            })
             continue
-        n_events = runs[0][0].n_events
-        rows += [{"file": str(path), **row} for row in _agreement(found, runs[0][0], runs[1][0])]
-        timing.append(_timing_row("file", str(path), "read", "read", 1, n_events, np.nan, np.nan, read_s))
+        n, name = run.results[0].n_events, str(path)
+        rows += [{"file": name, **row} for row in _agreement(found, *run.results)]
+        timing.append(_timing_row("file", name, "read", "read", 1, n, np.nan, np.nan, run.read_s))
         for side in (0, 1):
-            _, c_s, a_s = runs[side]
-            timing.append(_timing_row("file", str(path), "ab"[side], names[side], 1, n_events, c_s, a_s, c_s + a_s))
+            c_s, a_s = run.compile_s[side], run.apply_s[side]
+            timing.append(
+                _timing_row("file", name, "ab"[side], names[side], 1, n, c_s, a_s, c_s + a_s)
+            )
         for side, pops in ((0, found.unmatched_a), (1, found.unmatched_b)):
             unmatched.update(("ab"[side], names[side], p, pid) for pid, p in pops)
         log.info("%s: %d populations compared", path.name, len(found.pairs))
@@ -356,6 +354,59 @@ def compare_strategies(
     if comparison.out_dir is not None:
         _write(comparison, comparison.out_dir)
     return comparison
+
+
+class _Failed(Exception):
+    """A file failed at ``stage``; the original exception is the ``__cause__``."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise _Failed(name) from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileRun:
+    results: tuple[GatingResult, GatingResult]
+    compile_s: tuple[float, float]
+    apply_s: tuple[float, float]
+    read_s: float
+
+
+def _gate_file(
+    path: Path, strategies: tuple[Strategy, Strategy], *, swap: bool, warm: bool
+) -> _FileRun:
+    """Read once, then compile and apply each strategy (B first when ``swap``), timed."""
+    start = time.perf_counter()
+    with _stage("read"):
+        sample = read_fcs(path)
+        np.count_nonzero(sample.raw)  # load the DATA segment now, not in the first apply
+    read_s = time.perf_counter() - start
+    if warm:  # untimed: compiled kernels are loaded outside the timings
+        for side in (0, 1):
+            with _stage("ab"[side]):
+                apply_plan(compile_plan(strategies[side], sample), sample, membership=True)
+    done: dict[int, tuple[GatingResult, float, float]] = {}
+    for side in (1, 0) if swap else (0, 1):
+        with _stage("ab"[side]):
+            start = time.perf_counter()
+            plan = compile_plan(strategies[side], sample)
+            compiled = time.perf_counter()
+            result = apply_plan(plan, sample, membership=True)
+            done[side] = (result, compiled - start, time.perf_counter() - compiled)
+    return _FileRun(
+        results=(done[0][0], done[1][0]),
+        compile_s=(done[0][1], done[1][1]),
+        apply_s=(done[0][2], done[1][2]),
+        read_s=read_s,
+    )
 
 
 def _timing_row(
@@ -379,7 +430,9 @@ def _with_totals(timing: pd.DataFrame) -> pd.DataFrame:
         )
         for stage, rows in timing.groupby("stage", sort=False)
     ]
-    return pd.concat([timing, pd.DataFrame(totals, columns=TIMING_COLUMNS)], ignore_index=True) if totals else timing
+    if not totals:
+        return timing
+    return pd.concat([timing, pd.DataFrame(totals, columns=TIMING_COLUMNS)], ignore_index=True)
 
 
 def _summarise(per_file: pd.DataFrame) -> pd.DataFrame:
@@ -429,6 +482,30 @@ def _short(paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def format_score(value: float, *, digits: int = 4) -> str:
+    """An F1 or Jaccard value as text that never rounds up to 1.
+
+    Parameters
+    ----------
+    value
+        A score in [0, 1] (or NaN).
+    digits
+        Decimals shown.
+
+    Returns
+    -------
+    str
+        ``"1"`` for exactly 1; otherwise the value truncated to ``digits`` decimals, so
+        ``0.99996`` reads ``0.9999``, not ``1.0000``.
+    """
+    if value == 1.0:
+        return "1"
+    if not np.isfinite(value):
+        return "nan"
+    scale = 10**digits
+    return f"{np.floor(value * scale) / scale:.{digits}f}"
+
+
 def pair_labels(summary: pd.DataFrame) -> list[str]:
     """Short readable labels for the rows of a comparison summary.
 
@@ -473,18 +550,25 @@ def plot_agreement(comparison: Comparison, *, path: str | os.PathLike[str] | Non
     ax = fig.add_subplot()
     a, b = comparison.labels
     if n == 0:
-        ax.text(0.5, 0.5, "no populations compared", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no populations compared", ha="center", va="center", transform=ax.transAxes
+        )
         ax.set_axis_off()
     else:
-        keys = list(zip(summary["population_a"], summary["population_b"], summary["match"], strict=True))
-        where = {k: i for i, k in enumerate(keys)}
-        ypos = np.array([where[k] for k in zip(per_file["population_a"], per_file["population_b"], per_file["match"], strict=True)], dtype=float)
+        key = ["population_a", "population_b", "match"]
+        where = {k: i for i, k in enumerate(summary[key].itertuples(index=False, name=None))}
+        ypos = np.array([where[k] for k in per_file[key].itertuples(index=False, name=None)], float)
         jitter = np.random.default_rng(0).uniform(-0.22, 0.22, len(ypos))
-        ax.barh(np.arange(n), summary["f1_mean"], height=0.7, color="#c6dbef", label="mean over files", zorder=1)
-        ax.scatter(per_file["f1"], ypos + jitter, s=12, color="#08519c", alpha=0.7, label="one file", zorder=2, linewidths=0)
+        ax.barh(
+            np.arange(n), summary["f1_mean"], height=0.7, color="#c6dbef", label="mean over files",
+            zorder=1,
+        )
+        ax.scatter(
+            per_file["f1"], ypos + jitter, s=12, color="#08519c", alpha=0.7, label="one file",
+            zorder=2, linewidths=0,
+        )
         for i, mean in enumerate(summary["f1_mean"]):
-            shown = "1" if mean == 1.0 else f"{np.floor(mean * 1000) / 1000:.3f}"  # never 1.000 < 1
-            ax.text(1.02, i, shown, va="center", fontsize=8)
+            ax.text(1.02, i, format_score(mean, digits=3), va="center", fontsize=8)
         ax.set_yticks(np.arange(n), pair_labels(summary), fontsize=9)
         ax.set_ylim(n - 0.5, -0.5)
         ax.set_xlim(0.0, 1.1)
@@ -493,7 +577,8 @@ def plot_agreement(comparison: Comparison, *, path: str | os.PathLike[str] | Non
         ax.set_xlabel("F1 = 2|A∩B| / (|A| + |B|), per event (1 when both are empty)")
         fig.legend(loc="outside lower center", ncols=2, frameon=False, fontsize=8)
     n_files = per_file["file"].nunique()
-    ax.set_title(f"Agreement of {a} and {b}: F1 per population ({n_files} file{'s' * (n_files != 1)})")
+    plural = "" if n_files == 1 else "s"
+    ax.set_title(f"Agreement of {a} and {b}: F1 per population ({n_files} file{plural})")
     if path is not None:
         fig.savefig(Path(path), format="png")
     return fig
@@ -527,7 +612,9 @@ def parse_mapping(items: Iterable[str]) -> dict[str, str]:
             a, b = item.split("=/")
             b = "/" + b
         else:
-            raise ValueError(f"--map {item!r}: expected A_POP=B_POP (use --map-file for names with '=')")
+            raise ValueError(
+                f"--map {item!r}: expected A_POP=B_POP (use --map-file for names with '=')"
+            )
         if not a or not b:
             raise ValueError(f"--map {item!r}: both populations must be given")
         out[a] = b
@@ -552,11 +639,13 @@ def read_mapping(path: str | os.PathLike[str]) -> dict[str, str]:
     ValueError
         A row with fewer than two non-empty cells.
     """
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     out: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(f"{path}: row {line} needs an A and a B population")
-        out[row[0].strip()] = row[1].strip()
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        rows = ((reader.line_num, r) for r in reader if any(c.strip() for c in r))
+        next(rows, None)  # the header
+        for line, row in rows:
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise ValueError(f"{path}: line {line} needs an A and a B population")
+            out[row[0].strip()] = row[1].strip()
     return out

@@ -18,7 +18,11 @@ import numba
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["default_threads", "ensure_cache_dir", "njit", "thread_limit"]
+__all__ = ["default_threads", "ensure_cache_dir", "njit", "small_or_parallel", "thread_limit"]
+
+#: Below this many elements a kernel's serial twin is used: waking the thread pool costs more
+#: than the loop itself.
+SERIAL_BELOW = 50_000
 
 
 def njit(*signatures: Any, parallel: bool = False, **options: Any) -> Callable[[F], F]:
@@ -48,6 +52,43 @@ def njit(*signatures: Any, parallel: bool = False, **options: Any) -> Callable[[
         )(func)
 
     return decorate
+
+
+def small_or_parallel(kernel: F, size: int) -> F:
+    """``kernel`` itself, or for small inputs its serial twin (same code, no thread pool).
+
+    Parameters
+    ----------
+    kernel
+        A dispatcher made by :func:`njit` with ``parallel=True``.
+    size
+        Number of elements the call will loop over.
+
+    Returns
+    -------
+    Callable
+        The kernel to call.
+    """
+    if size >= SERIAL_BELOW:
+        return kernel
+    twin = _TWINS.get(kernel)
+    if twin is None:
+        import types
+
+        func = kernel.py_func  # type: ignore[attr-defined]
+        # a distinct name, so the twin has its own entry in Numba's on-disk cache
+        clone = types.FunctionType(
+            func.__code__, func.__globals__, f"{func.__name__}_serial", func.__defaults__,
+            func.__closure__,
+        )
+        clone.__qualname__ = f"{func.__qualname__}_serial"
+        clone.__module__ = func.__module__
+        twin = numba.njit(cache=True, nogil=True, fastmath=False)(clone)
+        _TWINS[kernel] = twin
+    return twin  # type: ignore[return-value]
+
+
+_TWINS: dict[Any, Any] = {}
 
 
 def default_threads(requested: int | None = None) -> int:

@@ -124,8 +124,14 @@ def compare(
     map_file: Path | None, group_a: str | None, group_b: str | None, label_a: str, label_b: str,
 ) -> None:
     """Compare two gating strategies on the same FCS files: counts, per-event F1, timing."""
-    from engine._compare import compare_strategies, pair_labels, parse_mapping, read_mapping
-    from gating import load_strategy
+    from engine._compare import (
+        compare_strategies,
+        format_score,
+        pair_labels,
+        parse_mapping,
+        read_mapping,
+    )
+    from gating import FlowJoWorkspace, Strategy, load_strategy
 
     if len(strategies) != 2:
         raise click.UsageError(f"give exactly two --strategy options (A, then B), not {len(strategies)}")
@@ -138,7 +144,7 @@ def compare(
         mapping = {**(read_mapping(map_file) if map_file else {}), **parse_mapping(maps)}
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    loaded = []
+    loaded: list[Strategy | FlowJoWorkspace] = []
     for spec in strategies:
         try:
             loaded.append(load_strategy(spec))
@@ -155,15 +161,16 @@ def compare(
     click.echo(f"compared {n_ok} of {len(files)} files: {label_a} = {strategies[0]}, {label_b} = {strategies[1]}")
     if not result.summary.empty:
         _print_rows([
-            {"population": name, "match": row.match, "F1 mean": f"{row.f1_mean:.4f}",
-             "F1 min": f"{row.f1_min:.4f}", f"count {label_a}": row.count_a,
+            {"population": name, "match": row.match, "F1 mean": format_score(row.f1_mean),
+             "F1 min": format_score(row.f1_min), f"count {label_a}": row.count_a,
              f"count {label_b}": row.count_b, "diff": f"{row.difference:+d}",
              "max |diff|": row.max_abs_difference}
             for name, row in zip(pair_labels(result.summary), result.summary.itertuples(), strict=True)
         ])
     for row in result.timing[result.timing["scope"] == "total"].itertuples():
         click.echo(
-            f"time {row.label}: {row.seconds:.3f} s for {row.files} files "
+            f"time {'reading files' if row.stage == 'read' else row.label}: "
+            f"{row.seconds:.3f} s for {row.files} files "
             f"({row.seconds_per_file:.4f} s/file, {row.events_per_s:,.0f} events/s)"
         )
     for side, label in (("a", label_a), ("b", label_b)):

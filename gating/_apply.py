@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from engine._numba import thread_limit
+from engine._numba import small_or_parallel, thread_limit
 from gating._fcs import FCSData
 from gating._kernels import (
     channel_values,
@@ -151,7 +151,7 @@ class _Evaluator:
             rows = self._rows[population]
             cached = np.ones(self.n, dtype=np.bool_) if rows is None else np.zeros(self.n, dtype=np.bool_)
             if rows is not None:
-                scatter_mask(rows, cached)
+                small_or_parallel(scatter_mask, len(rows))(rows, cached)
             self._masks[population] = cached
         return cached
 
@@ -180,7 +180,7 @@ class _Evaluator:
             cols[f, : len(c.columns)] = [self.colmap[col] for col in c.columns]
             coefs[f, : len(c.columns)] = 1.0 if c.coefficients is None else c.coefficients
         out = np.empty((len(todo), m), dtype=np.float64)
-        channel_values(
+        small_or_parallel(channel_values, m)(
             self.x, rows if rows is not None else np.zeros(0, dtype=np.int64), rows is None,
             cols, coefs, n_cols, out,
         )
@@ -242,7 +242,7 @@ class _Evaluator:
         state = np.empty(len(u), dtype=np.int8)
         band_lo = _BAND * (abs(r_lo) + 1.0) if np.isfinite(r_lo) else 0.0
         band_hi = _BAND * (abs(r_hi) + 1.0) if np.isfinite(r_hi) else 0.0
-        raw_bound_state(u, r_lo, r_hi, band_lo, band_hi, state)
+        small_or_parallel(raw_bound_state, len(u))(u, r_lo, r_hi, band_lo, band_hi, state)
         inside = state == 1
         unsure = np.flatnonzero(state == 2)
         if len(unsure):
@@ -265,7 +265,7 @@ class _Evaluator:
                 inside = mask if parent_rows is None else mask[parent_rows]
             for c in handed:
                 values = self._channels[(c, step.parent)]
-                self._channels[(c, step.population)] = select_rows(
+                self._channels[(c, step.population)] = small_or_parallel(select_rows, len(inside))(
                     values, False, inside, _chunks(len(inside))
                 )
         self._inside.pop(step.population, None)
@@ -358,10 +358,13 @@ class _Evaluator:
                     columns.append(t.apply(u) if t is not None else u)
         out = inside if keep is None else np.empty(len(keep), dtype=np.bool_)
         if step.kind == "polygon":
-            in_polygon(columns[0], columns[1], np.ascontiguousarray(v[:, 0]),
-                       np.ascontiguousarray(v[:, 1]), out)
+            small_or_parallel(in_polygon, len(out))(
+                columns[0], columns[1], np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1]), out
+            )
         else:
-            in_ellipsoid(np.column_stack(columns), mean, precision, float(p["distance_square"]), out)
+            small_or_parallel(in_ellipsoid, len(out))(
+                np.column_stack(columns), mean, precision, float(p["distance_square"]), out
+            )
         if keep is not None:
             inside[keep] = out
 
@@ -398,7 +401,7 @@ class _Evaluator:
         if codes is None:
             values = self.feature(key, parent)
             codes = np.empty(len(values), dtype=np.int16)
-            interval_index(values, np.asarray(splits, dtype=np.float64), codes)
+            small_or_parallel(interval_index, len(values))(values, np.asarray(splits, dtype=np.float64), codes)
             self._codes[cache_key] = codes
         return codes
 
@@ -424,7 +427,7 @@ def _chunks(n: int) -> int:
 
 def _select(rows: np.ndarray | None, inside: np.ndarray) -> np.ndarray:
     """Rows of the parent that are inside (sorted, as the parent's are)."""
-    return select_rows(
+    return small_or_parallel(select_rows, len(inside))(
         rows if rows is not None else np.zeros(0, dtype=np.int64), rows is None, inside,
         _chunks(len(inside)),
     )

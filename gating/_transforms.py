@@ -72,6 +72,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import brentq
 
+from engine._numba import small_or_parallel
 from gating import _transform_kernels as _k
 
 __all__ = [
@@ -385,12 +386,12 @@ class Asinh(Transform):
 
     def _forward(self, x: FloatArray, lo: float, hi: float) -> FloatArray:
         out = np.empty_like(x)
-        _k.asinh_forward(x, out, *self._constants, lo, hi)
+        small_or_parallel(_k.asinh_forward, len(x))(x, out, *self._constants, lo, hi)
         return out
 
     def _backward(self, y: FloatArray) -> FloatArray:
         out = np.empty_like(y)
-        _k.asinh_inverse(y, out, *self._constants)
+        small_or_parallel(_k.asinh_inverse, len(y))(y, out, *self._constants)
         return out
 
 
@@ -523,13 +524,13 @@ class _BiexFamily(Transform):
     def _forward(self, x: FloatArray, lo: float, hi: float) -> FloatArray:
         p, knots = self._kernel
         out = np.empty_like(x)
-        _k.biex_forward(x, out, p, knots, lo, hi)
+        small_or_parallel(_k.biex_forward, len(x))(x, out, p, knots, lo, hi)
         return out
 
     def _backward(self, y: FloatArray) -> FloatArray:
         p, _ = self._kernel
         out = np.empty_like(y)
-        _k.biex_inverse(y, out, p)
+        small_or_parallel(_k.biex_inverse, len(y))(y, out, p)
         return out
 
 

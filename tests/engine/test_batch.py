@@ -126,17 +126,24 @@ def _run_cli(args, **kw):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, **kw)
 
 
-@pytest.mark.parametrize("kill_after", [3, 20])
-def test_sigkill_and_resume_equals_an_uninterrupted_run(archive, tmp_path, kill_after):
-    fcs = archive["fcs"]
-    clean = tmp_path / "clean"
-    first = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out",
-                      str(clean), "--in-process"])
+@pytest.fixture(scope="module")
+def clean_run(archive, tmp_path_factory):
+    """The uninterrupted run that interrupted-and-resumed runs must reproduce."""
+    clean = tmp_path_factory.mktemp("clean") / "out"
+    first = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(archive["fcs"]),
+                      "--out", str(clean), "--in-process"])
     assert first.returncode == 1, first.stderr  # the corrupt files make the exit code 1
+    return clean
+
+
+@pytest.mark.parametrize("kill_after, executor", [(3, ["--in-process"]), (20, ["--in-process"]), (8, ["--workers", "2"])])
+def test_sigkill_and_resume_equals_an_uninterrupted_run(archive, clean_run, tmp_path, kill_after, executor):
+    fcs = archive["fcs"]
+    clean = clean_run
     out = tmp_path / "killed"
     proc = subprocess.Popen(
         [*PHENOFLOW, "gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
-         "--in-process"], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+         *executor], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     parts = out / "parts"
     deadline = time.monotonic() + 120
@@ -149,7 +156,7 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(archive, tmp_path, kill_
     done_before = len([p for p in parts.iterdir() if not p.name.startswith(".")])
     assert done_before < 31, "the run finished before it could be killed"
     again = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
-                      "--in-process"])
+                      *executor])
     assert again.returncode == 1
     assert f"({done_before} from an earlier run)" in again.stdout
     for name in ("populations.parquet", "errors.parquet"):
