@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine._executor import ExecutorSpec, open_executor
@@ -74,8 +75,9 @@ class BatchRun:
     ----------
     out_dir
         Where everything was written.
-    populations, errors, files
-        The final tables (also on disk).
+    errors, files
+        The error and per-file tables (also on disk); :attr:`populations` reads the counts
+        from disk on request (they can be large).
     resumed
         Files whose part files from an earlier run were reused.
     executor
@@ -83,7 +85,6 @@ class BatchRun:
     """
 
     out_dir: Path
-    populations: pd.DataFrame
     errors: pd.DataFrame
     files: pd.DataFrame
     resumed: int
@@ -93,6 +94,11 @@ class BatchRun:
     def ok(self) -> bool:
         """Whether every file was gated."""
         return self.errors.empty
+
+    @property
+    def populations(self) -> pd.DataFrame:
+        """The tidy counts table (read from ``populations.parquet``)."""
+        return pd.read_parquet(self.out_dir / "populations.parquet")
 
 
 # ---- worker side --------------------------------------------------------------------------
@@ -345,19 +351,48 @@ def run_batch(
                      description=description)
 
 
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns (missing manifest columns become nulls)."""
+    if table.schema.equals(schema):
+        return table
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+_ROW_GROUP = 65_536  # parts are small; writing them one by one would make tiny row groups
+
+
 def _finalize(
     tasks: list[dict[str, Any]], out: Path, *, options: BatchOptions, hashes: list[str],
     resumed: int, description: str,
 ) -> BatchRun:
+    """Stream the parts, in input order, into the final tables (memory independent of N)."""
     from engine import __version__
 
     parts = out / "parts"
-    files, errors = [], []
-    writer: pq.ParquetWriter | None = None
+    failed = sum(not (parts / f"{t['key']}.parquet").exists() for t in tasks)
+    run_meta = {"phenoflow_version": __version__, "strategy_hashes": hashes,
+                "files": len(tasks), "failed": failed}
+    meta_bytes = {b"phenoflow": json.dumps(run_meta).encode()}
+    metadata_keys = list(dict.fromkeys(k for t in tasks for k in t["metadata"]))
+    files, errors, mfi_tables = [], [], []
     tmp_pop = out / f".populations.parquet.{os.getpid()}.partial"
-    schema = None
-    frames_for_small_outputs: list[pd.DataFrame] = []
-    mfi_tables = []
+    tmp_csv = out / f".populations.csv.{os.getpid()}.partial"
+    writer: pq.ParquetWriter | None = None
+    csv_writer: pacsv.CSVWriter | None = None
+    schema: pa.Schema | None = None
+    buffer: list[pa.Table] = []
+
+    def flush() -> None:
+        if buffer and writer is not None and csv_writer is not None:
+            table = pa.concat_tables(buffer)
+            writer.write_table(table)
+            csv_writer.write_table(table)
+            buffer.clear()
+
     try:
         for task in tasks:
             ok = parts / f"{task['key']}.parquet"
@@ -365,12 +400,15 @@ def _finalize(
                 table = pq.read_table(ok)
                 meta = json.loads(table.schema.metadata[b"phenoflow"])
                 table = table.replace_schema_metadata(None)
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(tmp_pop, schema)
-                writer.write_table(table.cast(schema) if table.schema != schema else table)
-                if options.h5ad:
-                    frames_for_small_outputs.append(table.to_pandas())
+                if schema is None:
+                    fields = list(table.schema)
+                    fields += [pa.field(k, pa.string()) for k in metadata_keys if k not in table.column_names]
+                    schema = pa.schema(fields)
+                    writer = pq.ParquetWriter(tmp_pop, schema.with_metadata(meta_bytes))
+                    csv_writer = pacsv.CSVWriter(tmp_csv, schema)
+                buffer.append(_conform(table, schema))
+                if sum(len(t) for t in buffer) >= _ROW_GROUP:
+                    flush()
                 files.append({"path": task["path"], "sample": task["name"], "size": meta["stat"][0],
                               "blake2b": meta["blake2b"], "n_datasets": meta["n_datasets"],
                               "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"]})
@@ -383,22 +421,18 @@ def _finalize(
                 files.append({"path": task["path"], "sample": task["name"], "size": err["stat"][0],
                               "blake2b": None, "n_datasets": 0, "n_events": 0, "status": "error",
                               "seconds": err["seconds"]})
+        flush()
     finally:
-        if writer is not None:
-            writer.close()
-    run_meta = {"phenoflow_version": __version__, "strategy_hashes": hashes,
-                "files": len(tasks), "failed": len(errors)}
+        for w in (writer, csv_writer):
+            if w is not None:
+                w.close()
     if writer is None:  # nothing succeeded: an empty table with the documented columns
         from gating._apply import COUNT_COLUMNS
 
-        pq.write_table(pa.Table.from_pandas(pd.DataFrame(columns=COUNT_COLUMNS), preserve_index=False), tmp_pop)
-    table = pq.read_table(tmp_pop)
-    table = table.replace_schema_metadata({b"phenoflow": json.dumps(run_meta).encode()})
-    _atomic_parquet(table, out / "populations.parquet")
-    tmp_pop.unlink(missing_ok=True)
-    populations = table.to_pandas()
-    tmp_csv = out / f".populations.csv.{os.getpid()}.partial"
-    populations.to_csv(tmp_csv, index=False)
+        empty = pa.Table.from_pandas(pd.DataFrame(columns=COUNT_COLUMNS), preserve_index=False)
+        pq.write_table(empty.replace_schema_metadata(meta_bytes), tmp_pop)
+        pacsv.write_csv(empty, tmp_csv)
+    os.replace(tmp_pop, out / "populations.parquet")
     os.replace(tmp_csv, out / "populations.csv")
     error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
     file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
@@ -407,10 +441,10 @@ def _finalize(
     if mfi_tables:
         _atomic_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
     _atomic_write_bytes(out / "run.json", json.dumps({**run_meta, "executor": description}, indent=2).encode())
-    if options.h5ad and not populations.empty:
-        _write_h5ad(populations, out / "populations.h5ad", run_meta)
-    return BatchRun(out_dir=out, populations=populations, errors=error_table, files=file_table,
-                    resumed=resumed, executor=description)
+    if options.h5ad and writer is not None:
+        _write_h5ad(pd.read_parquet(out / "populations.parquet"), out / "populations.h5ad", run_meta)
+    return BatchRun(out_dir=out, errors=error_table, files=file_table, resumed=resumed,
+                    executor=description)
 
 
 def _write_h5ad(populations: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
