@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             warm = fcs.with_name("warm-" + fcs.name)
             if n > 0:
                 make_file(fcs, n)
-                make_file(warm, 20_000, seed=1)
+                make_file(warm, 200_000, seed=1)  # big enough to load parallel and serial kernels
             else:
                 make_set3(fcs, -n)
                 make_set3(warm, 1)

@@ -184,6 +184,24 @@ def compare(
         raise SystemExit(1)
 
 
+@main.command()
+@click.argument("counts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--samples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Sample sheet (first column = sample id).")
+@click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, or log2(normalised + 1).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv (genes x samples), .parquet or .h5ad.")
+@click.option("--size-factors", "sf_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write size factors (sample,size_factor) to this CSV.")
+def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None) -> None:
+    """Normalise a count matrix (DESeq2-exact size factors, CPM or log2(x+1))."""
+    from expression import CountsError
+    from expression._normalize import normalize_file
+
+    try:
+        adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out)
+    except (CountsError, ValueError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    click.echo(f"{adata.n_obs} samples x {adata.n_vars} genes ({method}) -> {out}")
+
+
 @main.command("demo-data")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=20190419, show_default=True, help="Random seed.")

@@ -1,3 +1,21 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
-__all__: list[str] = []
+from expression._io import read_counts, read_sample_sheet, write_matrix
+from expression._normalize import cpm, log2p1, normalize_counts
+from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
+from expression._validate import CountsError, validate_counts
+
+__all__: list[str] = [
+    "CountsError",
+    "SizeFactorFit",
+    "cpm",
+    "fit_size_factors",
+    "log2p1",
+    "log_geo_means",
+    "normalize_counts",
+    "read_counts",
+    "read_sample_sheet",
+    "size_factors",
+    "validate_counts",
+    "write_matrix",
+]

@@ -1,0 +1,250 @@
+"""Reading count matrices (CSV/TSV, featureCounts, HTSeq-count, h5ad, Parquet) into AnnData.
+
+Every reader returns samples x genes (the AnnData convention) with the raw counts in
+``layers["counts"]`` and in ``X``; ``uns["orientation"]`` records how the file was laid out and
+``uns["orientation_detected_by"]`` how that was decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from expression._validate import CountsError, check_sample_sheet
+
+__all__ = ["read_counts", "read_sample_sheet", "write_matrix"]
+
+log = logging.getLogger(__name__)
+
+Orientation = Literal["auto", "genes_x_samples", "samples_x_genes"]
+ORIENTATIONS = ("auto", "genes_x_samples", "samples_x_genes")
+FEATURECOUNTS_ANNOTATION = ("Chr", "Start", "End", "Strand", "Length")
+
+
+def _sep(path: Path) -> str:
+    with _open_text(path) as fh:
+        for line in fh:
+            if line.strip() and not line.startswith("#"):
+                return "\t" if "\t" in line else ","
+    raise CountsError(f"{path}: no data lines")
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt")
+    return path.open()
+
+
+def read_sample_sheet(path: str | PathLike[str]) -> pd.DataFrame:
+    """Read a sample sheet (CSV/TSV, or Parquet); the first column holds the sample ids.
+
+    Parameters
+    ----------
+    path
+        The sheet; one row per sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by sample id (as strings), one column per annotation.
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        sheet = pd.read_parquet(path)
+        if isinstance(sheet.index, pd.RangeIndex):
+            sheet = sheet.set_index(sheet.columns[0])
+    else:
+        sheet = pd.read_csv(path, sep=_sep(path), index_col=0)
+    sheet.index = sheet.index.astype(str)
+    sheet.index.name = None
+    return sheet
+
+
+def _featurecounts(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, sep="\t", comment="#", index_col=0)
+    table = table.drop(columns=[c for c in FEATURECOUNTS_ANNOTATION if c in table.columns])
+    # featureCounts names samples by BAM path: keep the file name without .bam/.sam
+    table.columns = [Path(str(c)).name.removesuffix(".bam").removesuffix(".sam") for c in table.columns]
+    return table
+
+
+def _htseq(paths: Sequence[Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        table = pd.read_csv(path, sep="\t", header=None, index_col=0)
+        table = table[~table.index.astype(str).str.startswith("__")]  # __no_feature & co.
+        if table.shape[1] == 1:
+            table.columns = [path.name.split(".")[0]]
+        frames.append(table)
+    return pd.concat(frames, axis=1, join="outer")
+
+
+def _is_htseq(path: Path, sep: str) -> bool:
+    if sep != "\t":
+        return False
+    first = pd.read_csv(path, sep="\t", header=None, nrows=5, comment="#")
+    return bool(first.shape[1] >= 2 and first.iloc[:, 1:].apply(pd.to_numeric, errors="coerce").notna().all().all())
+
+
+def _table(path: Path, fmt: str) -> tuple[pd.DataFrame, str | None]:
+    """The raw table and, for formats with a fixed layout, its orientation."""
+    suffix = path.suffix.lower()
+    if fmt == "parquet" or (fmt == "auto" and suffix in (".parquet", ".pq")):
+        table = pd.read_parquet(path)
+        if isinstance(table.index, pd.RangeIndex) and not pd.api.types.is_numeric_dtype(table.iloc[:, 0]):
+            table = table.set_index(table.columns[0])
+        return table, None
+    sep = _sep(path)
+    if fmt == "featurecounts" or (fmt == "auto" and sep == "\t"):
+        header = pd.read_csv(path, sep=sep, comment="#", nrows=0)
+        if fmt == "featurecounts" or set(FEATURECOUNTS_ANNOTATION) <= set(header.columns):
+            log.info("%s: featureCounts output (annotation columns dropped)", path)
+            return _featurecounts(path), "genes_x_samples"
+    if fmt == "htseq" or (fmt == "auto" and _is_htseq(path, sep)):
+        log.info("%s: HTSeq-count output (summary rows dropped)", path)
+        return _htseq([path]), "genes_x_samples"
+    return pd.read_csv(path, sep=sep, index_col=0), None
+
+
+def _orient(table: pd.DataFrame, orientation: str, sheet: pd.DataFrame | None) -> tuple[pd.DataFrame, str, str]:
+    """Turn ``table`` into samples x genes; returns it with the detected layout and the reason."""
+    if orientation != "auto":
+        detected, how = orientation, "given"
+    elif sheet is not None and set(map(str, table.columns)) & set(sheet.index):
+        detected, how = "genes_x_samples", "sample sheet (columns are samples)"
+    elif sheet is not None and set(map(str, table.index)) & set(sheet.index):
+        detected, how = "samples_x_genes", "sample sheet (rows are samples)"
+    elif table.shape[0] >= table.shape[1]:
+        detected, how = "genes_x_samples", "longer axis (rows are genes)"
+    else:
+        detected, how = "samples_x_genes", "longer axis (columns are genes)"
+    log.info("count matrix is %s (detected by %s)", detected.replace("_x_", " x "), how)
+    return (table.T if detected == "genes_x_samples" else table), detected, how
+
+
+def _integer_matrix(table: pd.DataFrame) -> np.ndarray:
+    values = table.to_numpy()
+    if values.dtype == object:
+        values = table.apply(pd.to_numeric, errors="coerce").to_numpy()
+    if np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.int64)
+    return values.astype(np.float64)
+
+
+def read_counts(
+    path: str | PathLike[str] | Sequence[str | PathLike[str]],
+    *,
+    samples: str | PathLike[str] | pd.DataFrame | None = None,
+    orientation: Orientation = "auto",
+    format: Literal["auto", "table", "featurecounts", "htseq", "parquet", "h5ad"] = "auto",
+) -> Any:
+    """Read a raw count matrix as a samples x genes :class:`anndata.AnnData`.
+
+    Parameters
+    ----------
+    path
+        CSV/TSV table (first column = row ids), featureCounts output, HTSeq-count output (one
+        file per sample: pass a list; the sample id is the file name up to its first dot),
+        ``.h5ad`` or Parquet.
+    samples
+        A sample sheet (path or DataFrame indexed by sample id): becomes ``obs`` (in the sheet's
+        order) and helps detect the orientation; it must name exactly the matrix's samples.
+    orientation
+        ``"auto"`` (the axis whose labels match the sheet, else the longer axis is genes),
+        ``"genes_x_samples"`` or ``"samples_x_genes"``.
+    format
+        ``"auto"`` detects it from the suffix and content.
+
+    Returns
+    -------
+    anndata.AnnData
+        Raw counts in ``X`` and ``layers["counts"]`` (int64, or float64 when the file has
+        decimals or missing values: see :func:`validate_counts`).
+
+    Raises
+    ------
+    CountsError
+        When the sheet and the matrix disagree on the samples.
+    """
+    import anndata as ad
+
+    sheet = read_sample_sheet(samples) if isinstance(samples, str | PathLike) else samples
+    if sheet is not None:
+        sheet = sheet.copy()
+        sheet.index = sheet.index.astype(str)
+    if isinstance(path, str | PathLike):
+        path = Path(path)
+        fixed: str | None
+        if format == "h5ad" or (format == "auto" and path.suffix == ".h5ad"):
+            adata = ad.read_h5ad(path)
+            matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
+            table = pd.DataFrame(np.asarray(matrix), index=adata.obs_names, columns=adata.var_names)
+            fixed, obs = "samples_x_genes", adata.obs
+        else:
+            table, fixed = _table(path, format)
+            obs = None
+    else:
+        table, fixed, obs = _htseq([Path(p) for p in path]), "genes_x_samples", None
+    table, detected, how = _orient(
+        table, orientation if fixed is None or orientation != "auto" else fixed, sheet
+    )
+    if fixed is not None and orientation == "auto":
+        how = "file format"
+    table.index = table.index.astype(str)
+    table.columns = table.columns.astype(str)
+    if sheet is not None:
+        check_sample_sheet(list(table.index), list(sheet.index))
+        table = table.loc[sheet.index]
+        obs = sheet
+    elif obs is None:
+        obs = pd.DataFrame(index=table.index)
+    values = _integer_matrix(table)
+    adata = ad.AnnData(
+        X=values.copy(), obs=obs.copy(), var=pd.DataFrame(index=table.columns),
+        layers={"counts": values},
+        uns={"orientation": detected, "orientation_detected_by": how},
+    )
+    log.info("read %d samples x %d genes", adata.n_obs, adata.n_vars)
+    return adata
+
+
+def write_matrix(adata: Any, path: str | PathLike[str], *, layer: str) -> Path:
+    """Write one layer: ``.csv``/``.tsv`` (genes x samples, gene id first), ``.parquet`` or ``.h5ad``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData (samples x genes); a Dask layer is computed.
+    path
+        Output file; its suffix picks the format (``.h5ad`` writes the whole object).
+    layer
+        The layer to write for the table formats.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    path = Path(path)
+    if path.suffix == ".h5ad":
+        adata.write_h5ad(path)
+        return path
+    matrix = adata.layers[layer]
+    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
+    table = pd.DataFrame(matrix.T, index=adata.var_names, columns=adata.obs_names)
+    table.index.name = "gene"
+    if path.suffix == ".parquet":
+        table.to_parquet(path)
+    elif path.suffix in (".csv", ".tsv"):
+        table.to_csv(path, sep="\t" if path.suffix == ".tsv" else ",", float_format="%.17g")
+    else:
+        raise ValueError(f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet, .h5ad)")
+    return path

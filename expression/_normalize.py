@@ -1,0 +1,233 @@
+"""Normalised layers on an AnnData: DESeq2 size factors, CPM and ``log2(x + 1)``.
+
+scanpy's vocabulary: each function reads ``layer``, writes ``layers[key_added]`` (and, for size
+factors, ``obs["size_factors"]`` and ``uns["size_factors"]``), and works in place unless
+``copy=True``, in which case it returns the modified copy. A Dask layer stays lazy: the new
+layer is built with ``map_blocks`` (only the size factors themselves are computed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from expression._size_factors import Method, fit_size_factors
+from expression._validate import _is_dask, counts_matrix
+
+__all__ = ["cpm", "log2p1", "normalize_counts", "normalize_file"]
+
+log = logging.getLogger(__name__)
+
+
+def _per_sample(matrix: Any, factors: np.ndarray, op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Any:
+    """Apply ``op(block, factors[rows, None])`` blockwise (numpy or Dask, samples x genes)."""
+    if not _is_dask(matrix):
+        return op(np.asarray(matrix, dtype=np.float64), factors[:, None])
+    import dask.array as da
+
+    fac = da.from_array(factors[:, None], chunks=(matrix.chunks[0], 1))
+    return da.map_blocks(
+        lambda block, f: op(np.asarray(block, dtype=np.float64), f),
+        matrix, fac, dtype=np.float64, meta=np.array((), dtype=np.float64).reshape(0, 0),
+    )
+
+
+def _target(adata: Any, copy: bool) -> Any:
+    return adata.copy() if copy else adata
+
+
+def _control_positions(adata: Any, control_genes: Any) -> Any:
+    if control_genes is None:
+        return None
+    sel = np.asarray(control_genes)
+    if sel.dtype.kind in "US" or sel.dtype == object:
+        pos = adata.var_names.get_indexer(sel.astype(str))
+        if (pos < 0).any():
+            raise KeyError(f"control gene {sel[np.argmax(pos < 0)]!r} is not in var_names")
+        return pos
+    return sel
+
+
+def normalize_counts(
+    adata: Any,
+    *,
+    method: Method = "ratio",
+    layer: str | None = "counts",
+    key_added: str = "normalized",
+    geo_means: Any = None,
+    control_genes: Any = None,
+    copy: bool = False,
+) -> Any:
+    """Divide each sample's counts by its DESeq2 size factor.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData; the counts may be numpy or ``dask.array``.
+    method
+        ``"ratio"`` or ``"poscounts"`` (see :func:`size_factors`).
+    layer
+        Layer with the raw counts (``None`` or a missing ``"counts"`` uses ``X``).
+    key_added
+        Name of the new layer (``counts(dds, normalized=TRUE)`` in DESeq2 terms).
+    geo_means
+        Frozen per-gene geometric means (R's ``geoMeans``), e.g.
+        ``np.exp(reference.uns["size_factors"]["log_geo_means"])``.
+    control_genes
+        Gene ids, integer positions or a boolean mask (R's ``controlGenes``).
+    copy
+        Return a modified copy instead of working in place.
+
+    Returns
+    -------
+    anndata.AnnData or None
+        The copy when ``copy=True``.
+    """
+    target = _target(adata, copy)
+    counts = counts_matrix(target, layer=layer)
+    fit = fit_size_factors(
+        counts, method=method, geo_means=geo_means,
+        control_genes=_control_positions(target, control_genes), sample_names=target.obs_names,
+    )
+    target.obs["size_factors"] = fit.size_factors
+    target.layers[key_added] = _per_sample(counts, fit.size_factors, np.divide)
+    target.uns["size_factors"] = {
+        "method": fit.method,
+        "layer": "X" if layer is None else layer,
+        "key_added": key_added,
+        "rescaled_to_geometric_mean_1": bool(fit.rescaled),
+        "frozen_geo_means": geo_means is not None,
+        "n_genes_used": int(fit.used.sum()),
+        "log_geo_means": fit.log_geo_means,
+        "used_for_ratio": fit.used,
+    }
+    log.info("normalised %d samples with %s size factors -> layers[%r]", target.n_obs, method, key_added)
+    return target if copy else None
+
+
+def cpm(
+    adata: Any, *, layer: str | None = "counts", key_added: str = "cpm", copy: bool = False
+) -> Any:
+    """Counts per million: each sample's counts divided by its library size, times 1e6.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData (numpy or Dask).
+    layer
+        Layer with the raw counts (``None`` or a missing ``"counts"`` uses ``X``).
+    key_added
+        Name of the new layer.
+    copy
+        Return a modified copy instead of working in place.
+
+    Returns
+    -------
+    anndata.AnnData or None
+        The copy when ``copy=True``.
+    """
+    target = _target(adata, copy)
+    counts = counts_matrix(target, layer=layer)
+    lib = counts.sum(axis=1, dtype=np.float64)
+    lib = np.asarray(lib.compute() if _is_dask(lib) else lib, dtype=np.float64)
+    target.obs["library_size"] = lib
+    target.layers[key_added] = _per_sample(counts, lib / 1e6, np.divide)
+    target.uns["cpm"] = {"layer": "X" if layer is None else layer, "key_added": key_added}
+    return target if copy else None
+
+
+def log2p1(
+    adata: Any, *, layer: str = "normalized", key_added: str = "log2p1", copy: bool = False
+) -> Any:
+    """``log2(x + 1)`` of a layer: DESeq2's ``normTransform`` when ``layer`` holds normalised counts.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes AnnData (numpy or Dask).
+    layer
+        The layer to transform (by default the output of :func:`normalize_counts`).
+    key_added
+        Name of the new layer.
+    copy
+        Return a modified copy instead of working in place.
+
+    Returns
+    -------
+    anndata.AnnData or None
+        The copy when ``copy=True``.
+    """
+    target = _target(adata, copy)
+    if layer not in target.layers:
+        raise KeyError(f"layer {layer!r} not found (run normalize_counts or cpm first)")
+    x = target.layers[layer]
+    if _is_dask(x):
+        out = x.map_blocks(
+            lambda b: np.log2(np.asarray(b, dtype=np.float64) + 1.0),
+            dtype=np.float64, meta=np.array((), dtype=np.float64).reshape(0, 0),
+        )
+    else:
+        out = np.log2(np.asarray(x, dtype=np.float64) + 1.0)
+    target.layers[key_added] = out
+    target.uns["log2p1"] = {"layer": layer, "key_added": key_added, "pseudocount": 1.0}
+    return target if copy else None
+
+
+def normalize_file(
+    counts: Any,
+    *,
+    out: Any,
+    method: str = "ratio",
+    samples: Any = None,
+    size_factors_out: Any = None,
+) -> Any:
+    """Read, validate and normalise a count file, then write the result (the CLI's work).
+
+    Parameters
+    ----------
+    counts
+        Count file (any format :func:`read_counts` reads).
+    out
+        Output: ``.csv``/``.tsv`` (genes x samples), ``.parquet`` or ``.h5ad``.
+    method
+        ``"ratio"``, ``"poscounts"``, ``"cpm"`` or ``"log2p1"`` (``log2`` of ratio-normalised
+        counts + 1, DESeq2's ``normTransform``).
+    samples
+        Optional sample sheet.
+    size_factors_out
+        Optional CSV for the size factors (columns ``sample,size_factor``); not for ``cpm``.
+
+    Returns
+    -------
+    anndata.AnnData
+        The normalised data.
+    """
+    import pandas as pd
+
+    from expression._io import read_counts, write_matrix
+    from expression._validate import validate_counts
+
+    adata = read_counts(counts, samples=samples)
+    validate_counts(adata)
+    if method == "cpm":
+        if size_factors_out is not None:
+            raise ValueError("--size-factors needs a size-factor method (ratio, poscounts, log2p1)")
+        cpm(adata)
+        key = "cpm"
+    elif method in ("ratio", "poscounts", "log2p1"):
+        normalize_counts(adata, method="ratio" if method == "log2p1" else method)
+        key = "normalized"
+        if method == "log2p1":
+            log2p1(adata)
+            key = "log2p1"
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    write_matrix(adata, out, layer=key)
+    if size_factors_out is not None:
+        pd.DataFrame(
+            {"sample": adata.obs_names, "size_factor": adata.obs["size_factors"].to_numpy()}
+        ).to_csv(size_factors_out, index=False, float_format="%.17g")
+    return adata

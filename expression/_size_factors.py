@@ -1,0 +1,268 @@
+"""DESeq2 size factors, reproduced exactly (median-of-ratios, ``poscounts``, frozen geometric means).
+
+The definitions follow R DESeq2's documented ``estimateSizeFactorsForMatrix`` and
+``estimateSizeFactors(type="poscounts")``:
+
+* ``ratio``: ``log_geo_means[g] = mean_j log(counts[j, g])`` (``-inf`` where the gene has a zero);
+  each sample's factor is ``exp(median(log(counts[j, g]) - log_geo_means[g]))`` over the genes
+  with a finite log geometric mean and a positive count in that sample.
+* ``poscounts``: the geometric mean of each gene uses only its positive counts but divides by
+  the number of samples (``exp(sum(log(positive counts)) / n)``; all-zero genes get 0); these are
+  then used as incoming geometric means, so the factors are rescaled to geometric mean 1.
+* incoming ``geo_means`` (e.g. frozen from a reference data set): the ratios use them, and the
+  factors are rescaled to geometric mean 1, as R does.
+
+Sums of logarithms are accumulated sample by sample in extended precision (R's ``rowMeans``
+and ``sum`` use a long double accumulator), and medians are exact order statistics, so the
+result does not depend on how a Dask array is chunked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from expression._validate import CountsError, _is_dask
+
+__all__ = ["SizeFactorFit", "fit_size_factors", "log_geo_means", "size_factors"]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["ratio", "poscounts"]
+METHODS: tuple[str, ...] = ("ratio", "poscounts")
+_R_ALL_ZERO = "every gene contains at least one zero, cannot compute log geometric means"
+
+
+@dataclass(frozen=True)
+class SizeFactorFit:
+    """Size factors and the per-gene quantities they came from.
+
+    Attributes
+    ----------
+    size_factors
+        One factor per sample.
+    log_geo_means
+        Per-gene log geometric means used for the ratios (``-inf`` where unusable).
+    used
+        Per-gene mask of the genes that entered the ratios (finite log geometric mean and, when
+        given, a control gene).
+    method
+        ``"ratio"`` or ``"poscounts"``.
+    rescaled
+        Whether the factors were rescaled to geometric mean 1 (incoming geometric means).
+    """
+
+    size_factors: np.ndarray
+    log_geo_means: np.ndarray
+    used: np.ndarray
+    method: str
+    rescaled: bool
+
+
+def _log_geo_meansblock(block: np.ndarray, *, method: str) -> np.ndarray:
+    """Per-gene log geometric means of a block holding every sample (samples x genes)."""
+    n = block.shape[0]
+    acc = np.zeros(block.shape[1], dtype=np.longdouble)
+    with np.errstate(divide="ignore"):
+        for row in block:
+            logs = np.log(np.asarray(row, dtype=np.float64))
+            acc += logs if method == "ratio" else np.where(np.isfinite(logs), logs, 0.0)
+    if method == "ratio":
+        return np.asarray(acc / n, dtype=np.float64)  # R rowMeans(log(counts))
+    any_positive = (np.asarray(block) > 0).any(axis=0)
+    with np.errstate(divide="ignore"):
+        geo = np.where(any_positive, np.exp(np.asarray(acc, dtype=np.float64) / n), 0.0)
+        return np.log(geo)  # R: log(geoMeans) of exp(sum(log(x[x > 0])) / length(x))
+
+
+def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
+    """Per-gene log geometric means as DESeq2 uses them.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes counts: numpy array, pandas DataFrame or ``dask.array``.
+    method
+        ``"ratio"`` (``-inf`` for genes with any zero) or ``"poscounts"`` (zeros skipped in the
+        sum, ``-inf`` only for all-zero genes).
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 per gene.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return _log_geo_means(counts, method=method)
+
+
+def _log_geo_means(counts: Any, *, method: str) -> np.ndarray:
+    if _is_dask(counts):
+        whole = counts.rechunk({0: -1})
+        return np.asarray(
+            whole.map_blocks(
+                _log_geo_meansblock, method=method, drop_axis=0,
+                dtype=np.float64, meta=np.array((), dtype=np.float64),
+            ).compute()
+        )
+    return _log_geo_meansblock(np.asarray(counts), method=method)
+
+
+def _r_median(values: np.ndarray) -> float:
+    """R's ``median``: the middle order statistic, or the long-double mean of the two middle ones."""
+    n = values.size
+    half = (n + 1) // 2
+    if n % 2:
+        return float(np.partition(values, half - 1)[half - 1])
+    part = np.partition(values, [half - 1, half])
+    return float((np.longdouble(part[half - 1]) + np.longdouble(part[half])) / 2)
+
+
+def _log_medians_block(block: np.ndarray, lgm: np.ndarray) -> np.ndarray:
+    """Per-sample median of log ratios over the given genes (block holds every such gene)."""
+    out = np.empty(block.shape[0], dtype=np.float64)
+    for i, row in enumerate(np.asarray(block, dtype=np.float64)):
+        keep = row > 0
+        out[i] = _r_median(np.log(row[keep]) - lgm[keep]) if keep.any() else np.nan
+    return out
+
+
+def _gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
+    if control_genes is None:
+        return np.ones(n_genes, dtype=bool)
+    sel = np.asarray(control_genes)
+    if sel.dtype == bool:
+        if sel.shape != (n_genes,):
+            raise ValueError(f"control_genes mask has shape {sel.shape}, expected ({n_genes},)")
+        return sel
+    if not np.issubdtype(sel.dtype, np.integer):
+        raise TypeError("control_genes must be integer positions or a boolean mask")
+    mask = np.zeros(n_genes, dtype=bool)
+    mask[sel] = True
+    return mask
+
+
+def fit_size_factors(
+    counts: Any,
+    *,
+    method: Method = "ratio",
+    geo_means: Any = None,
+    log_geo_means: Any = None,
+    control_genes: Any = None,
+    sample_names: Any = None,
+) -> SizeFactorFit:
+    """Size factors exactly as R DESeq2, with the per-gene quantities behind them.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes raw counts: numpy array, pandas DataFrame or ``dask.array`` (any
+        chunking; results are identical to the numpy ones).
+    method
+        ``"ratio"`` (median of ratios, DESeq2's default) or ``"poscounts"``.
+    geo_means
+        Incoming per-gene geometric means (R's ``geoMeans``), e.g. frozen from a reference set;
+        the factors are then rescaled to geometric mean 1. Overrides ``method``'s own means.
+    log_geo_means
+        The same as natural logs (as stored in ``uns["size_factors"]``); exclusive with
+        ``geo_means``.
+    control_genes
+        Integer positions or a boolean mask of the genes to take the medians over (R's
+        ``controlGenes``).
+    sample_names
+        Sample ids, used only to name a failing sample in error messages.
+
+    Returns
+    -------
+    SizeFactorFit
+        Factors, log geometric means, the used-gene mask, the method and the rescaling flag.
+
+    Raises
+    ------
+    CountsError
+        When every gene has a zero (``ratio``), or a sample has no positive count among the
+        usable genes.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS} ('iterate' is not implemented), got {method!r}")
+    if geo_means is not None and log_geo_means is not None:
+        raise ValueError("give geo_means or log_geo_means, not both")
+    if not _is_dask(counts):
+        counts = np.asarray(counts)
+    n_samples, n_genes = counts.shape
+    incoming = geo_means is not None or log_geo_means is not None or method == "poscounts"
+    if log_geo_means is not None:
+        lgm = np.asarray(log_geo_means, dtype=np.float64)
+    elif geo_means is not None:
+        with np.errstate(divide="ignore"):
+            lgm = np.log(np.asarray(geo_means, dtype=np.float64))
+    else:
+        lgm = _log_geo_means(counts, method=method)
+    if lgm.shape != (n_genes,):
+        raise ValueError(f"geometric means have shape {lgm.shape}, expected ({n_genes},)")
+    if not np.isfinite(lgm).any():
+        raise CountsError(
+            f"{_R_ALL_ZERO} (R DESeq2's error); use method='poscounts' for sparse data "
+            "where every gene has a zero in some sample"
+        )
+    used = np.isfinite(lgm) & _gene_selection(control_genes, n_genes)
+    cols = np.flatnonzero(used)
+    if _is_dask(counts):
+        sub = counts[:, cols].rechunk({1: -1})
+        log_med = sub.map_blocks(
+            _log_medians_block, lgm[cols], drop_axis=1,
+            dtype=np.float64, meta=np.array((), dtype=np.float64),
+        ).compute()
+    else:
+        log_med = _log_medians_block(counts[:, cols], lgm[cols])
+    bad = np.flatnonzero(~np.isfinite(log_med))
+    if bad.size:
+        name = str(sample_names[bad[0]]) if sample_names is not None else f"#{bad[0]}"
+        raise CountsError(
+            f"sample {name} has no positive count among the {cols.size} genes usable for "
+            "size factors", sample=name,
+        )
+    sf = np.exp(log_med)
+    if incoming:
+        sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
+    log.info("size factors (%s) over %d of %d genes for %d samples", method, cols.size, n_genes, n_samples)
+    return SizeFactorFit(sf, lgm, used, method, incoming)
+
+
+def size_factors(
+    counts: Any,
+    *,
+    method: Method = "ratio",
+    geo_means: Any = None,
+    control_genes: Any = None,
+) -> np.ndarray:
+    """Per-sample size factors exactly as R DESeq2's ``estimateSizeFactors``.
+
+    Parameters
+    ----------
+    counts
+        Samples x genes raw counts: numpy array, pandas DataFrame or ``dask.array``.
+    method
+        ``"ratio"`` (default) or ``"poscounts"``. (``"iterate"`` is not implemented.)
+    geo_means
+        Incoming per-gene geometric means (R's ``geoMeans``); factors are then rescaled to
+        geometric mean 1.
+    control_genes
+        Integer positions or a boolean mask of genes to compute the medians over.
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 per sample.
+
+    Raises
+    ------
+    CountsError
+        When every gene has a zero (with ``method="ratio"``; use ``"poscounts"``).
+    """
+    return fit_size_factors(
+        counts, method=method, geo_means=geo_means, control_genes=control_genes
+    ).size_factors

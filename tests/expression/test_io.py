@@ -1,0 +1,182 @@
+"""read_counts on every input format, orientation detection, and the ``normalize`` command."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from expression import normalize_counts, read_counts, read_sample_sheet, size_factors
+
+GENES = [f"G{j}" for j in range(6)]
+SAMPLES = ["P1_pre", "P1_post", "P2_pre"]
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    """Genes x samples counts (more genes than samples)."""
+    values = np.arange(1, 19).reshape(6, 3) * np.array([1, 2, 3])
+    return pd.DataFrame(values, index=GENES, columns=SAMPLES)
+
+
+@pytest.fixture
+def sheet(tmp_path) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"patient": ["P1", "P1", "P2"], "timepoint": ["pre", "post", "pre"]}, index=SAMPLES
+    )
+    return frame.loc[["P2_pre", "P1_pre", "P1_post"]]  # a different order from the matrix
+
+
+def _check(adata: ad.AnnData, table: pd.DataFrame, samples=SAMPLES) -> None:
+    assert list(adata.obs_names) == samples
+    assert list(adata.var_names) == GENES
+    expected = table.loc[GENES, samples].to_numpy().T
+    np.testing.assert_array_equal(adata.layers["counts"], expected)
+    np.testing.assert_array_equal(adata.X, expected)
+    assert adata.layers["counts"].dtype == np.int64
+
+
+def test_csv_genes_by_samples_longer_axis(tmp_path, table, caplog):
+    path = tmp_path / "c.csv"
+    table.to_csv(path)
+    with caplog.at_level(logging.INFO, logger="expression"):
+        adata = read_counts(path)
+    _check(adata, table)
+    assert adata.uns["orientation"] == "genes_x_samples"
+    assert "longer axis" in adata.uns["orientation_detected_by"]
+    assert "genes x samples" in caplog.text
+
+
+def test_tsv_samples_by_genes(tmp_path, table):
+    path = tmp_path / "c.tsv"
+    table.T.to_csv(path, sep="\t")
+    adata = read_counts(path)
+    _check(adata, table)
+    assert adata.uns["orientation"] == "samples_x_genes"
+
+
+def test_sheet_decides_orientation_and_obs(tmp_path, table, sheet):
+    wide = pd.DataFrame(np.ones((2, 3), dtype=int), index=["G0", "G1"], columns=SAMPLES)
+    path = tmp_path / "wide.csv"
+    wide.to_csv(path)  # 2 genes x 3 samples: the longer axis would be wrong
+    sheet_path = tmp_path / "sheet.csv"
+    sheet.to_csv(sheet_path)
+    adata = read_counts(path, samples=sheet_path)
+    assert adata.uns["orientation"] == "genes_x_samples"
+    assert adata.uns["orientation_detected_by"].startswith("sample sheet")
+    assert list(adata.obs_names) == list(sheet.index)
+    assert list(adata.obs["timepoint"]) == ["pre", "pre", "post"]
+    assert read_counts(path).uns["orientation"] == "samples_x_genes"  # without the sheet
+    assert read_counts(path, orientation="genes_x_samples").shape == (3, 2)
+
+
+def test_featurecounts(tmp_path, table):
+    path = tmp_path / "fc.txt"
+    annot = pd.DataFrame(
+        {"Chr": "chr1", "Start": 1, "End": 100, "Strand": "+", "Length": 100}, index=GENES
+    )
+    body = pd.concat([annot, table.rename(columns=lambda s: f"/data/bam/{s}.bam")], axis=1)
+    body.index.name = "Geneid"
+    path.write_text('# Program:featureCounts v2.0.1; Command:"featureCounts" ...\n' + body.to_csv(sep="\t"))
+    adata = read_counts(path)
+    _check(adata, table)
+    assert adata.uns["orientation_detected_by"] == "file format"
+
+
+def _write_htseq(path, counts) -> None:
+    lines = [f"{g}\t{c}" for g, c in counts.items()]
+    lines += ["__no_feature\t17", "__ambiguous\t3", "__too_low_aQual\t0", "__not_aligned\t5",
+              "__alignment_not_unique\t9"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_htseq_one_file_per_sample(tmp_path, table):
+    paths = []
+    for sample in SAMPLES:
+        paths.append(tmp_path / f"{sample}.htseq.txt")
+        _write_htseq(paths[-1], table[sample])
+    adata = read_counts(paths)
+    _check(adata, table)
+    assert not any(g.startswith("__") for g in adata.var_names)
+    single = read_counts(paths[0])  # one file: detected from its content
+    assert single.shape == (1, 6) and list(single.obs_names) == ["P1_pre"]
+
+
+def test_h5ad_and_parquet(tmp_path, table, sheet):
+    source = ad.AnnData(
+        X=np.zeros((3, 6)), obs=pd.DataFrame(index=SAMPLES), var=pd.DataFrame(index=GENES),
+        layers={"counts": table.to_numpy().T},
+    )
+    source.write_h5ad(tmp_path / "c.h5ad")
+    _check(read_counts(tmp_path / "c.h5ad"), table)  # the counts layer wins over X
+    table.to_parquet(tmp_path / "c.parquet")
+    _check(read_counts(tmp_path / "c.parquet"), table)
+    table.reset_index(names="gene").to_parquet(tmp_path / "plain.parquet")
+    _check(read_counts(tmp_path / "plain.parquet"), table)
+    sheet.to_parquet(tmp_path / "sheet.parquet")
+    pd.testing.assert_frame_equal(read_sample_sheet(tmp_path / "sheet.parquet"), sheet)
+
+
+def test_decimal_counts_become_float(tmp_path, table):
+    path = tmp_path / "f.csv"
+    table.astype(float).to_csv(path)
+    assert read_counts(path).layers["counts"].dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["ratio", "poscounts", "cpm", "log2p1"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".h5ad"])
+def test_cli_normalize(tmp_path, table, sheet, method, suffix):
+    counts_path, sheet_path = tmp_path / "c.csv", tmp_path / "s.csv"
+    table.to_csv(counts_path)
+    sheet.to_csv(sheet_path)
+    out, sf = tmp_path / f"out{suffix}", tmp_path / "sf.csv"
+    args = ["normalize", str(counts_path), "--samples", str(sheet_path), "--method", method,
+            "--out", str(out)]
+    if method != "cpm":
+        args += ["--size-factors", str(sf)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    expected_adata = read_counts(counts_path, samples=sheet)
+    factors = size_factors(expected_adata.layers["counts"], method="poscounts" if method == "poscounts" else "ratio")
+    counts = expected_adata.layers["counts"].astype(float)
+    expected = {
+        "ratio": counts / factors[:, None],
+        "poscounts": counts / factors[:, None],
+        "cpm": counts / counts.sum(axis=1, keepdims=True) * 1e6,
+        "log2p1": np.log2(counts / factors[:, None] + 1),
+    }[method]
+    if suffix == ".h5ad":
+        key = {"ratio": "normalized", "poscounts": "normalized"}.get(method, method)
+        got = ad.read_h5ad(out).layers[key]
+    else:
+        frame = pd.read_csv(out, index_col=0, float_precision="round_trip") if suffix == ".csv" else pd.read_parquet(out)
+        assert list(frame.index) == GENES and list(frame.columns) == list(sheet.index)
+        got = frame.to_numpy().T
+    np.testing.assert_allclose(got, expected, rtol=1e-15)
+    if method != "cpm":
+        written = pd.read_csv(sf, float_precision="round_trip")
+        assert list(written.columns) == ["sample", "size_factor"]
+        assert list(written["sample"]) == list(sheet.index)
+        np.testing.assert_array_equal(written["size_factor"], factors)
+
+
+def test_cli_reports_bad_counts(tmp_path, table):
+    table.iloc[2, 1] = -4
+    path = tmp_path / "bad.csv"
+    table.to_csv(path)
+    result = CliRunner().invoke(main, ["normalize", str(path), "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code != 0
+    assert "CountsError" in result.output and "'G2'" in result.output and "'P1_post'" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_normalize_counts_uses_x_without_counts_layer(table):
+    adata = ad.AnnData(X=table.to_numpy().T.astype(float))
+    normalize_counts(adata)
+    assert adata.uns["size_factors"]["layer"] == "counts"
+    np.testing.assert_array_equal(adata.obs["size_factors"], size_factors(adata.X))
