@@ -26,23 +26,6 @@ def _progress(items: Sequence[T], *, label: str) -> Iterable[T]:
     return items
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        """Nothing to draw when not on a terminal."""
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-def _bar(total: int, *, label: str):
-    """A tqdm progress bar on a terminal; a no-op otherwise (log lines carry progress)."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=label, unit="file")
-    return _NoBar()
-
-
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)

@@ -14,6 +14,7 @@ from engine._numba import small_or_parallel
 from gating._fcs import FCSData
 from gating._kernels import (
     channel_values,
+    in_box,
     in_ellipsoid,
     in_polygon,
     interval_index,
@@ -38,6 +39,7 @@ __all__ = ["_Evaluator"]
 # Strictly increasing and finite everywhere (when not clamped): a bound on the transformed
 # value is a bound on the raw value. Log is excluded (NaN below zero), FlowJo log too (flat).
 _STRICT = (Linear, Asinh, Logicle, Hyperlog, FlowJoBiex, FlowJoLinear)
+_CHEAP = (Linear, FlowJoLinear)  # as cheap to apply as a bounding-box test
 _BAND = 1e-7  # relative width of the raw-space band re-checked exactly in transformed space
 
 
@@ -330,24 +332,28 @@ class _Evaluator:
         """Positions (on the parent's rows) inside a raw-space bounding box, or ``None`` when
         pre-filtering cannot help (values already transformed, a transform that is not
         strictly increasing, or most events inside the box anyway)."""
-        keep: np.ndarray | None = None
-        for key, b_lo, b_hi in zip(step.features, lo, hi, strict=True):
-            t = self.features[key].transform
+        transforms = [self.features[key].transform for key in step.features]
+        if all(t is None or isinstance(t, _CHEAP) for t in transforms):
+            return None  # transforming is no dearer than testing the box
+        r_lo, r_hi, raws = [], [], []
+        for key, t, b_lo, b_hi in zip(step.features, transforms, lo, hi, strict=True):
             if (key, step.parent) in self._values or not np.isfinite([b_lo, b_hi]).all():
                 return None
             if t is None:
-                r_lo, r_hi, band_lo, band_hi = b_lo, b_hi, 0.0, 0.0
+                r_lo.append(b_lo)
+                r_hi.append(b_hi)
             elif _raw_comparable(t):
-                r_lo, r_hi = (float(r) for r in t.inverse(np.array([b_lo, b_hi])))
-                band_lo, band_hi = _BAND * (abs(r_lo) + 1.0), _BAND * (abs(r_hi) + 1.0)
+                low, high = (float(r) for r in t.inverse(np.array([b_lo, b_hi])))
+                r_lo.append(low - _BAND * (abs(low) + 1.0))
+                r_hi.append(high + _BAND * (abs(high) + 1.0))
             else:
                 return None
-            u = self.untransformed(key, step.parent)
-            near = (u >= r_lo - band_lo) & (u <= r_hi + band_hi)  # NaN: outside
-            keep = near if keep is None else keep & near
-        if keep is None:
-            return None
-        idx = np.flatnonzero(keep)
+            raws.append(self.untransformed(key, step.parent))
+        keep = np.empty(len(raws[0]), dtype=np.bool_)
+        small_or_parallel(in_box, len(keep))(
+            np.stack(raws), np.asarray(r_lo, dtype=np.float64), np.asarray(r_hi, dtype=np.float64), keep
+        )
+        idx = _select(None, keep)
         return idx if len(idx) < 0.8 * len(keep) else None
 
     def _intervals(self, key: str, parent: str | None, splits: list[float]) -> np.ndarray:

@@ -14,6 +14,7 @@ __all__ = [
     "channel_values",
     "decode_packed_columns",
     "decode_uint_columns",
+    "in_box",
     "in_ellipsoid",
     "in_polygon",
     "interval_index",
@@ -329,3 +330,20 @@ def rows_member(rows: np.ndarray, members: np.ndarray, out: np.ndarray) -> None:
         while j < n_members and members[j] < r:
             j += 1
         out[i] = j < n_members and members[j] == r
+
+
+@njit(parallel=True)
+def in_box(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` = every ``values[a][i]`` lies in the closed ``[lo[a], hi[a]]`` (NaN: no).
+
+    ``values`` is a 2-D array with one row per dimension.
+    """
+    d = lo.shape[0]
+    for i in numba.prange(values.shape[1]):
+        ok = True
+        for a in range(d):
+            v = values[a, i]
+            if not (v >= lo[a] and v <= hi[a]):
+                ok = False
+                break
+        out[i] = ok
