@@ -1,5 +1,11 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
+from expression._genesets import (
+    default_gene_sets,
+    geneset_scores,
+    paired_score_tests,
+    read_gmt,
+)
 from expression._io import read_counts, read_sample_sheet, write_matrix
 from expression._normalize import cpm, log2p1, normalize_counts
 from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
@@ -9,11 +15,15 @@ __all__: list[str] = [
     "CountsError",
     "SizeFactorFit",
     "cpm",
+    "default_gene_sets",
     "fit_size_factors",
+    "geneset_scores",
     "log2p1",
     "log_geo_means",
     "normalize_counts",
+    "paired_score_tests",
     "read_counts",
+    "read_gmt",
     "read_sample_sheet",
     "size_factors",
     "validate_counts",

@@ -1,0 +1,280 @@
+"""Gene-set scores on a VST matrix (mean z, combined z, mean) and their paired pre/post tests.
+
+Scores follow the transparent definitions used for the project's R reference
+(``make_geneset_scores.R``): genes whose values do not vary across the samples are dropped,
+every remaining gene is z-scored over the samples (sample standard deviation, ``ddof=1``), and
+a set of ``k`` genes present in the matrix scores
+
+- ``"mean_z"``: the mean of its genes' z-scores;
+- ``"combined_z"``: the sum of its genes' z-scores divided by ``sqrt(k)`` (Lee et al. 2008);
+- ``"mean"``: the mean of its genes' raw (e.g. VST) values.
+
+The rank-based ssGSEA score is deliberately not offered: it did not reproduce GSVA 1.46's
+reference (tied values, e.g. the many zero-count genes, are ordered differently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["default_gene_sets", "geneset_scores", "paired_score_tests", "read_gmt"]
+
+ScoreMethod = Literal["mean_z", "combined_z", "mean"]
+METHODS: tuple[str, ...] = ("mean_z", "combined_z", "mean")
+GeneSets = Mapping[str, Sequence[str]] | str | PathLike[str]
+
+# Our own small collection (gene choices made for this project, not taken from MSigDB files).
+# Both the current (CCN2) and the former (CTGF) symbol of connective tissue growth factor are
+# listed; a matrix normally carries only one of them and absent genes are dropped.
+_DEFAULT_SETS: dict[str, tuple[str, ...]] = {
+    "IFN_RESPONSE": (
+        "IFI44", "IFI44L", "IFI27", "IFI6", "ISG15", "MX1", "MX2", "RSAD2", "OAS1", "OAS2",
+        "OAS3", "OASL", "IFIT1", "IFIT2", "IFIT3", "IFIT5", "SIGLEC1", "HERC5", "USP18",
+        "EPSTI1", "XAF1", "IFI35", "IRF7", "STAT1", "CMPK2", "LY6E", "BST2", "SPATS2L",
+    ),
+    "TGFB_RESPONSE": (
+        "TGFB1", "TGFB2", "TGFB3", "TGFBI", "SERPINE1", "COMP", "THBS1", "CCN2", "CTGF",
+        "COL1A1", "COL1A2", "COL3A1", "COL5A1", "FN1", "POSTN", "ACTA2", "SMAD7", "SKIL",
+        "LTBP2", "TIMP1",
+    ),
+    # Farina et al. 2010 (J Invest Dermatol 130:2583): 4-gene SSc skin score.
+    "SSC_SKIN_4GENE": ("COMP", "THBS1", "SIGLEC1", "IFI44"),
+}  # fmt: skip
+
+
+def default_gene_sets() -> dict[str, list[str]]:
+    """Return the built-in gene-set collection (a fresh copy).
+
+    Returns
+    -------
+    dict of str to list of str
+        ``IFN_RESPONSE`` (interferon-stimulated genes), ``TGFB_RESPONSE`` (TGF-beta ligands and
+        fibrotic targets) and ``SSC_SKIN_4GENE`` (COMP, THBS1, SIGLEC1, IFI44; Farina et al.
+        2010), HGNC symbols.
+    """
+    return {name: list(genes) for name, genes in _DEFAULT_SETS.items()}
+
+
+def read_gmt(path: str | PathLike[str]) -> dict[str, list[str]]:
+    """Read a GMT file (one set a line: name, description, genes..., tab separated).
+
+    Parameters
+    ----------
+    path
+        The ``.gmt`` file.
+
+    Returns
+    -------
+    dict of str to list of str
+        Set name to its genes in file order, duplicates and empty fields removed.
+
+    Raises
+    ------
+    ValueError
+        If a line has no description field or a set name occurs twice.
+    """
+    sets: dict[str, list[str]] = {}
+    with Path(path).open() as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2 or not fields[0].strip():
+                raise ValueError(f"{path}:{lineno}: expected 'name<TAB>description<TAB>genes...'")
+            name = fields[0].strip()
+            if name in sets:
+                raise ValueError(f"{path}:{lineno}: gene set {name!r} occurs twice")
+            sets[name] = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
+    return sets
+
+
+def _genes_x_samples(matrix: Any, layer: str | None) -> pd.DataFrame:
+    if isinstance(matrix, pd.DataFrame):
+        if layer is not None:
+            raise ValueError("layer= applies to AnnData input only")
+        frame = matrix
+    else:
+        try:
+            import anndata as ad
+        except ImportError as err:  # pragma: no cover - anndata is a dependency
+            raise TypeError("matrix must be a pandas DataFrame or an AnnData") from err
+        if not isinstance(matrix, ad.AnnData):
+            raise TypeError("matrix must be a genes x samples DataFrame or an AnnData")
+        values = matrix.X if layer is None else matrix.layers[layer]
+        if hasattr(values, "toarray"):
+            values = values.toarray()
+        frame = pd.DataFrame(
+            np.asarray(values, dtype=float).T,
+            index=matrix.var_names.astype(str),
+            columns=matrix.obs_names.astype(str),
+        )
+    if not frame.index.is_unique:
+        raise ValueError("gene ids (matrix rows) must be unique")
+    out = frame.astype(float)
+    if not np.isfinite(out.to_numpy()).all():
+        raise ValueError("matrix contains NaN or infinite values")
+    return out
+
+
+def _as_sets(gene_sets: GeneSets) -> dict[str, list[str]]:
+    if isinstance(gene_sets, str | PathLike):
+        return read_gmt(gene_sets)
+    return {str(k): list(dict.fromkeys(map(str, v))) for k, v in gene_sets.items()}
+
+
+def geneset_scores(
+    matrix: Any,
+    gene_sets: GeneSets,
+    *,
+    method: ScoreMethod = "mean_z",
+    min_size: int = 1,
+    layer: str | None = None,
+) -> pd.DataFrame:
+    """Score gene sets per sample.
+
+    Parameters
+    ----------
+    matrix
+        A genes x samples DataFrame of log-scale values (e.g. DESeq2 VST), or an AnnData
+        (samples x genes) whose ``X`` or ``layers[layer]`` holds them.
+    gene_sets
+        Mapping of set name to genes, or the path of a GMT file.
+    method
+        ``"mean_z"``, ``"combined_z"`` (sum z / sqrt(k)) or ``"mean"`` (see the module docstring).
+    min_size
+        Sets with fewer genes left in the matrix (after dropping absent and zero-variance genes)
+        are left out of the result.
+    layer
+        AnnData layer to read; ``None`` reads ``X``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Sets x samples, in the order of ``gene_sets``. ``attrs["n_genes"]`` maps each set to the
+        number of genes used, ``attrs["method"]`` records the method.
+
+    Raises
+    ------
+    ValueError
+        On an unknown method, ``min_size < 1``, duplicate gene ids or non-finite values.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if min_size < 1:
+        raise ValueError("min_size must be at least 1")
+    frame = _genes_x_samples(matrix, layer)
+    if frame.shape[1] < 2:
+        raise ValueError("at least two samples are needed")
+    values = frame.to_numpy()
+    sd = values.std(axis=1, ddof=1)
+    keep = sd > 0
+    values, sd = values[keep], sd[keep]
+    genes = frame.index[keep]
+    position = pd.Series(np.arange(len(genes)), index=genes)
+    data = (
+        values if method == "mean" else (values - values.mean(axis=1, keepdims=True)) / sd[:, None]
+    )
+    rows: dict[str, np.ndarray] = {}
+    sizes: dict[str, int] = {}
+    for name, members in _as_sets(gene_sets).items():
+        idx = position.reindex(members).dropna().to_numpy(dtype=np.intp)
+        if idx.size < min_size:
+            continue
+        block = data[idx]
+        total = block.sum(axis=0)
+        rows[name] = total / np.sqrt(idx.size) if method == "combined_z" else total / idx.size
+        sizes[name] = int(idx.size)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=frame.columns)
+    out.index.name = "gene_set"
+    out.attrs["n_genes"] = sizes
+    out.attrs["method"] = method
+    return out
+
+
+def paired_score_tests(
+    scores: pd.DataFrame,
+    sample_sheet: pd.DataFrame,
+    *,
+    pair: str = "patient",
+    by: str = "timepoint",
+    levels: tuple[str, str] = ("pre", "post"),
+    score_name: str | None = None,
+) -> pd.DataFrame:
+    """Paired t and exact Wilcoxon signed-rank tests of ``levels[1] - levels[0]`` per set.
+
+    Parameters
+    ----------
+    scores
+        Sets x samples, as returned by :func:`geneset_scores`.
+    sample_sheet
+        Indexed by sample id; must hold the ``pair`` and ``by`` columns for every scored sample.
+    pair
+        Column naming the unit measured twice (e.g. the patient).
+    by
+        Column holding the condition.
+    levels
+        ``(reference, other)``; differences are ``other - reference``.
+    score_name
+        Value of the ``score`` column; defaults to ``scores.attrs["method"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per set: ``score``, ``gene_set``, ``n_genes`` (from ``scores.attrs``, else NA),
+        ``n_pairs``, ``mean_diff``, ``sd_diff``, ``t``, ``df``, ``t_pvalue`` (two-sided,
+        :func:`scipy.stats.ttest_rel`), ``wilcoxon_V`` (R's V: the sum of the ranks of the
+        positive differences) and ``wilcoxon_pvalue`` (two-sided, exact distribution).
+
+    Raises
+    ------
+    ValueError
+        If a pair has more than one sample at a level, or fewer than two complete pairs exist.
+
+    Notes
+    -----
+    Pairs missing one of the two levels are left out (``n_pairs`` reports how many were used).
+    """
+    sheet = sample_sheet.loc[scores.columns.astype(str), [pair, by]].astype(str)
+    ref_level, other_level = (str(level) for level in levels)
+    sheet = sheet[sheet[by].isin([ref_level, other_level])]
+    if sheet.duplicated().any():
+        raise ValueError(f"some {pair!r} has more than one sample at one {by!r} level")
+    wide = sheet.reset_index(names="sample").pivot(index=pair, columns=by, values="sample")
+    wide = wide.reindex(columns=[ref_level, other_level]).dropna()
+    if len(wide) < 2:
+        raise ValueError(f"fewer than two complete {ref_level}/{other_level} pairs")
+    before = scores[wide[ref_level]].to_numpy(dtype=float)
+    after = scores[wide[other_level]].to_numpy(dtype=float)
+    sizes = scores.attrs.get("n_genes", {})
+    name = score_name if score_name is not None else scores.attrs.get("method", "score")
+    records = []
+    for i, gene_set in enumerate(scores.index):
+        post, pre = after[i], before[i]
+        diff = post - pre
+        t_res = stats.ttest_rel(post, pre)
+        w_two = stats.wilcoxon(post, pre, method="exact")
+        w_plus = stats.wilcoxon(post, pre, alternative="greater", method="exact")
+        records.append(
+            {
+                "score": name,
+                "gene_set": gene_set,
+                "n_genes": sizes.get(gene_set, pd.NA),
+                "n_pairs": len(diff),
+                "mean_diff": float(diff.mean()),
+                "sd_diff": float(diff.std(ddof=1)),
+                "t": float(t_res.statistic),
+                "df": float(t_res.df),
+                "t_pvalue": float(t_res.pvalue),
+                "wilcoxon_V": float(w_plus.statistic),
+                "wilcoxon_pvalue": float(w_two.pvalue),
+            }
+        )
+    return pd.DataFrame.from_records(records)
