@@ -9,6 +9,7 @@ engine can ship it to workers with a file path, never an event array.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -212,10 +213,8 @@ class _Resolver:
         # the dimension may name a fluorochrome of the matrix, a detector, or a channel by
         # its marker ($PnS) while the matrix is labelled by $PnN
         names = [name]
-        try:
+        with contextlib.suppress(KeyError):  # not a channel of the file: a fluorochrome name
             names.append(self.sample.names[self.sample.channel_index(name)])
-        except KeyError:
-            pass
         j = next((fluor.index(n) for n in names if n in fluor), None)
         if j is None and len(fluor) == len(det):
             j = next((det.index(n) for n in names if n in det), None)

@@ -404,8 +404,6 @@ def _check_gate(gate: Gate, strategy: Strategy) -> None:
         for lo, hi in gate.bounds:
             if lo is not None and hi is not None and lo > hi:
                 fail(f"min {lo} is above max {hi}")
-            if lo is None and hi is None and len(gate.dimensions) == 1:
-                pass  # an unbounded range is allowed (everything)
     elif isinstance(gate, PolygonGate):
         if len(gate.dimensions) != 2:
             fail("a polygon needs exactly two dimensions")

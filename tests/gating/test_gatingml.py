@@ -84,12 +84,9 @@ def _plain(obj: Any) -> Any:
 
 
 def _schema() -> etree.XMLSchema:
-    try:
-        xsd = importlib.resources.files("flowkit") / "_resources" / "Gating-ML.v2.0.xsd"
-    except ModuleNotFoundError:  # pragma: no cover - flowkit is a dependency
-        pytest.skip("flowkit (the source of the Gating-ML XSDs) is not installed")
-    if not xsd.is_file():  # pragma: no cover
-        pytest.skip("the Gating-ML 2.0 XSDs are not shipped with this flowkit")
+    # flowkit is a dependency of phenoflow and ships the official Gating-ML 2.0 schema files
+    xsd = importlib.resources.files("flowkit") / "_resources" / "Gating-ML.v2.0.xsd"
+    assert xsd.is_file(), "the Gating-ML 2.0 XSDs are not shipped with this flowkit"
     return etree.XMLSchema(etree.parse(str(xsd)))
 
 

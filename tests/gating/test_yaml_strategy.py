@@ -535,11 +535,6 @@ def test_loading_never_constructs_python_objects():
 # ---------------------------------------------------------------------------------------------
 
 
-def _needs_gating():
-    if not hasattr(gating, "apply_plan") or not hasattr(gating, "compile_plan"):
-        pytest.skip("gating.apply_plan is not available yet")
-
-
 def _events(tmp_path: Path, values: list[list[float]], names: tuple[str, ...]) -> gating.FCSData:
     path = tmp_path / "events.fcs"
     gating.write_fcs(path, np.asarray(values, dtype=np.float32), list(names))
@@ -547,7 +542,6 @@ def _events(tmp_path: Path, values: list[list[float]], names: tuple[str, ...]) -
 
 
 def test_boolean_membership_matches_the_expression(tmp_path):
-    _needs_gating()
     combos = [[a, b, c] for a in (0, 2) for b in (0, 2) for c in (0, 2)]
     sample = _events(tmp_path, combos, ("X", "Y", "Z"))
     expressions = {
@@ -575,7 +569,6 @@ def test_boolean_membership_matches_the_expression(tmp_path):
 
 
 def test_quadrants_and_rectangles_are_half_open(tmp_path):
-    _needs_gating()
     xs = [0.5, 1.0, 1.5, 2.0, 3.0]
     sample = _events(tmp_path, [[x, 0.0 if i % 2 else 5.0] for i, x in enumerate(xs)], ("X", "Y"))
     s = read_strategy_yaml(
@@ -600,7 +593,6 @@ def test_study_demo_tc17_matches_truth(tmp_path):
     points); a wrong Boolean (e.g. without ``not CCR4+``) or missing compensation is off by
     about a point or more.
     """
-    _needs_gating()
     from engine.demo import make_demo_study
 
     study = make_demo_study(tmp_path, n_events=20_000, n_genes=200)
