@@ -231,18 +231,26 @@ def prepare_batch(
     from gating._plan import strategy_hash
 
     loaded = load_strategy(strategy)
-    texts: dict[int, tuple[str, str]] = {}
+    texts: dict[str, str] = {}  # strategy hash -> JSON text
+    resolved: dict[str, str] = {}  # which strategy a file gets -> its hash
     tasks = []
     for item in inputs:
-        try:
-            chosen = resolve_strategy(loaded, Path(item.path).name, group=options.group)
-        except Exception as exc:  # recorded for this file only
-            chosen, problem = None, f"{type(exc).__name__}: {exc}"
-        else:
-            problem = ""
-        if chosen is not None and id(chosen) not in texts:
-            texts[id(chosen)] = (json.dumps(chosen.to_dict(), default=repr), strategy_hash(chosen))
-        _, digest = texts[id(chosen)] if isinstance(chosen, Strategy) else ("", "")
+        # a plain strategy is the same for every file, a workspace group too; a workspace
+        # without a group gives each file its own sample's strategy
+        which = "" if isinstance(loaded, Strategy) else (
+            f"group:{options.group}" if options.group is not None else f"file:{Path(item.path).name}"
+        )
+        problem = ""
+        digest = resolved.get(which, "")
+        if which not in resolved:
+            try:
+                chosen = resolve_strategy(loaded, Path(item.path).name, group=options.group)
+            except Exception as exc:  # recorded for this file only
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                digest = strategy_hash(chosen)
+                texts.setdefault(digest, json.dumps(chosen.to_dict(), default=repr))
+                resolved[which] = digest
         signature = json.dumps(
             [os.path.abspath(item.path), digest, options.membership, list(options.mfi),
              item.name, sorted(item.metadata.items())]
@@ -256,7 +264,7 @@ def prepare_batch(
                 "mfi": list(options.mfi), "stat": _stat(item.path),
             }
         )
-    return tasks, {digest: text for text, digest in texts.values()}
+    return tasks, texts
 
 
 def _done(task: dict[str, Any], parts: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from gating._flowjo import FlowJoWorkspace, read_flowjo
@@ -33,14 +34,22 @@ def strategy_format(path: str | os.PathLike[str]) -> str:
         head = fh.read(_SNIFF_BYTES)
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"<"):
-        if b"Gating-ML" in head:
+        root = _ROOT.search(text)
+        name = root.group(1).decode("ascii", "replace") if root else ""
+        if name == "Gating-ML":
             return "gatingml"
-        if b"<Workspace" in head or p.suffix.lower() in (".wsp", ".wspt"):
+        if name == "Workspace" or p.suffix.lower() in (".wsp", ".wspt"):
             return "flowjo"
         raise StrategyError(
-            "an XML file that is neither Gating-ML 2.0 nor a FlowJo workspace", source=str(p)
+            f"an XML file whose root element <{name}> is neither Gating-ML 2.0 nor a FlowJo "
+            "workspace",
+            source=str(p),
         )
     return "yaml"
+
+
+# the first element that is not a declaration, processing instruction or comment
+_ROOT = re.compile(rb"<(?![?!])(?:[A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)")
 
 
 def load_strategy(path: str | os.PathLike[str]) -> Strategy | FlowJoWorkspace:

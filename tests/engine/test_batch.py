@@ -241,3 +241,23 @@ def test_numba_cache_dir_falls_back_on_read_only_installs(tmp_path):
     chosen, exported = out.stdout.split()
     assert chosen == exported and chosen.startswith(str(tmp_path)) and os.path.isdir(chosen)
     assert "not writable" in out.stderr
+
+
+def test_flowjo_workspace_batch_uses_each_files_sample(tmp_path):
+    from tests.conftest import CONFORMANCE, require_shared
+
+    folder = require_shared(CONFORMANCE / "flowjo" / "simple_diamond_example")
+    wsp = folder / "simple_diamond_example_quad_gate.wsp"
+    fcs = folder / "test_data_diamond_01.fcs"
+    stranger = write_fcs_copy = tmp_path / "not_in_workspace.fcs"
+    write_fcs_copy.write_bytes(fcs.read_bytes())
+    run = run_batch(wsp, resolve_inputs([fcs, stranger]), out_dir=tmp_path / "o",
+                    executor=ExecutorSpec(kind="inprocess"))
+    expected = pd.read_csv(CONFORMANCE / "flowjo" / "flowjo_population_counts.csv")
+    expected = expected[(expected["wsp"] == "simple_diamond_example/simple_diamond_example_quad_gate.wsp")
+                        & (expected["parent_path"] == "root")]
+    got = run.populations.set_index("population")["count"]
+    for row in expected.itertuples():
+        assert got[f"/{row.population}"] == row.flowjo_count
+    assert run.errors["path"].tolist() == [str(stranger)]
+    assert "no sample" in run.errors["message"].iloc[0]
