@@ -94,7 +94,9 @@ class _Dask:
         self.description = description
         info = client.scheduler_info()
         threads = [w.get("nthreads", 1) for w in info.get("workers", {}).values()]
-        self.threads = max(1, min(threads)) if threads else 1
+        # a Dask worker runs one task per thread at once, so each task gets one Numba thread:
+        # the worker's threads are its share of the machine, never oversubscribed
+        self.threads = 1
         self.slots = max(1, sum(threads)) if threads else 1
 
     def run(self, fn: Callable[[Task], dict], tasks: Iterable[Task]) -> Iterator[dict]:
