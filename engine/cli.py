@@ -185,6 +185,24 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
     click.echo(f"{adata.n_obs} samples x {adata.n_vars} genes ({method}) -> {out}")
 
 
+@main.command()
+@click.argument("counts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--samples", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Sample sheet (first column = sample id).")
+@click.option("--design", default="~ patient + timepoint", show_default=True, help="Model formula over sample-sheet columns.")
+@click.option("--contrast", default="timepoint,post,pre", show_default=True, help="factor,level,reference.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv, .tsv or .parquet (one row per gene).")
+@click.option("--alpha", type=float, default=0.1, show_default=True, help="Independent-filtering significance level.")
+def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float) -> None:
+    """Paired differential expression with pydeseq2 (DESeq2's Wald test)."""
+    from expression._de import de_file
+
+    try:
+        result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha)
+    except ValueError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    click.echo(f"{result.params['n_significant']} of {result.params['n_genes']} genes at padj < {alpha} -> {out}")
+
+
 @main.command("demo-data")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=20190419, show_default=True, help="Random seed.")

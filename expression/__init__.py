@@ -1,5 +1,6 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
+from expression._de import DEResult, differential_expression
 from expression._genesets import (
     default_gene_sets,
     geneset_scores,
@@ -13,9 +14,11 @@ from expression._validate import CountsError, validate_counts
 
 __all__: list[str] = [
     "CountsError",
+    "DEResult",
     "SizeFactorFit",
     "cpm",
     "default_gene_sets",
+    "differential_expression",
     "fit_size_factors",
     "geneset_scores",
     "log2p1",

@@ -1,0 +1,346 @@
+"""Differential expression with pydeseq2 (paired ``~ patient + timepoint`` by default).
+
+A thin, validated layer over :class:`pydeseq2.dds.DeseqDataSet` and
+:class:`pydeseq2.ds.DeseqStats`: the design's variables are checked against the sample sheet
+(``adata.obs``), categorical levels are fixed so the contrast's reference level is the model's
+baseline (as ``relevel`` in R), and the result table uses DESeq2's column names.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DEResult", "de_file", "differential_expression", "parse_contrast"]
+
+log = logging.getLogger(__name__)
+
+#: DESeq2's ``results()`` columns, in order.
+RESULT_COLUMNS = ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj")
+
+#: pydeseq2 warnings that describe the data rather than a misuse: logged, not raised.
+BENIGN_WARNINGS = (
+    "As the residual degrees of freedom is less than 3",
+    "The dispersion trend curve fitting did not converge",
+    "Every gene contains at least one zero",
+    "had NaN/infinite values during LFC shrinkage",
+)
+
+
+@dataclass(frozen=True)
+class DEResult:
+    """The outcome of :func:`differential_expression`.
+
+    Parameters
+    ----------
+    table
+        One row per gene (index = gene id, named ``"gene"``) with DESeq2's columns
+        ``baseMean, log2FoldChange, lfcSE, stat, pvalue, padj`` (log2 scale), plus
+        ``log2FoldChange_shrunk`` when shrinkage was applied.
+    params
+        A JSON-able record of what was done: design, contrast, alpha, filters, reference
+        levels, pydeseq2 version, thread count.
+    """
+
+    table: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: str | PathLike[str]) -> Path:
+        """Write the table, gene id first: ``.csv``, ``.tsv`` or ``.parquet``.
+
+        Parameters
+        ----------
+        path
+            Output file; its suffix picks the format.
+
+        Returns
+        -------
+        Path
+            The written file.
+        """
+        path = Path(path)
+        table = self.table.reset_index()
+        if path.suffix == ".parquet":
+            table.to_parquet(path, index=False)
+        elif path.suffix in (".csv", ".tsv"):
+            sep = "\t" if path.suffix == ".tsv" else ","
+            table.to_csv(path, sep=sep, index=False, float_format="%.17g", na_rep="NA")
+        else:
+            raise ValueError(f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet)")
+        return path
+
+
+def parse_contrast(text: str) -> tuple[str, str, str]:
+    """Parse ``"factor,level,reference"`` (the CLI's ``--contrast``).
+
+    Parameters
+    ----------
+    text
+        Three comma-separated names.
+
+    Returns
+    -------
+    tuple of str
+        ``(factor, level, reference)``.
+    """
+    parts = tuple(p.strip() for p in text.split(","))
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"contrast must be 'factor,level,reference', got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def design_variables(design: str) -> list[str]:
+    """The sample-sheet columns a formula uses (``"~ patient + timepoint"`` -> both names).
+
+    Parameters
+    ----------
+    design
+        A formulaic/Wilkinson formula starting with ``~``.
+
+    Returns
+    -------
+    list of str
+        Variable names, sorted.
+    """
+    from formulaic import Formula
+
+    if not isinstance(design, str) or not design.strip().startswith("~"):
+        raise ValueError(f"design must be a formula string starting with '~', got {design!r}")
+    try:
+        names = Formula(design).required_variables
+    except Exception as exc:  # formulaic raises several parser error types
+        raise ValueError(f"cannot parse design {design!r}: {exc}") from exc
+    return sorted(str(n) for n in names)
+
+
+def _prepare_metadata(
+    obs: pd.DataFrame, variables: Sequence[str], contrast: tuple[str, str, str]
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Check the design's columns and set categorical levels (reference first)."""
+    factor, level, reference = contrast
+    missing = [v for v in variables if v not in obs.columns]
+    if missing:
+        raise ValueError(
+            f"design variable(s) {missing} not in the sample sheet (columns: {list(obs.columns)})"
+        )
+    if factor not in variables:
+        raise ValueError(f"contrast factor {factor!r} is not in the design ({list(variables)})")
+    meta = obs.loc[:, list(variables)].copy()
+    levels: dict[str, list[str]] = {}
+    for name in variables:
+        column = meta[name]
+        if column.isna().any():
+            sample = str(column.index[column.isna().to_numpy()][0])
+            raise ValueError(f"design variable {name!r} is missing for sample {sample!r}")
+        if name != factor and pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            continue  # continuous covariate
+        values = column.astype(str)
+        present = sorted(values.unique())
+        if name == factor:
+            for wanted in (level, reference):
+                if wanted not in present:
+                    raise ValueError(
+                        f"contrast level {wanted!r} not found in {factor!r} (levels: {present})"
+                    )
+            if level == reference:
+                raise ValueError(f"contrast compares {level!r} with itself")
+            present = [reference, *(p for p in present if p != reference)]
+        meta[name] = pd.Categorical(values, categories=present)
+        levels[name] = present
+    return meta, levels
+
+
+@contextmanager
+def _pydeseq2_warnings() -> Iterator[None]:
+    """Log pydeseq2's known data-describing warnings; re-issue any other warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for item in caught:
+        text = str(item.message)
+        if any(known in text for known in BENIGN_WARNINGS):
+            log.warning("pydeseq2: %s", text)
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def _single_coefficient(contrast_vector: Any) -> str | None:
+    """The LFC column a contrast selects, when it is exactly one coefficient."""
+    vector = pd.Series(contrast_vector)
+    nonzero = vector[vector != 0]
+    if len(nonzero) == 1 and float(nonzero.iloc[0]) == 1.0:
+        return str(nonzero.index[0])
+    return None
+
+
+def differential_expression(
+    adata: Any,
+    *,
+    design: str = "~ patient + timepoint",
+    contrast: Sequence[str] = ("timepoint", "post", "pre"),
+    alpha: float = 0.1,
+    independent_filtering: bool = True,
+    cooks_filter: bool = True,
+    layer: str = "counts",
+    n_cpus: int | None = None,
+    shrink: bool = False,
+) -> DEResult:
+    """Wald-test differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``).
+
+    Parameters
+    ----------
+    adata
+        Samples x genes :class:`anndata.AnnData` with raw counts in ``layers[layer]`` and the
+        sample sheet in ``obs``.
+    design
+        A formula over ``obs`` columns; the default is the paired pre/post design.
+    contrast
+        ``(factor, level, reference)``: log2 fold changes are ``level`` over ``reference``; the
+        reference becomes the factor's first (baseline) level.
+    alpha
+        Significance level for independent filtering (DESeq2 default 0.1).
+    independent_filtering
+        Filter low-mean genes to maximise rejections at ``alpha`` (``padj`` NA for them).
+    cooks_filter
+        Set p-values of genes with Cook's-distance outliers to NA.
+    layer
+        The raw-count layer (falls back to ``X`` when ``"counts"`` is absent).
+    n_cpus
+        Worker processes for pydeseq2; default :func:`engine._numba.default_threads`.
+    shrink
+        Add ``log2FoldChange_shrunk`` (pydeseq2's apeGLM-style prior) when the contrast is a
+        single model coefficient; otherwise it is skipped and ``params["shrink"]`` says why.
+
+    Returns
+    -------
+    DEResult
+        The per-gene table and the parameters used.
+
+    Raises
+    ------
+    ValueError
+        On an unparsable design, design variables missing from ``obs`` (or with missing
+        values), a contrast whose factor is not in the design or whose levels do not exist,
+        ``alpha`` outside (0, 1), or invalid counts (:class:`expression.CountsError`).
+    """
+    import pydeseq2
+    from pydeseq2.dds import DeseqDataSet
+    from pydeseq2.ds import DeseqStats
+
+    from engine._numba import default_threads
+    from expression._validate import _issparse, counts_matrix, validate_counts
+
+    contrast_t = tuple(str(c) for c in contrast)
+    if len(contrast_t) != 3:
+        raise ValueError(f"contrast must be (factor, level, reference), got {contrast!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    variables = design_variables(design)
+    meta, levels = _prepare_metadata(adata.obs, variables, contrast_t)  # type: ignore[arg-type]
+    validate_counts(adata, layer=layer)
+    matrix = counts_matrix(adata, layer=layer)
+    dense = _issparse(matrix)
+    matrix = dense if dense is not None else matrix
+    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
+    genes = pd.Index([str(g) for g in adata.var_names], name="gene")
+    counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str), columns=genes)
+    meta.index = counts.index
+    threads = default_threads(n_cpus)
+    log.info(
+        "DE: %d samples x %d genes, design %s, contrast %s, %d worker(s)",
+        counts.shape[0], counts.shape[1], design, contrast_t, threads,
+    )
+    with _pydeseq2_warnings():
+        dds = DeseqDataSet(
+            counts=counts, metadata=meta, design=design, refit_cooks=True,
+            n_cpus=threads, quiet=True,
+        )
+        dds.deseq2()
+        stats = DeseqStats(
+            dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
+            independent_filter=independent_filtering, n_cpus=threads, quiet=True,
+        )
+        stats.summary()
+        table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
+        shrink_note: str | bool = False
+        if shrink:
+            coeff = _single_coefficient(stats.contrast_vector)
+            if coeff is None:
+                shrink_note = "skipped: contrast is not a single model coefficient"
+                log.warning("LFC shrinkage %s", shrink_note)
+            else:
+                stats.lfc_shrink(coeff=coeff)
+                table["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
+                shrink_note = f"apeGLM prior on {coeff}"
+    table.index.name = "gene"
+    params: dict[str, Any] = {
+        "design": design,
+        "contrast": list(contrast_t),
+        "alpha": float(alpha),
+        "independent_filtering": bool(independent_filtering),
+        "cooks_filter": bool(cooks_filter),
+        "shrink": shrink_note,
+        "reference_levels": {name: lv[0] for name, lv in levels.items()},
+        "levels": levels,
+        "coefficients": [str(c) for c in dds.varm["LFC"].columns],
+        "n_samples": int(counts.shape[0]),
+        "n_genes": int(counts.shape[1]),
+        "n_cpus": threads,
+        "n_padj_na": int(table["padj"].isna().sum()),
+        "n_significant": int((table["padj"] < alpha).sum()),
+        "pydeseq2_version": str(pydeseq2.__version__),
+    }
+    log.info("DE: %d genes with padj < %g", params["n_significant"], alpha)
+    return DEResult(table=table, params=params)
+
+
+def de_file(
+    counts: str | PathLike[str],
+    *,
+    samples: str | PathLike[str],
+    out: str | PathLike[str],
+    design: str = "~ patient + timepoint",
+    contrast: str | Sequence[str] = "timepoint,post,pre",
+    alpha: float = 0.1,
+) -> DEResult:
+    """Read counts and a sample sheet, run :func:`differential_expression`, write the table.
+
+    Parameters
+    ----------
+    counts
+        Count file (any format :func:`expression.read_counts` reads).
+    samples
+        Sample sheet (first column = sample id).
+    out
+        Output ``.csv``, ``.tsv`` or ``.parquet``.
+    design
+        Model formula.
+    contrast
+        ``"factor,level,reference"`` or a 3-sequence.
+    alpha
+        Significance level for independent filtering.
+
+    Returns
+    -------
+    DEResult
+        The result that was written.
+    """
+    from expression._io import read_counts
+
+    parsed = parse_contrast(contrast) if isinstance(contrast, str) else tuple(contrast)
+    suffix = Path(out).suffix
+    if suffix not in (".csv", ".tsv", ".parquet"):
+        raise ValueError(f"unsupported output suffix {suffix!r} (.csv, .tsv, .parquet)")
+    adata = read_counts(counts, samples=samples)
+    result = differential_expression(adata, design=design, contrast=parsed, alpha=alpha)
+    result.write(out)
+    return result

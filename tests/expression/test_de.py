@@ -1,0 +1,164 @@
+"""Input validation, reference levels, warnings handling and the ``phenoflow de`` CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from expression import DEResult, differential_expression
+from expression._de import design_variables, parse_contrast
+
+
+def _study(n_patients: int = 6, n_genes: int = 40, seed: int = 7) -> ad.AnnData:
+    """Paired pre/post counts; gene g0 is up 4-fold after treatment."""
+    rng = np.random.default_rng(seed)
+    obs = pd.DataFrame(
+        {
+            "patient": np.repeat([f"P{i:02d}" for i in range(n_patients)], 2),
+            "timepoint": ["pre", "post"] * n_patients,
+        },
+        index=[f"S{i:02d}" for i in range(2 * n_patients)],
+    )
+    mean = rng.uniform(20, 200, n_genes)
+    mu = np.tile(mean, (len(obs), 1))
+    mu[obs["timepoint"].to_numpy() == "post", 0] *= 4
+    counts = rng.negative_binomial(10, 10 / (10 + mu)).astype(np.int64)
+    adata = ad.AnnData(
+        X=counts.copy(), obs=obs, var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)])
+    )
+    adata.layers["counts"] = counts
+    return adata
+
+
+@pytest.fixture(scope="module")
+def study() -> ad.AnnData:
+    return _study()
+
+
+def test_result_table_and_params(study):
+    result = differential_expression(study, n_cpus=1)
+    assert isinstance(result, DEResult)
+    assert list(result.table.columns) == [
+        "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"
+    ]
+    assert result.table.index.name == "gene"
+    assert list(result.table.index) == list(study.var_names)
+    assert result.table.loc["g0", "log2FoldChange"] == pytest.approx(2.0, abs=0.4)
+    assert result.table.loc["g0", "padj"] < 1e-3
+    assert result.params["reference_levels"]["timepoint"] == "pre"
+    assert result.params["n_cpus"] == 1
+    json.dumps(result.params)
+    with pytest.raises(AttributeError):
+        result.table = pd.DataFrame()  # type: ignore[misc]
+
+
+def test_reference_level_follows_contrast(study):
+    forward = differential_expression(study, n_cpus=1).table
+    reverse = differential_expression(study, contrast=("timepoint", "pre", "post"), n_cpus=1)
+    assert reverse.params["reference_levels"]["timepoint"] == "post"
+    np.testing.assert_allclose(
+        reverse.table["log2FoldChange"], -forward["log2FoldChange"], atol=1e-6
+    )
+    np.testing.assert_allclose(reverse.table["pvalue"], forward["pvalue"], rtol=1e-5)
+
+
+def test_shrink_adds_column(study):
+    result = differential_expression(study, shrink=True, n_cpus=1)
+    shrunk = result.table["log2FoldChange_shrunk"]
+    assert (shrunk.abs() <= result.table["log2FoldChange"].abs() + 1e-6).all()
+    assert result.params["shrink"] == "apeGLM prior on timepoint[T.post]"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"design": "~ donor + timepoint"}, r"design variable\(s\) \['donor'\] not in the sample sheet"),
+        ({"contrast": ("timepoint", "week4", "pre")}, "contrast level 'week4' not found"),
+        ({"contrast": ("timepoint", "pre", "pre")}, "compares 'pre' with itself"),
+        ({"contrast": ("patient", "P01", "P00"), "design": "~ timepoint"}, "not in the design"),
+        ({"contrast": ("timepoint", "post")}, "contrast must be"),
+        ({"design": "patient + timepoint"}, "starting with '~'"),
+        ({"alpha": 1.5}, "alpha must be in"),
+    ],
+)
+def test_invalid_inputs(study, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        differential_expression(study, n_cpus=1, **kwargs)
+
+
+def test_missing_design_value_and_bad_counts():
+    adata = _study()
+    adata.obs.loc["S03", "patient"] = None
+    with pytest.raises(ValueError, match="'patient' is missing for sample 'S03'"):
+        differential_expression(adata, n_cpus=1)
+    adata = _study()
+    adata.layers["counts"] = adata.layers["counts"].astype(float)
+    adata.layers["counts"][2, 5] = 1.5
+    with pytest.raises(ValueError, match="non-integer"):
+        differential_expression(adata, n_cpus=1)
+
+
+def test_low_residual_df_warning_is_logged_not_raised(caplog):
+    adata = _study(n_patients=4, n_genes=30)  # 8 samples - 5 coefficients = 3 residual df
+    with caplog.at_level(logging.WARNING, logger="expression._de"):
+        differential_expression(adata, n_cpus=1)
+    assert "residual degrees of freedom" in caplog.text
+
+
+def test_helpers():
+    assert parse_contrast(" timepoint, post ,pre") == ("timepoint", "post", "pre")
+    with pytest.raises(ValueError, match="factor,level,reference"):
+        parse_contrast("timepoint,post")
+    assert design_variables("~ patient + C(timepoint) + np.log(age)") == [
+        "age", "patient", "timepoint"
+    ]
+
+
+@pytest.fixture()
+def files(tmp_path, study):
+    counts = pd.DataFrame(study.layers["counts"].T, index=study.var_names, columns=study.obs_names)
+    counts.to_csv(tmp_path / "counts.csv")
+    study.obs.to_csv(tmp_path / "samples.csv")
+    return tmp_path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
+def test_cli_de(files, suffix):
+    out = files / f"de{suffix}"
+    result = CliRunner().invoke(
+        main,
+        ["de", str(files / "counts.csv"), "--samples", str(files / "samples.csv"),
+         "--design", "~ patient + timepoint", "--contrast", "timepoint,post,pre",
+         "--out", str(out), "--alpha", "0.05"],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"of 40 genes at padj < 0.05 -> {out}" in result.output
+    if suffix == ".parquet":
+        table = pd.read_parquet(out)
+    else:
+        table = pd.read_csv(out, sep="\t" if suffix == ".tsv" else ",")
+    assert list(table.columns) == [
+        "gene", "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"
+    ]
+    assert len(table) == 40
+    assert table.loc[table["gene"] == "g0", "padj"].item() < 1e-3
+
+
+def test_cli_de_errors(files):
+    args = ["de", str(files / "counts.csv"), "--samples", str(files / "samples.csv")]
+    bad_level = CliRunner().invoke(
+        main, [*args, "--contrast", "timepoint,week4,pre", "--out", str(files / "x.csv")]
+    )
+    assert bad_level.exit_code == 1
+    assert "contrast level 'week4' not found" in bad_level.output
+    bad_suffix = CliRunner().invoke(main, [*args, "--out", str(files / "x.xlsx")])
+    assert bad_suffix.exit_code == 1
+    assert "unsupported output suffix" in bad_suffix.output
+    assert not (files / "x.csv").exists()
