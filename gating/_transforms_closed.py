@@ -56,7 +56,9 @@ class Linear(Transform):
         self._check_bounds()
 
     def _forward(self, x: FloatArray, lo: float, hi: float) -> FloatArray:
-        return _clamp((x + self.a) / (self.t + self.a), lo, hi)
+        y = x + self.a if self.a != 0.0 else x.copy()  # x + 0.0 only turns -0.0 into 0.0
+        np.divide(y, self.t + self.a, out=y)
+        return _clamp(y, lo, hi)
 
     def _backward(self, y: FloatArray) -> FloatArray:
         return y * (self.t + self.a) - self.a
