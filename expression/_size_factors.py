@@ -101,7 +101,9 @@ def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
 
 def _log_geo_means(counts: Any, *, method: str) -> np.ndarray:
     if _is_dask(counts):
-        whole = counts.rechunk({0: -1})
+        # every sample of a gene block in one chunk; the gene axis narrowed to Dask's chunk
+        # budget so a wide input chunk cannot become one huge block in a worker
+        whole = counts.rechunk({0: -1, 1: "auto"})
         return np.asarray(
             whole.map_blocks(
                 _log_geo_meansblock, method=method, drop_axis=0,
@@ -121,10 +123,14 @@ def _r_median(values: np.ndarray) -> float:
     return float((np.longdouble(part[half - 1]) + np.longdouble(part[half])) / 2)
 
 
-def _log_medians_block(block: np.ndarray, lgm: np.ndarray) -> np.ndarray:
-    """Per-sample median of log ratios over the given genes (block holds every such gene)."""
+def _log_medians_block(
+    block: np.ndarray, lgm: np.ndarray, cols: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-sample median of log ratios over the given genes (``block`` holds every such gene,
+    or all genes with ``cols`` choosing them)."""
     out = np.empty(block.shape[0], dtype=np.float64)
-    for i, row in enumerate(np.asarray(block, dtype=np.float64)):
+    for i in range(block.shape[0]):  # one sample at a time: no float64 copy of the block
+        row = np.asarray(block[i] if cols is None else block[i, cols], dtype=np.float64)
         keep = row > 0
         out[i] = _r_median(np.log(row[keep]) - lgm[keep]) if keep.any() else np.nan
     return out
@@ -211,13 +217,13 @@ def fit_size_factors(
     used = np.isfinite(lgm) & _gene_selection(control_genes, n_genes)
     cols = np.flatnonzero(used)
     if _is_dask(counts):
-        sub = counts[:, cols].rechunk({1: -1})
+        sub = counts[:, cols].rechunk({0: "auto", 1: -1})  # whole gene rows, bounded blocks
         log_med = sub.map_blocks(
             _log_medians_block, lgm[cols], drop_axis=1,
             dtype=np.float64, meta=np.array((), dtype=np.float64),
         ).compute()
     else:
-        log_med = _log_medians_block(counts[:, cols], lgm[cols])
+        log_med = _log_medians_block(np.asarray(counts), lgm[cols], cols)
     bad = np.flatnonzero(~np.isfinite(log_med))
     if bad.size:
         name = str(sample_names[bad[0]]) if sample_names is not None else f"#{bad[0]}"
