@@ -17,6 +17,7 @@ import pandas as pd
 
 from engine._numba import thread_limit
 from gating._apply_eval import _Evaluator
+from gating._compensation import unmixing_matrix
 from gating._fcs import FCSData
 from gating._plan import Plan, PlanError
 
@@ -181,13 +182,13 @@ def _medians(
     idx = [sample.channel_index(c) for c in channels]
     values = sample.columns(idx, dtype=np.float64)
     spill = sample.spill
-    if spill is not None:
+    if spill is not None:  # the same unmixing the plan uses for the file's spillover
         det = [sample.channel_index(d) for d in spill.columns]
-        inv = np.linalg.inv(spill.to_numpy())
+        unmix = unmixing_matrix(spill.to_numpy(), inverted=False)
         raw = sample.columns(det, dtype=np.float64)
         for j, col in enumerate(idx):
             if col in det:
-                values[:, j] = raw @ inv[:, det.index(col)]
+                values[:, j] = raw @ unmix[:, det.index(col)]
     rows = []
     for step in plan.gates:
         mask = masks[step.population]
