@@ -98,7 +98,33 @@ def _check_logicle_like(name: str, t: float, w: float, m: float, a: float, *, w_
 
 
 @dataclass(frozen=True, kw_only=True)
-class Logicle(_BiexFamily):
+class _TWMA(_BiexFamily):
+    """Shared fields, checks and geometry of the Gating-ML ``logicle`` and ``hyperlog``."""
+
+    _w_positive: ClassVar[bool]
+    t: float
+    w: float
+    m: float
+    a: float
+    bound_min: float | None = None
+    bound_max: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("t", "w", "m", "a"):
+            _set(self, name, _finite(name, getattr(self, name)))
+        _check_logicle_like(self.kind, self.t, self.w, self.m, self.a, w_pos=self._w_positive)
+        self._check_bounds()
+
+    def _geometry(self) -> tuple[float, float, float, float]:
+        """``w`` scaled to [0, 1], the zero point ``x1``, ``x0 = x1 + w`` and ``b = (M+A) ln10``."""
+        m, a = self.m, self.a
+        w = self.w / (m + a)
+        x2 = a / (m + a)
+        return w, x2 + w, x2 + 2.0 * w, (m + a) * _LN10
+
+
+@dataclass(frozen=True, kw_only=True)
+class Logicle(_TWMA):
     """Gating-ML 2.0 ``logicle`` (Parks, Roederer & Moore 2006; Moore & Parks 2012).
 
     ``apply`` solves ``B(y) = x`` (see the module docstring); ``inverse`` is ``B`` itself.
@@ -118,26 +144,11 @@ class Logicle(_BiexFamily):
     """
 
     kind: ClassVar[str] = "logicle"
-    t: float
-    w: float
-    m: float
-    a: float
-    bound_min: float | None = None
-    bound_max: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("t", "w", "m", "a"):
-            _set(self, name, _finite(name, getattr(self, name)))
-        _check_logicle_like("logicle", self.t, self.w, self.m, self.a, w_pos=False)
-        self._check_bounds()
+    _w_positive: ClassVar[bool] = False
 
     def _raw_params(self) -> tuple[float, float, float, float, float, float, float]:
-        t, m, a = self.t, self.m, self.a
-        w = self.w / (m + a)
-        x2 = a / (m + a)
-        x1 = x2 + w
-        x0 = x2 + 2.0 * w
-        b = (m + a) * _LN10
+        t = self.t
+        w, x1, x0, b = self._geometry()
         d = _logicle_d(w, b)
         # B(x1 + δ) = a e^{b x1} expm1(bδ) - c e^{-d x1} expm1(-dδ), c/a = e^{x0 (b + d)};
         # a fixed by B(1) = T.
@@ -149,7 +160,7 @@ class Logicle(_BiexFamily):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Hyperlog(_BiexFamily):
+class Hyperlog(_TWMA):
     """Gating-ML 2.0 ``hyperlog`` (Bagwell 2005).
 
     ``apply`` solves ``EH(y) = x`` (see the module docstring); ``inverse`` is ``EH`` itself.
@@ -169,26 +180,11 @@ class Hyperlog(_BiexFamily):
     """
 
     kind: ClassVar[str] = "hyperlog"
-    t: float
-    w: float
-    m: float
-    a: float
-    bound_min: float | None = None
-    bound_max: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("t", "w", "m", "a"):
-            _set(self, name, _finite(name, getattr(self, name)))
-        _check_logicle_like("hyperlog", self.t, self.w, self.m, self.a, w_pos=True)
-        self._check_bounds()
+    _w_positive: ClassVar[bool] = True
 
     def _raw_params(self) -> tuple[float, float, float, float, float, float, float]:
-        t, m, a = self.t, self.m, self.a
-        w = self.w / (m + a)
-        x2 = a / (m + a)
-        x1 = x2 + w
-        x0 = x2 + 2.0 * w
-        b = (m + a) * _LN10
+        t = self.t
+        w, x1, x0, b = self._geometry()
         # EH(x1 + δ) = a e^{b x1} expm1(bδ) + c δ with c/a = e^{b x0} / w; EH(1) = T.
         e_a = math.exp(b * x1)
         c_a = math.exp(b * x0) / w
