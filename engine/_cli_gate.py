@@ -89,7 +89,7 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
     if dry_run:
-        _dry_run(strategy, inputs, group)
+        _dry_run(strategy, inputs, group, out_dir)
         return
     options = BatchOptions(membership=membership, group=group, h5ad=h5ad,
                            mfi=tuple(c.strip() for c in mfi.split(",")) if mfi else ())
@@ -108,26 +108,24 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
         raise SystemExit(1)
 
 
-def _dry_run(strategy: str, inputs, group: str | None) -> None:
-    from gating import Strategy, load_strategy, resolve_strategy
-    from gating._plan import strategy_hash
+def _dry_run(strategy: str, inputs, group: str | None, out_dir: Path) -> None:
+    """What a run would do: the same strategy resolution as the batch, nothing gated."""
+    import json
 
-    loaded = load_strategy(strategy)
-    shown: set[str] = set()
-    for item in inputs:
-        try:
-            chosen = resolve_strategy(loaded, Path(item.path).name, group=group)
-        except Exception as exc:
-            click.echo(f"{item.path}: no strategy ({exc})")
+    from engine._batch import BatchOptions, prepare_batch
+    from gating import strategy_from_dict
+
+    tasks, texts = prepare_batch(strategy, inputs, out_dir=out_dir, options=BatchOptions(group=group))
+    for digest, text in texts.items():
+        resolved = strategy_from_dict(json.loads(text))
+        click.echo(f"strategy {resolved.name or strategy} (sha256 {digest[:16]}):")
+        for pid in resolved.population_order():
+            click.echo(f"  {resolved.path(pid)}")
+    for task in tasks:
+        if task["problem"]:
+            click.echo(f"{task['path']}: no strategy ({task['problem']})")
             continue
-        assert isinstance(chosen, Strategy)
-        digest = strategy_hash(chosen)
-        if digest not in shown:
-            shown.add(digest)
-            click.echo(f"strategy {chosen.name or strategy} (sha256 {digest[:16]}):")
-            for pid in chosen.population_order():
-                click.echo(f"  {chosen.path(pid)}")
-        meta = ", ".join(f"{k}={v}" for k, v in item.metadata.items())
-        click.echo(f"file {item.path} -> sample {item.name}" + (f" [{meta}]" if meta else "")
-                   + f" (strategy {digest[:16]})")
+        meta = ", ".join(f"{k}={v}" for k, v in task["metadata"].items())
+        click.echo(f"file {task['path']} -> sample {task['name']}" + (f" [{meta}]" if meta else "")
+                   + f" (strategy {task['strategy_hash'][:16]})")
     click.echo(f"{len(inputs)} files")
