@@ -9,6 +9,13 @@ from expression._genesets import (
 )
 from expression._io import read_counts, read_sample_sheet, write_matrix
 from expression._normalize import cpm, log2p1, normalize_counts
+from expression._plot import (
+    paired_slope_plot,
+    plot_mean_sd,
+    plot_paired_scores,
+    plot_size_factors,
+    plot_volcano,
+)
 from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
 from expression._validate import CountsError, validate_counts
 
@@ -25,6 +32,11 @@ __all__: list[str] = [
     "log_geo_means",
     "normalize_counts",
     "paired_score_tests",
+    "paired_slope_plot",
+    "plot_mean_sd",
+    "plot_paired_scores",
+    "plot_size_factors",
+    "plot_volcano",
     "read_counts",
     "read_gmt",
     "read_sample_sheet",

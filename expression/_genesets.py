@@ -1,16 +1,26 @@
-"""Gene-set scores on a VST matrix (mean z, combined z, mean) and their paired pre/post tests.
+"""Gene-set scores on a VST matrix (mean z, combined z, mean, ssGSEA) and their paired tests.
 
-Scores follow the transparent definitions used for the project's R reference
-(``make_geneset_scores.R``): genes whose values do not vary across the samples are dropped,
-every remaining gene is z-scored over the samples (sample standard deviation, ``ddof=1``), and
-a set of ``k`` genes present in the matrix scores
+Offered: :func:`geneset_scores` (four methods, below), :func:`paired_score_tests` (paired t and
+exact Wilcoxon signed-rank per set), :func:`read_gmt` and :func:`default_gene_sets`.
 
-- ``"mean_z"``: the mean of its genes' z-scores;
-- ``"combined_z"``: the sum of its genes' z-scores divided by ``sqrt(k)`` (Lee et al. 2008);
-- ``"mean"``: the mean of its genes' raw (e.g. VST) values.
+Scores follow the definitions used for the project's R reference (``make_geneset_scores.R``):
+genes whose values are identical in every sample are dropped, and a set of ``k`` genes present
+in the remaining matrix scores
 
-The rank-based ssGSEA score is deliberately not offered: it did not reproduce GSVA 1.46's
-reference (tied values, e.g. the many zero-count genes, are ordered differently).
+- ``"mean_z"``: the mean of its genes' z-scores (each gene z-scored over the samples, sample
+  standard deviation, ``ddof=1``);
+- ``"combined_z"``: the sum of its genes' z-scores divided by ``sqrt(k)`` (Lee et al. 2008;
+  GSVA's ``method="zscore"``);
+- ``"mean"``: the mean of its genes' raw (e.g. VST) values;
+- ``"ssgsea"``: single-sample GSEA (Barbie et al. 2009) as GSVA 1.46 computes it with
+  ``ssgsea.norm=FALSE``, a rank-based score that does not depend on the other samples. In each
+  sample the ``n`` genes are ranked by value (1 = lowest; ties get their average rank, which
+  GSVA then truncates to an integer, so tied genes share ``floor`` of their average rank) and
+  walked from the highest rank down, tied genes in matrix row order. With the set's genes at
+  walk positions ``p_i`` (1 = first) and weights ``w_i = rank_i ** 0.25``, the score is the sum
+  over the walk of the weighted in-set cumulative fraction minus the out-of-set cumulative
+  fraction, which is ``sum_i w_i (n - p_i + 1) / sum_i w_i - (n (n + 1) / 2 -
+  sum_i (n - p_i + 1)) / (n - k)``. It matches GSVA 1.46.0's reference to about 1e-12.
 """
 
 from __future__ import annotations
@@ -26,8 +36,9 @@ from scipy import stats
 
 __all__ = ["default_gene_sets", "geneset_scores", "paired_score_tests", "read_gmt"]
 
-ScoreMethod = Literal["mean_z", "combined_z", "mean"]
-METHODS: tuple[str, ...] = ("mean_z", "combined_z", "mean")
+ScoreMethod = Literal["mean_z", "combined_z", "mean", "ssgsea"]
+METHODS: tuple[str, ...] = ("mean_z", "combined_z", "mean", "ssgsea")
+SSGSEA_WEIGHT = 0.25  # GSVA's alpha (tau): the exponent of the rank weights
 GeneSets = Mapping[str, Sequence[str]] | str | PathLike[str]
 
 # Our own small collection (gene choices made for this project, not taken from MSigDB files).
@@ -148,10 +159,12 @@ def geneset_scores(
     gene_sets
         Mapping of set name to genes, or the path of a GMT file.
     method
-        ``"mean_z"``, ``"combined_z"`` (sum z / sqrt(k)) or ``"mean"`` (see the module docstring).
+        ``"mean_z"``, ``"combined_z"`` (sum z / sqrt(k)), ``"mean"`` or ``"ssgsea"``
+        (un-normalised, as GSVA 1.46; see the module docstring).
     min_size
-        Sets with fewer genes left in the matrix (after dropping absent and zero-variance genes)
-        are left out of the result.
+        Sets with fewer genes left in the matrix (after dropping absent and constant genes)
+        are left out of the result. A set holding every remaining gene cannot be scored by
+        ``"ssgsea"`` (no genes outside it) and is left out too.
     layer
         AnnData layer to read; ``None`` reads ``X``.
 
@@ -174,29 +187,60 @@ def geneset_scores(
     if frame.shape[1] < 2:
         raise ValueError("at least two samples are needed")
     values = frame.to_numpy()
-    sd = values.std(axis=1, ddof=1)
-    keep = sd > 0
-    values, sd = values[keep], sd[keep]
+    # exactly constant rows (R's sd is exactly 0 there; numpy's can be 1e-16)
+    keep = ~(values == values[:, :1]).all(axis=1)
+    values = values[keep]
     genes = frame.index[keep]
     position = pd.Series(np.arange(len(genes)), index=genes)
-    data = (
-        values if method == "mean" else (values - values.mean(axis=1, keepdims=True)) / sd[:, None]
-    )
+    if method == "ssgsea":
+        data = values
+        ranks, walk_pos = _ssgsea_ranks(values)
+    elif method == "mean":
+        data = values
+    else:
+        sd = values.std(axis=1, ddof=1)
+        data = (values - values.mean(axis=1, keepdims=True)) / sd[:, None]
     rows: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
     for name, members in _as_sets(gene_sets).items():
         idx = position.reindex(members).dropna().to_numpy(dtype=np.intp)
-        if idx.size < min_size:
+        if idx.size < min_size or (method == "ssgsea" and idx.size == len(genes)):
             continue
-        block = data[idx]
-        total = block.sum(axis=0)
-        rows[name] = total / np.sqrt(idx.size) if method == "combined_z" else total / idx.size
+        if method == "ssgsea":
+            rows[name] = _ssgsea_walk(ranks[idx], walk_pos[idx], len(genes))
+        else:
+            total = data[idx].sum(axis=0)
+            rows[name] = total / np.sqrt(idx.size) if method == "combined_z" else total / idx.size
         sizes[name] = int(idx.size)
     out = pd.DataFrame.from_dict(rows, orient="index", columns=frame.columns)
     out.index.name = "gene_set"
     out.attrs["n_genes"] = sizes
     out.attrs["method"] = method
     return out
+
+
+def _ssgsea_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample integer ranks (average ranks of ties, truncated) and walk positions.
+
+    Returns genes x samples arrays: ``ranks`` (1 = lowest value) and ``walk_pos`` (1 = first
+    step of the walk: highest rank first, equal ranks in row order).
+    """
+    ranks = np.floor(stats.rankdata(values, method="average", axis=0))
+    order = np.argsort(-ranks, axis=0, kind="stable")
+    walk_pos = np.empty(order.shape, dtype=np.float64)
+    steps = np.arange(1, values.shape[0] + 1, dtype=np.float64)
+    np.put_along_axis(walk_pos, order, steps[:, None], axis=0)
+    return ranks, walk_pos
+
+
+def _ssgsea_walk(ranks: np.ndarray, walk_pos: np.ndarray, n_genes: int) -> np.ndarray:
+    """Un-normalised ssGSEA enrichment per sample of one set (its genes' rows of the ranks)."""
+    k = ranks.shape[0]
+    weight = ranks**SSGSEA_WEIGHT
+    remaining = n_genes - walk_pos + 1  # steps from each set gene's position to the walk's end
+    inside = (weight * remaining).sum(axis=0) / weight.sum(axis=0)
+    outside = (n_genes * (n_genes + 1) / 2 - remaining.sum(axis=0)) / (n_genes - k)
+    return inside - outside
 
 
 def paired_score_tests(

@@ -83,7 +83,7 @@ def test_min_size_and_empty_sets(matrix: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"method": "ssgsea"}, "method"), ({"min_size": 0}, "min_size"), ({"layer": "x"}, "AnnData")],
+    [({"method": "gsva"}, "method"), ({"min_size": 0}, "min_size"), ({"layer": "x"}, "AnnData")],
 )
 def test_bad_options(matrix: pd.DataFrame, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -178,3 +178,70 @@ def test_paired_tests_incomplete_and_duplicate_pairs() -> None:
         paired_score_tests(scores, dup)
     with pytest.raises(ValueError, match="fewer than two"):
         paired_score_tests(scores, sheet, levels=("pre", "week12"))
+
+
+def _walk_by_steps(values: np.ndarray, in_set: np.ndarray) -> float:
+    """ssGSEA's random walk taken step by step (one sample), ties as GSVA 1.46 orders them."""
+    ranks = np.floor(stats.rankdata(values, method="average"))
+    order = sorted(range(len(values)), key=lambda g: (-ranks[g], g))  # high rank first, then rows
+    weights = ranks**0.25
+    total_in, total_out = weights[in_set].sum(), (~in_set).sum()
+    cum_in = cum_out = walk = 0.0
+    for g in order:
+        if in_set[g]:
+            cum_in += weights[g]
+        else:
+            cum_out += 1
+        walk += cum_in / total_in - cum_out / total_out
+    return walk
+
+
+def test_ssgsea_by_hand() -> None:
+    # s0: A > B > C > D > E (ranks 5..1); s1: A=4, B and C tied at 2.5 -> 2, D=1, E=5
+    frame = pd.DataFrame(
+        {"s0": [5.0, 4.0, 3.0, 2.0, 1.0], "s1": [6.0, 2.0, 2.0, 1.0, 9.0]},
+        index=list("ABCDE"),
+    )
+    sets = {"A": ["A"], "E": ["E"], "B": ["B"], "C": ["C"], "AD": ["A", "D"]}
+    got = geneset_scores(frame, sets, method="ssgsea")
+    # s0, set {A}: in-set fraction 1 at all 5 steps, out-of-set 0, 1/4, 2/4, 3/4, 1 -> 5 - 2.5
+    assert got.loc["A", "s0"] == pytest.approx(2.5, abs=1e-13)
+    assert got.loc["E", "s0"] == pytest.approx(-2.5, abs=1e-13)
+    # s1 walk: E, A, B, C, D (B before C: tied, row order). {B}: in 0,0,1,1,1; out 1/4,2/4,2/4,3/4,1
+    assert got.loc["B", "s1"] == pytest.approx(3 - 3, abs=1e-13)
+    # {C}: in 0,0,0,1,1; out 1/4,2/4,3/4,3/4,1 (tied with B, but walked after it)
+    assert got.loc["C", "s1"] == pytest.approx(2 - 3.25, abs=1e-13)
+    # {A, D} in s1: weights 4**0.25 and 1 (ranks 4 and 1); in w/(w+1) at steps 2-4, 1 at step 5;
+    # out (3 genes) 1/3, 1/3, 2/3, 1, 1
+    w = 4**0.25
+    assert got.loc["AD", "s1"] == pytest.approx(3 * w / (w + 1) + 1 - 10 / 3, abs=1e-13)
+    assert got.attrs == {"n_genes": {"A": 1, "E": 1, "B": 1, "C": 1, "AD": 2}, "method": "ssgsea"}
+
+
+def test_ssgsea_equals_the_step_by_step_walk() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 6, size=(40, 7)).astype(float)  # many ties
+    values[0] = np.arange(7)
+    index = [f"g{i}" for i in range(40)]
+    frame = pd.DataFrame(values, index=index, columns=[f"s{j}" for j in range(7)])
+    frame = frame[frame.nunique(axis=1) > 1]  # constant genes are dropped by the score too
+    sets = {"S1": index[::3], "S2": ["g1", "g2", "g5", "g30"]}
+    got = geneset_scores(frame, sets, method="ssgsea")
+    for name, members in sets.items():
+        mask = frame.index.isin(members)
+        for j, sample in enumerate(frame.columns):
+            want = _walk_by_steps(frame.to_numpy()[:, j], mask)
+            assert got.loc[name, sample] == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_ssgsea_is_per_sample_and_skips_full_sets(matrix: pd.DataFrame) -> None:
+    sets = {"S": ["A", "C"], "ALL": ["A", "B", "C", "D"]}
+    got = geneset_scores(matrix, sets, method="ssgsea")
+    assert list(got.index) == ["S"]  # no gene outside ALL (FLAT is constant, so dropped)
+    changed = matrix.copy()
+    genes = ["A", "B", "C", "D"]
+    changed.loc[genes, "s5"] = changed.loc[genes, "s5"] * 10 + 1  # same gene order in s5
+    changed.loc[genes, "s0"] = [1.0, 2.0, 3.0, 4.0]
+    again = geneset_scores(changed, sets, method="ssgsea")
+    pd.testing.assert_series_equal(again.loc["S", "s1":"s5"], got.loc["S", "s1":"s5"])
+    assert again.loc["S", "s0"] != got.loc["S", "s0"]
