@@ -16,6 +16,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 #: public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
     "PairedTest": "engine._stats",
+    "Study": "engine._study_manifest",
+    "StudyError": "engine._study_manifest",
+    "StudyRun": "engine._study",
+    "load_study": "engine._study_manifest",
+    "run_study": "engine._study",
     "Summary": "engine._stats",
     "bh_adjust": "engine._stats",
     "correlations": "engine._stats",

@@ -12,6 +12,8 @@ import click
 
 from engine import __version__
 from engine._cli_gate import gate as _gate_command
+from engine._study_cli import executor_options
+from engine._study_cli import study as _study_command
 
 T = TypeVar("T")
 log = logging.getLogger("phenoflow")
@@ -170,16 +172,20 @@ def compare(
 @main.command()
 @click.argument("counts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--samples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Sample sheet (first column = sample id).")
-@click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, or log2(normalised + 1).")
+@click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1", "vst"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, log2(normalised + 1) or DESeq2's VST.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv (genes x samples), .parquet or .h5ad.")
 @click.option("--size-factors", "sf_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write size factors (sample,size_factor) to this CSV.")
-def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None) -> None:
-    """Normalise a count matrix (DESeq2-exact size factors, CPM or log2(x+1))."""
+@click.option("--blind/--no-blind", default=True, show_default=True, help="vst: dispersions with design ~1 (blind) or with --design.")
+@click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="vst: dispersion trend.")
+@click.option("--design", default="~ patient + timepoint", show_default=True, help="vst --no-blind: model formula over sample-sheet columns.")
+def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str) -> None:
+    """Normalise a count matrix (DESeq2-exact size factors, CPM, log2(x+1) or VST)."""
     from expression import CountsError
     from expression._normalize import normalize_file
 
     try:
-        adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out)
+        adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out,
+                               blind=blind, fit_type=fit_type, design=design)
     except (CountsError, ValueError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     click.echo(f"{adata.n_obs} samples x {adata.n_vars} genes ({method}) -> {out}")
@@ -224,29 +230,23 @@ def demo_data(out_dir: Path, seed: int, events: int, genes: int) -> None:
 @click.option("--seed", type=int, default=20190419, show_default=True, help="Random seed.")
 @click.option("--events", type=int, default=50_000, show_default=True, help="Events per FCS file.")
 @click.option("--genes", type=int, default=20_000, show_default=True, help="Genes in the count matrix.")
-def demo(out_dir: Path, seed: int, events: int, genes: int) -> None:
-    """Generate the built-in demo study and summarise it."""
+def demo(out_dir: Path, seed: int, events: int, genes: int, **options: object) -> None:
+    """Generate the demo study into OUT/study and run `phenoflow study` on it (in-process
+    unless an executor option is given); prints the report's path."""
     import pandas as pd
 
+    from engine._study_cli import executor_spec, headline, run_with_progress
     from engine.demo import make_demo_study
 
     study = make_demo_study(out_dir / "study", seed=seed, n_events=events, n_genes=genes)
-    from engine._batch import run_batch
-    from engine._executor import ExecutorSpec
-    from engine._inputs import resolve_inputs
-    from engine._progress import Progress
-
-    progress = Progress(len(study.fcs), label="gating")
-    try:
-        run = run_batch(study.strategy, resolve_inputs(study.fcs), out_dir=out_dir / "gating",
-                        executor=ExecutorSpec(kind="inprocess"), on_result=progress.update)
-    finally:
-        progress.close()
+    spec = executor_spec(dict(options), default="inprocess")
+    run = run_with_progress(study.study, out_dir, spec, json_lines=options["log_format"] == "json")
     rows, failures = _fcs_summary(list(study.fcs))
+    pops = run.gating.populations
     wide = (
-        run.populations.assign(name=run.populations["population"].str.rsplit("/", n=1).str[-1])
+        pops.assign(name=pops["population"].str.rsplit("/", n=1).str[-1])
         .pivot_table(index="sample", columns="name", values="percent_of_parent", aggfunc="first")
-        if not run.populations.empty
+        if not pops.empty
         else pd.DataFrame()
     )
     for row in rows:
@@ -254,20 +254,13 @@ def demo(out_dir: Path, seed: int, events: int, genes: int) -> None:
         for pop, label in _DEMO_POPULATIONS:
             if sample in wide.index and pop in wide.columns:
                 row[label] = f"{wide.loc[sample, pop]:.2f}"
-    click.echo(f"Flow cytometry: {len(study.fcs)} FCS files, gated with {study.strategy.name}")
+    click.echo(f"Flow cytometry: {len(study.fcs)} FCS files, gated on {run.gating.executor}")
     _print_rows(rows)
-    counts = pd.read_csv(study.counts, index_col=0)
-    clinical = pd.read_csv(study.clinical)
-    click.echo(
-        f"\nSkin biopsies: {counts.shape[0]:,} genes x {counts.shape[1]} samples ({study.counts.name})"
-    )
-    click.echo(
-        f"Clinical table: {len(clinical)} rows, {clinical['patient'].nunique()} patients "
-        f"({study.clinical.name})"
-    )
-    click.echo(f"Population counts: {run.out_dir / 'populations.parquet'}")
-    click.echo(f"Planted truth: {study.truth}")
-    click.echo(f"\nDemo study written to {study.out_dir.resolve()}")
+    click.echo(f"\nDemo study: {study.out_dir.resolve()} (planted truth: {study.truth.name})")
+    for line in headline(run):
+        click.echo(line)
+    click.echo(f"tables: {(out_dir / 'tables').resolve()}")
+    click.echo(f"report: {run.report.resolve()}")
     if failures or not run.ok:
         raise SystemExit(1)
 
@@ -281,6 +274,8 @@ _DEMO_POPULATIONS = (
 
 
 main.add_command(_gate_command)
+main.add_command(_study_command)
+executor_options(demo)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -42,7 +42,9 @@ class DemoStudy:
         FCS files, ``fcs/P01_pre.fcs`` ... (no pre file for patients without baseline flow).
     strategy, counts, samples, clinical, truth, study
         ``strategy.yaml``, ``counts.csv``, ``samples.csv``, ``clinical.csv``, ``truth.json``
-        and the ``study.yaml`` listing.
+        and ``study.yaml``, the study manifest (see :func:`engine.load_study`).
+    gene_sets
+        ``gene_sets.gmt``: the planted interferon and TGF-beta gene sets.
     """
 
     out_dir: Path
@@ -53,6 +55,7 @@ class DemoStudy:
     clinical: Path
     truth: Path
     study: Path
+    gene_sets: Path
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -65,6 +68,7 @@ class DemoStudy:
             self.clinical,
             self.truth,
             self.study,
+            self.gene_sets,
         )
 
 
@@ -213,6 +217,7 @@ def make_demo_study(
             "clinical.csv",
             "truth.json",
             "study.yaml",
+            "gene_sets.gmt",
         )
     }
     expr.counts.to_csv(paths["counts.csv"], lineterminator="\n")
@@ -237,6 +242,13 @@ def make_demo_study(
         expression=expr.truth,
     )
     paths["truth.json"].write_text(json.dumps(truth, sort_keys=True, indent=2) + "\n")
+    paths["gene_sets.gmt"].write_text(
+        "".join(
+            f"{name}\tplanted by the phenoflow demo\t" + "\t".join(genes) + "\n"
+            for name, genes in expr.truth["gene_sets"].items()
+        )
+    )
+    with_both = [p for p, b in zip(patients, cohort.baseline_flow, strict=True) if b]
     study = {
         "name": "scleromyxedema-ivig-demo",
         "seed": seed,
@@ -250,6 +262,25 @@ def make_demo_study(
         "truth": "truth.json",
         "outcomes": list(OUTCOMES),
         "populations_of_interest": _populations(),
+        "columns": {"subject": "patient", "time": "timepoint"},
+        "subgroup": "group",
+        "gene_sets": ["gene_sets.gmt", "default"],
+        "expression": {
+            "design": "~ patient + timepoint",
+            "contrast": ["timepoint", "post", "pre"],
+            "alpha": 0.1,
+            "score": "mean_z",
+        },
+        "correlations": [
+            {"x": "Tc17", "y": "MMRSS", "timepoint": "pre", "method": "spearman"},
+            {"x": "Tc17", "y": "MMRSS", "timepoint": "pre", "method": "pearson"},
+            {"x": "MMRSS", "y": "HAQ_DI", "pool_timepoints": True, "method": "pearson"},
+        ],
+        "statistics": {"paired_test": "wilcoxon", "correlation": "spearman", "confidence": 0.95},
+        "figures": {
+            "gate_plot_patient": with_both[0],
+            "key_populations": ["Tc17", "Tc1", "Th1-17", "Th17"],
+        },
     }
     paths["study.yaml"].write_text(yaml.safe_dump(study, sort_keys=False))
     logger.info("demo: study written to %s in %.1f s", out, time.perf_counter() - started)
@@ -262,4 +293,5 @@ def make_demo_study(
         clinical=paths["clinical.csv"],
         truth=paths["truth.json"],
         study=paths["study.yaml"],
+        gene_sets=paths["gene_sets.gmt"],
     )

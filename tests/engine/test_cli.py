@@ -37,7 +37,7 @@ def test_info_all_good_exits_zero(tmp_path):
     assert CliRunner().invoke(main, ["info", str(good)]).exit_code == 0
 
 
-def test_demo_writes_and_summarises_the_study(tmp_path):
+def test_demo_runs_the_study_and_prints_the_report(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["demo", "--out", str(out), "--events", "3000", "--genes", "500"])
     assert result.exit_code == 0, result.output
@@ -49,13 +49,34 @@ def test_demo_writes_and_summarises_the_study(tmp_path):
     rows = {line.split()[0]: line.split()[1:] for line in lines if line.split()[:1] and line.split()[0].endswith(".fcs")}
     assert sorted(rows) == [p.name for p in fcs]
     assert all(row[:3] == ["FCS3.1", "3000", "14"] for row in rows.values())
-    # the printed Tc17 % of CD8+ is the gating result written beside the study
+    # the printed Tc17 % of CD8+ is the gating result of the study run
     pops = pd.read_parquet(out / "gating" / "populations.parquet")
     tc17 = pops[pops["population"].str.endswith("/CD8+/Tc17")].set_index("sample")["percent_of_parent"]
     for name, row in rows.items():
         assert float(row[-1]) == pytest.approx(tc17[name.removesuffix(".fcs")], abs=0.006)
-    assert "500 genes x 20 samples" in result.output
-    assert result.output.rstrip().endswith(str((out / "study").resolve()))
+    tests = pd.read_csv(out / "tables" / "clinical_tests.csv").set_index("variable")
+    mmrss = next(line for line in lines if line.strip().startswith("MMRSS:"))
+    assert f"n = {tests.loc['MMRSS', 'n']}" in mmrss
+    assert (out / "report.html").is_file() and (out / "study.json").is_file()
+    assert result.output.rstrip().endswith(f"report: {(out / 'report.html').resolve()}")
+    # `phenoflow study` on the demo's manifest into the same folder reuses every gated file
+    tables = {p.name: p.read_bytes() for p in (out / "tables").iterdir()}
+    again = CliRunner().invoke(main, ["study", str(out / "study" / "study.yaml"), "--out", str(out),
+                                      "--in-process"])
+    assert again.exit_code == 0, again.output
+    assert "gated 27 of 27 FCS files (27 from an earlier run)" in again.output
+    assert {p.name: p.read_bytes() for p in (out / "tables").iterdir()} == tables
+
+
+def test_study_command_reports_manifest_errors(tmp_path):
+    bad = tmp_path / "study.yaml"
+    bad.write_text("name: x\ntimepoints: [pre, post]\n")
+    result = CliRunner().invoke(main, ["study", str(bad), "--out", str(tmp_path / "out"), "--in-process"])
+    assert result.exit_code == 1
+    assert f"{bad.resolve()}: clinical: required key is missing" in result.output
+    both = CliRunner().invoke(main, ["study", str(bad), "--out", str(tmp_path / "o"), "--in-process",
+                                     "--scheduler", "tcp://127.0.0.1:1"])
+    assert both.exit_code == 2 and "choose one executor" in both.output
 
 
 def test_demo_data_and_version(tmp_path):

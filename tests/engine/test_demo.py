@@ -14,8 +14,10 @@ import yaml
 from matplotlib.path import Path as PolygonPath
 from scipy import stats
 
+from engine._study_manifest import load_study
 from engine.demo import DemoStudy, make_demo_study
 from engine.demo._panel import logicle_inverse
+from expression import read_gmt
 from gating import read_fcs
 
 N_EVENTS = 20_000
@@ -69,6 +71,24 @@ def test_files_written_and_listed(study: DemoStudy, truth: dict[str, Any]) -> No
     assert tc17["parent"] == "CD8+" and tc17["path"].endswith("/CD8+/Tc17")
     assert set(listing["outcomes"]) <= set(pd.read_csv(study.clinical).columns)
     assert study.strategy.read_bytes() == PRESET.read_bytes()
+    assert listing["gene_sets"][0] == study.gene_sets.name
+    assert read_gmt(study.gene_sets) == truth["expression"]["gene_sets"]
+
+
+def test_listing_is_a_valid_study_manifest(study: DemoStudy, truth: dict[str, Any]) -> None:
+    manifest = load_study(study.study)
+    assert manifest.timepoints == ("pre", "post")
+    assert [s.path for s in manifest.fcs] == [p.resolve() for p in study.fcs]
+    assert {(s.patient, s.timepoint) for s in manifest.fcs} == {
+        (p, tp) for p, v in truth["patients"].items() for tp in ("pre", "post")
+        if tp == "post" or v["baseline_flow"]
+    }
+    assert manifest.subgroup == "group"
+    assert set(manifest.outcomes) == set(truth["clinical"]["realised"])
+    gate_patient = manifest.gate_plot_patient
+    assert gate_patient is not None and truth["patients"][gate_patient]["baseline_flow"]
+    assert manifest.expression is not None
+    assert manifest.expression.design == "~ patient + timepoint"
 
 
 def test_same_seed_gives_identical_files(study: DemoStudy, tmp_path: Path) -> None:
