@@ -18,6 +18,7 @@ from expression._plot import (
 )
 from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
 from expression._validate import CountsError, validate_counts
+from expression._vst import vst
 
 __all__: list[str] = [
     "CountsError",
@@ -42,5 +43,6 @@ __all__: list[str] = [
     "read_sample_sheet",
     "size_factors",
     "validate_counts",
+    "vst",
     "write_matrix",
 ]

@@ -1,9 +1,11 @@
 """Differential expression with pydeseq2 (paired ``~ patient + timepoint`` by default).
 
-A thin, validated layer over :class:`pydeseq2.dds.DeseqDataSet` and
-:class:`pydeseq2.ds.DeseqStats`: the design's variables are checked against the sample sheet
-(``adata.obs``), categorical levels are fixed so the contrast's reference level is the model's
-baseline (as ``relevel`` in R), and the result table uses DESeq2's column names.
+A validated layer over :class:`pydeseq2.dds.DeseqDataSet` and :class:`pydeseq2.ds.DeseqStats`:
+the design's variables are checked against the sample sheet (``adata.obs``), categorical levels
+are fixed so the contrast's reference level is the model's baseline (as ``relevel`` in R), and
+the result table uses DESeq2's column names. By default (``inference="numba"``) the per-gene
+work runs in gene-parallel Numba kernels that follow R DESeq2's algorithms
+(:mod:`expression._inference`); ``inference="pydeseq2"`` is pydeseq2's default pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: DESeq2's ``results()`` columns, in order.
 RESULT_COLUMNS = ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj")
+
+#: Compute back-ends of :func:`differential_expression`.
+INFERENCES = ("numba", "pydeseq2")
 
 #: pydeseq2 warnings that describe the data rather than a misuse: logged, not raised.
 BENIGN_WARNINGS = (
@@ -193,6 +198,7 @@ def differential_expression(
     layer: str = "counts",
     n_cpus: int | None = None,
     shrink: bool = False,
+    inference: str = "numba",
 ) -> DEResult:
     """Wald-test differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``).
 
@@ -215,10 +221,16 @@ def differential_expression(
     layer
         The raw-count layer (falls back to ``X`` when ``"counts"`` is absent).
     n_cpus
-        Worker processes for pydeseq2; default :func:`engine._numba.default_threads`.
+        Numba threads (or pydeseq2 worker processes); default
+        :func:`engine._numba.default_threads`.
     shrink
         Add ``log2FoldChange_shrunk`` (pydeseq2's apeGLM-style prior) when the contrast is a
         single model coefficient; otherwise it is skipped and ``params["shrink"]`` says why.
+    inference
+        ``"numba"`` (default): R DESeq2's dispersion, trend, MAP, IRLS and Wald steps in Numba
+        kernels (:class:`expression._inference.NumbaInference` with
+        :class:`expression._inference.RDeseqDataSet`); ``"pydeseq2"``: pydeseq2's default
+        inference and orchestration.
 
     Returns
     -------
@@ -239,6 +251,8 @@ def differential_expression(
     from engine._numba import default_threads
     from expression._validate import _issparse, counts_matrix, validate_counts
 
+    if inference not in INFERENCES:
+        raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
     contrast_t = tuple(str(c) for c in contrast)
     if len(contrast_t) != 3:
         raise ValueError(f"contrast must be (factor, level, reference), got {contrast!r}")
@@ -260,14 +274,25 @@ def differential_expression(
         counts.shape[0], counts.shape[1], design, contrast_t, threads,
     )
     with _pydeseq2_warnings():
-        dds = DeseqDataSet(
-            counts=counts, metadata=meta, design=design, refit_cooks=True,
-            n_cpus=threads, quiet=True,
-        )
+        if inference == "numba":
+            from expression._inference import NumbaInference, RDeseqDataSet
+
+            engine = NumbaInference(threads)
+            dds = RDeseqDataSet(
+                counts=counts, metadata=meta, design=design, refit_cooks=True,
+                inference=engine, quiet=True,
+            )
+            stats_kwargs: dict[str, Any] = {"inference": engine}
+        else:
+            dds = DeseqDataSet(
+                counts=counts, metadata=meta, design=design, refit_cooks=True,
+                n_cpus=threads, quiet=True,
+            )
+            stats_kwargs = {"n_cpus": threads}
         dds.deseq2()
         stats = DeseqStats(
             dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
-            independent_filter=independent_filtering, n_cpus=threads, quiet=True,
+            independent_filter=independent_filtering, quiet=True, **stats_kwargs,
         )
         stats.summary()
         table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
@@ -295,6 +320,7 @@ def differential_expression(
         "n_samples": int(counts.shape[0]),
         "n_genes": int(counts.shape[1]),
         "n_cpus": threads,
+        "inference": inference,
         "n_padj_na": int(table["padj"].isna().sum()),
         "n_significant": int((table["padj"] < alpha).sum()),
         "pydeseq2_version": str(pydeseq2.__version__),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,21 +54,26 @@ def _control_positions(adata: Any, control_genes: Any) -> Any:
 def normalize_counts(
     adata: Any,
     *,
-    method: Method = "ratio",
+    method: Method | Literal["vst"] = "ratio",
     layer: str | None = "counts",
     key_added: str = "normalized",
     geo_means: Any = None,
     control_genes: Any = None,
+    blind: bool = True,
+    fit_type: str = "parametric",
+    design: str = "~ patient + timepoint",
     copy: bool = False,
 ) -> Any:
-    """Divide each sample's counts by its DESeq2 size factor.
+    """Divide each sample's counts by its DESeq2 size factor (and, for ``"vst"``, transform).
 
     Parameters
     ----------
     adata
         Samples x genes AnnData; the counts may be numpy or ``dask.array``.
     method
-        ``"ratio"`` or ``"poscounts"`` (see :func:`size_factors`).
+        ``"ratio"`` or ``"poscounts"`` (see :func:`size_factors`), or ``"vst"``: ratio size
+        factors, then DESeq2's variance stabilizing transformation into ``layers["vst"]``
+        (see :func:`expression.vst`).
     layer
         Layer with the raw counts (``None`` or a missing ``"counts"`` uses ``X``).
     key_added
@@ -78,6 +83,8 @@ def normalize_counts(
         ``np.exp(reference.uns["size_factors"]["log_geo_means"])``.
     control_genes
         Gene ids, integer positions or a boolean mask (R's ``controlGenes``).
+    blind, fit_type, design
+        Options of the ``"vst"`` method (see :func:`expression.vst`).
     copy
         Return a modified copy instead of working in place.
 
@@ -88,8 +95,9 @@ def normalize_counts(
     """
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)
+    transform = method == "vst"
     fit = fit_size_factors(
-        counts, method=method, geo_means=geo_means,
+        counts, method="ratio" if transform else method, geo_means=geo_means,
         control_genes=_control_positions(target, control_genes), sample_names=target.obs_names,
     )
     target.obs["size_factors"] = fit.size_factors
@@ -104,7 +112,12 @@ def normalize_counts(
         "log_geo_means": fit.log_geo_means,
         "used_for_ratio": fit.used,
     }
-    log.info("normalised %d samples with %s size factors -> layers[%r]", target.n_obs, method, key_added)
+    log.info("normalised %d samples with %s size factors -> layers[%r]", target.n_obs, fit.method, key_added)
+    if transform:
+        from expression._vst import vst
+
+        vst(target, blind=blind, fit_type=fit_type, design=design, size_factors=fit.size_factors,
+            layer=layer)
     return target if copy else None
 
 
@@ -183,6 +196,9 @@ def normalize_file(
     method: str = "ratio",
     samples: Any = None,
     size_factors_out: Any = None,
+    blind: bool = True,
+    fit_type: str = "parametric",
+    design: str = "~ patient + timepoint",
 ) -> Any:
     """Read, validate and normalise a count file, then write the result (the CLI's work).
 
@@ -193,12 +209,15 @@ def normalize_file(
     out
         Output: ``.csv``/``.tsv`` (genes x samples), ``.parquet`` or ``.h5ad``.
     method
-        ``"ratio"``, ``"poscounts"``, ``"cpm"`` or ``"log2p1"`` (``log2`` of ratio-normalised
-        counts + 1, DESeq2's ``normTransform``).
+        ``"ratio"``, ``"poscounts"``, ``"cpm"``, ``"log2p1"`` (``log2`` of ratio-normalised
+        counts + 1, DESeq2's ``normTransform``) or ``"vst"`` (DESeq2's variance stabilizing
+        transformation, log2 scale).
     samples
         Optional sample sheet.
     size_factors_out
         Optional CSV for the size factors (columns ``sample,size_factor``); not for ``cpm``.
+    blind, fit_type, design
+        Options of ``"vst"`` (see :func:`expression.vst`); ``design`` needs ``samples``.
 
     Returns
     -------
@@ -214,7 +233,7 @@ def normalize_file(
     validate_counts(adata)
     if method == "cpm":
         if size_factors_out is not None:
-            raise ValueError("--size-factors needs a size-factor method (ratio, poscounts, log2p1)")
+            raise ValueError("--size-factors needs a size-factor method (ratio, poscounts, log2p1, vst)")
         cpm(adata)
         key = "cpm"
     elif method in ("ratio", "poscounts", "log2p1"):
@@ -223,6 +242,11 @@ def normalize_file(
         if method == "log2p1":
             log2p1(adata)
             key = "log2p1"
+    elif method == "vst":
+        if not blind and samples is None:
+            raise ValueError("vst with the design (--no-blind) needs a sample sheet (--samples)")
+        normalize_counts(adata, method="vst", blind=blind, fit_type=fit_type, design=design)
+        key = "vst"
     else:
         raise ValueError(f"unknown method {method!r}")
     write_matrix(adata, out, layer=key)

@@ -20,6 +20,7 @@ from gating._errors import (
     FCSDataLengthError,
     FCSDatatypeError,
     FCSKeywordError,
+    FCSOffsetError,
     FCSTruncatedError,
     FCSWarning,
 )
@@ -152,6 +153,11 @@ def read_fcs(
             )
 
     start, end = _resolve_data_offsets(header, kw, policy=offsets, path=spath)
+    if start < 0 or end < 0:
+        raise FCSOffsetError(
+            f"DATA offsets are negative ({start}..{end})", path=spath, segment="DATA",
+            offset=base + header.text[0],
+        )
     event_bits = sum(bits)
     actual = end - start + 1 if (start, end) != (0, 0) and end >= start else 0
     tot = keyword_int(kw, "$TOT", path=spath)

@@ -227,6 +227,8 @@ class FCSData:
         )
 
     def _read_into(self, out: np.ndarray) -> None:
+        if out.size == 0:
+            return
         with open(self.path, "rb") as fh:
             fh.seek(self._layout.start)
             got = fh.readinto(memoryview(out).cast("B"))
@@ -288,6 +290,12 @@ class FCSData:
         """
         dtype = np.dtype(dtype)
         cols = np.asarray([self.channel_index(c) for c in channels], dtype=np.int64)
+        # Stored values are data: a signalling NaN becomes a quiet one and a value beyond
+        # float32 becomes inf without a RuntimeWarning (which strict callers turn into errors).
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._columns(cols, dtype)
+
+    def _columns(self, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
         scaling = self._scaling.iloc[cols]
         needs = scaling["needs_scaling"].to_numpy(dtype=bool)
         view = self._mapped

@@ -51,7 +51,7 @@ def parse_spill(text: str, *, path: str, keyword: str = "$SPILLOVER") -> pd.Data
         parts.pop()
     try:
         n = int(float(parts[0]))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):
         raise FCSKeywordError(
             f"{keyword} does not start with a channel count: {text[:40]!r}", path=path
         ) from None
@@ -65,7 +65,7 @@ def parse_spill(text: str, *, path: str, keyword: str = "$SPILLOVER") -> pd.Data
     try:
         values = np.array([float(v) for v in parts[1 + n :]], dtype=np.float64).reshape(n, n)
     except ValueError as exc:
-        raise FCSKeywordError(f"{keyword} has a non-numeric value: {exc}", path=path) from None
+        raise FCSKeywordError(f"{keyword} has a non-numeric value: {exc}", path=path, segment="TEXT") from None
     return pd.DataFrame(values, index=pd.Index(names), columns=pd.Index(names))
 
 
@@ -73,9 +73,9 @@ def _parse_byteorder(value: str, *, path: str) -> tuple[int, ...]:
     try:
         ranks = tuple(int(v) - 1 for v in value.replace(" ", "").split(","))
     except ValueError:
-        raise FCSDatatypeError(f"$BYTEORD is not a byte order: {value!r}", path=path) from None
+        raise FCSDatatypeError(f"$BYTEORD is not a byte order: {value!r}", path=path, segment="TEXT") from None
     if sorted(ranks) != list(range(len(ranks))) or len(ranks) not in (1, 2, 3, 4, 8):
-        raise FCSDatatypeError(f"$BYTEORD is not a permutation: {value!r}", path=path)
+        raise FCSDatatypeError(f"$BYTEORD is not a permutation: {value!r}", path=path, segment="TEXT")
     return ranks
 
 
@@ -96,11 +96,11 @@ def _channel_table(
         name = kw.get(f"$P{i}N", "").strip()
         if not name:
             if version != "FCS2.0":
-                raise FCSKeywordError(f"required keyword $P{i}N is missing", path=path)
+                raise FCSKeywordError(f"required keyword $P{i}N is missing", path=path, segment="TEXT")
             name = f"P{i}"
         bits_text = kw.get(f"$P{i}B")
         if bits_text is None:
-            raise FCSKeywordError(f"required keyword $P{i}B is missing", path=path)
+            raise FCSKeywordError(f"required keyword $P{i}B is missing", path=path, segment="TEXT")
         try:
             bits = int(bits_text.strip())
         except ValueError:
@@ -108,24 +108,32 @@ def _channel_table(
                 f"$P{i}B={bits_text!r} is not a bit width (ASCII data is not supported)", path=path
             ) from None
         if not 1 <= bits <= 64:
-            raise FCSDatatypeError(f"$P{i}B={bits} is outside 1..64", path=path)
+            raise FCSDatatypeError(f"$P{i}B={bits} is outside 1..64", path=path, segment="TEXT")
         rng_text = kw.get(f"$P{i}R", "").strip()
         try:
             rng = float(rng_text) if rng_text else math.nan
         except ValueError:
-            raise FCSKeywordError(f"$P{i}R is not a number: {rng_text!r}", path=path) from None
+            raise FCSKeywordError(f"$P{i}R is not a number: {rng_text!r}", path=path, segment="TEXT") from None
         amp = kw.get(f"$P{i}E", "0,0").strip() or "0,0"
         try:
             decades, log_zero = (float(v) for v in amp.split(",")[:2])
         except ValueError:
-            raise FCSKeywordError(f"$P{i}E is not 'f1,f2': {amp!r}", path=path) from None
+            raise FCSKeywordError(f"$P{i}E is not 'f1,f2': {amp!r}", path=path, segment="TEXT") from None
+        if not (math.isfinite(decades) and math.isfinite(log_zero)):
+            raise FCSKeywordError(f"$P{i}E has a value that is not finite: {amp!r}", path=path, segment="TEXT")
+        if decades > 0 and not (math.isfinite(rng) and rng > 0):
+            raise FCSKeywordError(
+                f"$P{i}E={amp!r} is logarithmic but $P{i}R={rng_text!r} is not a positive range",
+                path=path,
+                segment="TEXT",
+            )
         if decades > 0 and log_zero == 0:
             log_zero = 1.0  # the standard's reading of an invalid 0
         gain_text = kw.get(f"$P{i}G", "").strip()
         try:
             gain = float(gain_text) if gain_text else 1.0
         except ValueError:
-            raise FCSKeywordError(f"$P{i}G is not a number: {gain_text!r}", path=path) from None
+            raise FCSKeywordError(f"$P{i}G is not a number: {gain_text!r}", path=path, segment="TEXT") from None
         is_time = name.lower() == "time"
         kind = "time" if is_time else ("scatter" if _SCATTER.match(name) else "fluorescence")
         mask = (1 << bits) - 1
@@ -165,8 +173,8 @@ def _channel_table(
 
 def _resolve_data_offsets(header, kw, *, policy: OffsetPolicy, path: str) -> tuple[int, int]:
     h_start, h_end = header.data
-    t_start = keyword_int(kw, "$BEGINDATA", path=path)
-    t_end = keyword_int(kw, "$ENDDATA", path=path)
+    t_start = keyword_int(kw, "$BEGINDATA", path=path, segment="TEXT")
+    t_end = keyword_int(kw, "$ENDDATA", path=path, segment="TEXT")
     header_given = (h_start, h_end) != (0, 0)
     text_given = t_start is not None and t_end is not None and (t_start, t_end) != (0, 0)
     if header_given and text_given and (h_start, h_end) != (t_start, t_end):

@@ -6,6 +6,7 @@ Pure Python over small byte strings; the DATA segment is never touched here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import stat
 from collections.abc import Mapping
@@ -79,7 +80,7 @@ def read_header(fh, *, base: int, file_size: int, path: str) -> Header:
         if chunk == "":
             fields.append(0)
             continue
-        if not chunk.isdigit():
+        if not (chunk.isascii() and chunk.isdigit()):  # str.isdigit() also accepts '²'
             raise FCSFormatError(
                 f"HEADER offset field {i + 1} is not a number: {chunk!r}",
                 path=path,
@@ -223,7 +224,7 @@ def keyword_int(
             as_float = float(text)
         except ValueError:
             as_float = float("nan")
-        if as_float == as_float and as_float == int(as_float):
+        if math.isfinite(as_float) and as_float == int(as_float):
             return int(as_float)
         raise FCSKeywordError(
             f"keyword {name} is not an integer: {value!r}", path=path, segment=segment

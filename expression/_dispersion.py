@@ -1,0 +1,550 @@
+"""DESeq2 dispersion estimation, step for step as R DESeq2 1.38 does it.
+
+* :func:`gene_dispersions` (``estimateDispersionsGeneEst``): rough and moments estimates give the
+  starting point (their minimum, clamped to ``[min_disp, max_disp]``); ``mu`` comes from a linear
+  model on the normalised counts when the design only has groups (``~ 1``, one-factor designs),
+  else from the ridge-penalised NB GLM fitted at the starting dispersions, floored at
+  ``min_mu``; the Cox-Reid adjusted likelihood is then maximised by DESeq2's Armijo line search
+  on log(alpha); moves that did not raise the log likelihood by a millionth are rejected;
+  non-converged genes are refitted on DESeq2's two-level grid; all are clamped.
+* :func:`fit_trend` (``estimateDispersionsFit``): the parametric curve ``a0 + a1 / mean``
+  fitted as R fits it (``glm(family = Gamma(link = "identity"))`` by IRLS from the previous
+  coefficients, genes whose ratio to the curve is outside (1e-4, 15) dropped before each refit,
+  stopped when the coefficients move by less than 1e-6 in squared log and the GLM converged), or
+  the 0.1%-trimmed mean (``fitType = "mean"``).
+* :func:`map_dispersions` (``estimateDispersionsMAP``): the same line search with the normal
+  prior on log(alpha) around the trend, started at the gene-wise estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine._numba import default_threads, small_or_parallel, thread_limit
+from expression import _kernels as k
+
+__all__ = [
+    "DispersionTrend",
+    "GeneDispersions",
+    "fit_nb_glm",
+    "fit_trend",
+    "gene_dispersions",
+    "line_search",
+    "map_dispersions",
+    "prior_variance",
+]
+
+log = logging.getLogger(__name__)
+
+#: DESeq2 defaults.
+MIN_DISP = 1e-8
+KAPPA_0 = 1.0
+DISP_TOL = 1e-6
+MAXIT = 100
+MIN_MU = 0.5
+BETA_TOL = 1e-8
+#: DESeq2's ridge on the log2-scale coefficients (``lambda = 1e-6``), on the natural-log scale.
+RIDGE_NAT = 1e-6 / math.log(2.0) ** 2
+
+
+class TrendFitError(RuntimeError):
+    """The parametric dispersion trend could not be fitted (R switches to another fit type)."""
+
+
+@dataclass(frozen=True)
+class GeneDispersions:
+    """Gene-wise dispersion estimates (``dispGeneEst``) and what they were computed from.
+
+    Attributes
+    ----------
+    dispersions
+        One estimate per gene (NaN for all-zero genes).
+    mu
+        Genes x samples fitted means used by the line search (NaN rows for all-zero genes).
+    iterations
+        Line-search iterations per gene (0 for all-zero genes).
+    base_mean, base_var
+        Row means and variances of the normalised counts.
+    all_zero
+        Genes without a single count.
+    linear_mu
+        Whether ``mu`` came from the linear model (group-only design).
+    """
+
+    dispersions: np.ndarray
+    mu: np.ndarray
+    iterations: np.ndarray
+    base_mean: np.ndarray
+    base_var: np.ndarray
+    all_zero: np.ndarray
+    linear_mu: bool
+
+
+@dataclass(frozen=True)
+class DispersionTrend:
+    """A fitted dispersion trend (``dispersionFunction``).
+
+    Attributes
+    ----------
+    fit_type
+        ``"parametric"`` or ``"mean"``.
+    asympt_disp, extra_pois
+        Parametric coefficients ``a0`` and ``a1`` of ``a0 + a1 / mean`` (NaN for ``"mean"``).
+    mean_disp
+        The trimmed mean dispersion (NaN for ``"parametric"``).
+    n_used
+        Genes that entered the fit.
+    """
+
+    fit_type: str
+    asympt_disp: float
+    extra_pois: float
+    mean_disp: float
+    n_used: int
+
+    def __call__(self, means: np.ndarray) -> np.ndarray:
+        """The trend at ``means``."""
+        means = np.asarray(means, dtype=np.float64)
+        if self.fit_type == "parametric":
+            return self.asympt_disp + self.extra_pois / means
+        return np.full_like(means, self.mean_disp)
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """A JSON/h5ad-friendly record."""
+        return {
+            "fit_type": self.fit_type, "asympt_disp": self.asympt_disp,
+            "extra_pois": self.extra_pois, "mean_disp": self.mean_disp, "n_used": self.n_used,
+        }
+
+
+def _r_mean(x: np.ndarray) -> float:
+    """R's ``mean`` (extended-precision sum, then one refinement pass)."""
+    n = x.size
+    s = math.fsum(x) / n
+    return s + math.fsum(x - s) / n
+
+
+def _r_row_var(y: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    n = y.shape[1]
+    return ((y - mean[:, None]) ** 2).sum(axis=1) / (n - 1)
+
+
+def linear_model_mu(normed: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """Least-squares fitted values of each gene's normalised counts (genes x samples)."""
+    q, r = np.linalg.qr(design)
+    rinv = np.linalg.solve(r, np.eye(r.shape[0]))
+    return (normed @ q) @ (design @ rinv).T
+
+
+def rough_dispersions(normed: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """DESeq2's ``roughDispEstimate`` (genes x samples normalised counts)."""
+    m, p = design.shape
+    mu = np.maximum(1.0, linear_model_mu(normed, design))
+    est = (((normed - mu) ** 2 - mu) / mu**2).sum(axis=1) / (m - p)
+    return np.maximum(est, 0.0)
+
+
+def moments_dispersions(base_mean: np.ndarray, base_var: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
+    """DESeq2's ``momentsDispEstimate``."""
+    xim = _r_mean(1.0 / size_factors)
+    return (base_var - xim * base_mean) / base_mean**2
+
+
+def n_groups(design: np.ndarray) -> int:
+    """Distinct rows of the design matrix (R's ``modelMatrixGroups``)."""
+    return int(np.unique(np.ascontiguousarray(design), axis=0).shape[0])
+
+
+def _threads(n_threads: int | None) -> int:
+    return default_threads(n_threads)
+
+
+def fit_nb_glm(
+    counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, alpha: np.ndarray, *,
+    beta_tol: float = BETA_TOL, maxit: int = MAXIT, min_mu: float = MIN_MU,
+    ridge: float = RIDGE_NAT, n_threads: int | None = None,
+) -> dict[str, np.ndarray]:
+    """DESeq2's ``fitNbinomGLMs`` (IRLS part) for genes x samples ``counts`` at fixed dispersions.
+
+    Starting coefficients are the least-squares fit of ``log(normalised + 0.1)``.
+
+    Returns
+    -------
+    dict
+        ``beta`` (genes x coefficients, natural log), ``iterations``, ``converged``,
+        ``deviance``, ``hat`` (genes x samples), ``beta_var``, ``mu`` (floored at ``min_mu``)
+        and ``mu_raw`` (``sf * exp(X beta)``, not floored).
+    """
+    y = np.ascontiguousarray(counts, dtype=np.float64)
+    sf = np.ascontiguousarray(size_factors, dtype=np.float64)
+    x = np.ascontiguousarray(design, dtype=np.float64)
+    g, n = y.shape
+    p = x.shape[1]
+    q, r = np.linalg.qr(x)
+    beta0 = np.ascontiguousarray(np.linalg.solve(r, q.T @ np.log(y / sf + 0.1).T).T)
+    out = {
+        "beta": np.empty((g, p)), "iterations": np.empty(g, dtype=np.int64),
+        "deviance": np.empty(g), "hat": np.empty((g, n)), "beta_var": np.empty((g, p)),
+        "mu": np.empty((g, n)),
+    }
+    kernel = small_or_parallel(k.irls_nb, g * n * p)
+    with thread_limit(_threads(n_threads)):
+        kernel(
+            y, sf, x, np.ascontiguousarray(alpha, dtype=np.float64), beta0,
+            np.full(p, ridge), beta_tol, maxit, min_mu, out["beta"], out["iterations"],
+            out["deviance"], out["hat"], out["beta_var"], out["mu"],
+        )
+    out["converged"] = out["iterations"] < maxit
+    out["mu_raw"] = sf[None, :] * np.exp(out["beta"] @ x.T)
+    bad = ~out["converged"] | ~np.isfinite(out["beta"]).all(axis=1) | (out["beta_var"] <= 0).any(axis=1)
+    if bad.any():
+        _optim_rows(y, sf, x, np.asarray(alpha, dtype=np.float64), out, np.flatnonzero(bad), ridge, min_mu)
+    return out
+
+
+def _optim_rows(
+    y: np.ndarray, sf: np.ndarray, x: np.ndarray, alpha: np.ndarray, out: dict[str, np.ndarray],
+    rows: np.ndarray, ridge: float, min_mu: float,
+) -> None:
+    """Refit non-converged genes by L-BFGS-B on the penalised likelihood (log2 scale, |beta| <= 30),
+    as DESeq2's ``fitNbinomGLMsOptim``."""
+    from scipy.optimize import minimize
+    from scipy.special import gammaln
+
+    lam = ridge * math.log(2.0) ** 2  # the log2-scale prior precision
+    ln2 = math.log(2.0)
+    for row in rows:
+        kvec, a = y[row], float(alpha[row])
+        size = 1.0 / a
+        beta_row = out["beta"][row] / ln2
+        if not (np.isfinite(beta_row).all() and (np.abs(beta_row) < 30).all()):
+            beta_row = np.zeros(x.shape[1])
+
+        def objective(b: np.ndarray, kvec: np.ndarray = kvec, size: float = size) -> float:
+            mu = sf * 2.0 ** (x @ b)
+            ll = (gammaln(kvec + size) - gammaln(size) - gammaln(kvec + 1)
+                  + size * np.log(size / (size + mu)) + kvec * np.log(mu / (size + mu))).sum()
+            value = -(ll - 0.5 * lam * (b**2).sum())
+            return float(value) if np.isfinite(value) else 1e300
+
+        res = minimize(objective, beta_row, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * x.shape[1])
+        out["beta"][row] = res.x * ln2
+        mu_raw = sf * np.exp(x @ out["beta"][row])
+        out["mu_raw"][row] = mu_raw
+        mu = np.maximum(mu_raw, min_mu)
+        out["mu"][row] = mu
+        w = 1.0 / (1.0 / mu + a)
+        gram = (x.T * w) @ x
+        inv = np.linalg.inv(gram + np.diag(np.full(x.shape[1], ridge)))
+        out["beta_var"][row] = np.diag(inv @ gram @ inv)
+        out["hat"][row] = w * np.einsum("ij,jk,ik->i", x, inv, x)
+        out["converged"][row] = bool(res.success)
+
+
+def line_search(
+    counts: np.ndarray, mu: np.ndarray, design: np.ndarray, start: np.ndarray, *,
+    prior_mean: np.ndarray | None = None, prior_var: float = 1.0, min_disp: float = MIN_DISP,
+    kappa_0: float = KAPPA_0, tol: float = DISP_TOL, maxit: int = MAXIT, use_cr: bool = True,
+    n_threads: int | None = None,
+) -> dict[str, np.ndarray]:
+    """DESeq2's ``fitDisp``: the Armijo line search on log(alpha) for each gene (row).
+
+    Returns
+    -------
+    dict
+        ``log_alpha``, ``iterations``, ``initial_lp``, ``last_lp``.
+    """
+    y = np.ascontiguousarray(counts, dtype=np.float64)
+    m = np.ascontiguousarray(mu, dtype=np.float64)
+    x = np.ascontiguousarray(design, dtype=np.float64)
+    g = y.shape[0]
+    log_start = np.ascontiguousarray(np.log(start), dtype=np.float64)
+    use_prior = prior_mean is not None
+    pm = np.ascontiguousarray(np.log(prior_mean) if use_prior else log_start, dtype=np.float64)
+    out = {"log_alpha": np.empty(g), "iterations": np.empty(g, dtype=np.int64),
+           "initial_lp": np.empty(g), "last_lp": np.empty(g)}
+    kernel = small_or_parallel(k.fit_disp_line_search, g * y.shape[1] * 50)
+    with thread_limit(_threads(n_threads)):
+        kernel(y, m, x, log_start, pm, float(prior_var), use_prior, use_cr,
+               math.log(min_disp / 10.0), kappa_0, tol, maxit, out["log_alpha"], out["iterations"],
+               out["initial_lp"], out["last_lp"])
+    return out
+
+
+def grid_search(
+    counts: np.ndarray, mu: np.ndarray, design: np.ndarray, *, prior_mean: np.ndarray | None = None,
+    prior_var: float = 1.0, use_cr: bool = True, n_threads: int | None = None,
+) -> np.ndarray:
+    """DESeq2's ``fitDispGridWrapper``: dispersions maximising the log posterior on a two-level grid."""
+    y = np.ascontiguousarray(counts, dtype=np.float64)
+    n = y.shape[1]
+    lo, hi = math.log(1e-8), math.log(max(10.0, float(n)))
+    # R's seq(from, to, length = 20)
+    grid = np.concatenate([[lo], lo + np.arange(1, 19) * ((hi - lo) / 19), [hi]])
+    use_prior = prior_mean is not None
+    pm = np.log(prior_mean) if use_prior else np.zeros(y.shape[0])
+    out = np.empty(y.shape[0])
+    with thread_limit(_threads(n_threads)):
+        k.fit_disp_grid(y, np.ascontiguousarray(mu, dtype=np.float64),
+                        np.ascontiguousarray(design, dtype=np.float64), grid,
+                        np.ascontiguousarray(pm, dtype=np.float64), float(prior_var), use_prior,
+                        use_cr, out)
+    return np.exp(out)
+
+
+def gene_dispersions(
+    counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, *,
+    min_disp: float = MIN_DISP, kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL,
+    maxit: int = MAXIT, min_mu: float = MIN_MU, linear_mu: bool | None = None,
+    n_threads: int | None = None,
+) -> GeneDispersions:
+    """Gene-wise dispersion estimates as DESeq2's ``estimateDispersionsGeneEst``.
+
+    Parameters
+    ----------
+    counts
+        Genes x samples raw counts.
+    size_factors
+        One factor per sample.
+    design
+        Samples x coefficients design matrix (full rank, more samples than coefficients).
+    min_disp, kappa_0, disp_tol, maxit, min_mu
+        DESeq2's defaults.
+    linear_mu
+        Force (or forbid) the linear-model means; default: group-only designs use them.
+    n_threads
+        Numba threads (default :func:`engine._numba.default_threads`).
+
+    Returns
+    -------
+    GeneDispersions
+        The estimates and their inputs.
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    sf = np.asarray(size_factors, dtype=np.float64)
+    x = np.asarray(design, dtype=np.float64)
+    n_genes, n = y.shape
+    if x.shape[0] != n:
+        raise ValueError(f"design has {x.shape[0]} rows for {n} samples")
+    if x.shape[0] <= x.shape[1]:
+        raise ValueError(
+            "the number of samples and the number of model coefficients are equal: "
+            "no replicates to estimate the dispersion"
+        )
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise ValueError("the design matrix is not full rank")
+    normed = y / sf[None, :]
+    base_mean = normed.mean(axis=1)
+    base_var = _r_row_var(normed, base_mean)
+    all_zero = (y == 0).all(axis=1)
+    nz = ~all_zero
+    ynz, nnz = y[nz], normed[nz]
+    max_disp = max(10.0, float(n))
+    alpha_hat = np.minimum(rough_dispersions(nnz, x), moments_dispersions(base_mean[nz], base_var[nz], sf))
+    alpha_init = np.minimum(np.maximum(min_disp, alpha_hat), max_disp)
+    if linear_mu is None:
+        linear_mu = n_groups(x) == x.shape[1]
+    if linear_mu:
+        mu = linear_model_mu(nnz, x) * sf[None, :]
+    else:
+        mu = fit_nb_glm(ynz, sf, x, alpha_init, min_mu=min_mu, n_threads=n_threads)["mu_raw"]
+    mu = np.where(mu < min_mu, min_mu, mu)
+    res = line_search(ynz, mu, x, alpha_init, min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol,
+                      maxit=maxit, n_threads=n_threads)
+    est = np.minimum(np.exp(res["log_alpha"]), max_disp)
+    no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
+    est[no_increase] = alpha_init[no_increase]
+    iters = res["iterations"]
+    converged = (iters < maxit) & (iters != 1)
+    refit = ~converged & (est > min_disp * 10)
+    if refit.any():
+        est[refit] = grid_search(ynz[refit], mu[refit], x, n_threads=n_threads)
+    est = np.minimum(np.maximum(est, min_disp), max_disp)
+    disp = np.full(n_genes, np.nan)
+    disp[nz] = est
+    mu_full = np.full((n_genes, n), np.nan)
+    mu_full[nz] = mu
+    it_full = np.zeros(n_genes, dtype=np.int64)
+    it_full[nz] = iters
+    log.info("gene-wise dispersions: %d genes, %d grid refits, %d rejected moves",
+             int(nz.sum()), int(refit.sum()), int(no_increase.sum()))
+    return GeneDispersions(disp, mu_full, it_full, base_mean, base_var, all_zero, bool(linear_mu))
+
+
+def _gamma_identity_glm(
+    y: np.ndarray, xcov: np.ndarray, start: np.ndarray, *, epsilon: float = 1e-8, maxit: int = 25
+) -> tuple[np.ndarray, bool]:
+    """R's ``glm.fit`` for ``y ~ xcov`` with ``Gamma(link = "identity")`` from ``start``."""
+    x = np.column_stack([np.ones_like(xcov), xcov])
+
+    def deviance(mu: np.ndarray) -> float:
+        return math.fsum(-2.0 * (np.log(y / mu) - (y - mu) / mu))
+
+    coef = np.asarray(start, dtype=np.float64).copy()
+    coefold = coef.copy()
+    eta = x @ coef
+    mu = eta
+    if not (np.isfinite(mu).all() and (mu > 0).all()):
+        raise TrendFitError("cannot find valid starting values")
+    devold = deviance(mu)
+    converged = False
+    for _ in range(maxit):
+        z = eta + (y - mu)
+        w = 1.0 / mu  # sqrt(1 / variance) with variance mu^2
+        q, r = np.linalg.qr(x * w[:, None])
+        coef = np.linalg.solve(r, q.T @ (z * w))
+        eta = x @ coef
+        mu = eta
+        dev = deviance(mu) if (mu > 0).all() else math.inf
+        if not math.isfinite(dev) or not (np.isfinite(mu).all() and (mu > 0).all()):
+            # step halving back towards the previous coefficients, as glm.fit does
+            for _ in range(maxit):
+                coef = (coef + coefold) / 2.0
+                eta = x @ coef
+                mu = eta
+                if np.isfinite(mu).all() and (mu > 0).all():
+                    break
+            else:
+                raise TrendFitError("no valid coefficients after step halving")
+            dev = deviance(mu)
+        if abs(dev - devold) / (abs(dev) + 0.1) < epsilon:
+            converged = True
+            break
+        devold = dev
+        coefold = coef.copy()
+    return coef, converged
+
+
+def parametric_trend(means: np.ndarray, disps: np.ndarray) -> tuple[float, float]:
+    """DESeq2's ``parametricDispersionFit``: ``(asymptDisp, extraPois)``.
+
+    Raises
+    ------
+    TrendFitError
+        When a coefficient is not positive or 10 refits do not converge.
+    """
+    coefs = np.array([0.1, 1.0])
+    iteration = 0
+    while True:
+        residuals = disps / (coefs[0] + coefs[1] / means)
+        good = (residuals > 1e-4) & (residuals < 15)
+        new, converged = _gamma_identity_glm(disps[good], 1.0 / means[good], coefs)
+        old = coefs
+        coefs = new
+        if not (coefs > 0).all():
+            raise TrendFitError("parametric dispersion fit failed (a coefficient is not positive)")
+        if math.fsum(np.log(coefs / old) ** 2) < 1e-6 and converged:
+            break
+        iteration += 1
+        if iteration > 10:
+            raise TrendFitError("dispersion fit did not converge")
+    return float(coefs[0]), float(coefs[1])
+
+
+def trimmed_mean(x: np.ndarray, trim: float) -> float:
+    """R's ``mean(x, trim = trim)``."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = x.size
+    lo = math.floor(n * trim) + 1
+    hi = n + 1 - lo
+    return _r_mean(x[lo - 1 : hi])
+
+
+def fit_trend(
+    base_mean: np.ndarray, disp_gene: np.ndarray, *, fit_type: str = "parametric",
+    min_disp: float = MIN_DISP,
+) -> DispersionTrend:
+    """The dispersion trend as DESeq2's ``estimateDispersionsFit``.
+
+    Parameters
+    ----------
+    base_mean
+        Mean normalised count per gene.
+    disp_gene
+        Gene-wise dispersion estimates (NaN for all-zero genes).
+    fit_type
+        ``"parametric"`` or ``"mean"``. R falls back to a local regression when the parametric
+        fit fails; here a :class:`TrendFitError` is raised instead (the caller decides).
+    min_disp
+        DESeq2's ``minDisp``.
+
+    Returns
+    -------
+    DispersionTrend
+        The fitted curve.
+    """
+    if fit_type not in ("parametric", "mean"):
+        raise ValueError(f"fit_type must be 'parametric' or 'mean', got {fit_type!r}")
+    ok = np.isfinite(disp_gene)
+    means, disps = np.asarray(base_mean)[ok], np.asarray(disp_gene)[ok]
+    use = disps > 100 * min_disp
+    if not use.any():
+        raise TrendFitError(
+            "all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum"
+        )
+    if fit_type == "parametric":
+        a0, a1 = parametric_trend(means[use], disps[use])
+        return DispersionTrend("parametric", a0, a1, math.nan, int(use.sum()))
+    use_mean = disps > 10 * min_disp
+    return DispersionTrend("mean", math.nan, math.nan, trimmed_mean(disps[use_mean], 0.001),
+                           int(use_mean.sum()))
+
+
+def _mad(x: np.ndarray) -> float:
+    center = np.median(x)
+    return 1.4826 * float(np.median(np.abs(x - center)))
+
+
+def prior_variance(
+    disp_gene: np.ndarray, disp_fit: np.ndarray, n_samples: int, n_coefs: int, *,
+    min_disp: float = MIN_DISP,
+) -> tuple[float, float]:
+    """DESeq2's dispersion prior variance: ``(dispPriorVar, varLogDispEsts)``.
+
+    ``varLogDispEsts`` is the squared MAD of the log residuals of the gene-wise estimates
+    above ``100 * min_disp``; the prior variance subtracts the expected sampling variance
+    ``trigamma((m - p) / 2)`` and is at least 0.25. (R's simulation-based estimate for 1 to 3
+    residual degrees of freedom is not reproduced: the same formula is used there.)
+    """
+    from scipy.special import polygamma
+
+    ok = np.isfinite(disp_gene)
+    resid = np.log(disp_gene[ok]) - np.log(disp_fit[ok])
+    above = disp_gene[ok] >= min_disp * 100
+    var_log = _mad(resid[above]) ** 2
+    df = n_samples - n_coefs
+    if df > 0:
+        return max(var_log - float(polygamma(1, df / 2.0)), 0.25), var_log
+    return var_log, var_log
+
+
+def map_dispersions(
+    counts: np.ndarray, mu: np.ndarray, design: np.ndarray, disp_gene: np.ndarray,
+    disp_fit: np.ndarray, prior_var: float, *, min_disp: float = MIN_DISP,
+    kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL, maxit: int = MAXIT,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAP dispersions as DESeq2's ``estimateDispersionsMAP`` (rows: non-all-zero genes).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(dispMAP, converged)``, clamped to ``[min_disp, max(10, n_samples)]``.
+    """
+    start = np.where(disp_gene > 0.1 * disp_fit, disp_gene, disp_fit)
+    start = np.where(np.isnan(start), disp_fit, start)
+    res = line_search(counts, mu, design, start, prior_mean=disp_fit, prior_var=prior_var,
+                      min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol, maxit=maxit,
+                      n_threads=n_threads)
+    disp = np.exp(res["log_alpha"])
+    converged = res["iterations"] < maxit
+    if (~converged).any():
+        disp[~converged] = grid_search(counts[~converged], mu[~converged], design,
+                                       prior_mean=disp_fit[~converged], prior_var=prior_var,
+                                       n_threads=n_threads)
+    max_disp = max(10.0, float(counts.shape[1]))
+    return np.minimum(np.maximum(disp, min_disp), max_disp), converged
