@@ -224,7 +224,8 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    # appended, not with_suffix: a stem may contain dots (``gates_P1.a``) that are no suffix
+    png, svg = stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.svg")
     fig.savefig(png, format="png", metadata={"Software": None})
     with mpl.rc_context({"svg.hashsalt": "phenoflow", "svg.fonttype": "path"}):
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})

@@ -1,6 +1,8 @@
 """The study manifest: one YAML file naming every input of a paired pre/post study.
 
-The manifest is read with ``yaml.safe_load`` and validated into small frozen dataclasses.
+The manifest is read with PyYAML's safe loader, bounded against alias bombs, recursive
+aliases and deep nesting (:func:`gating._yaml_safe.load_yaml_bounded`), and validated into
+small frozen dataclasses.
 Relative paths resolve against the manifest's folder. Anything wrong (a missing file, an
 unknown population, a column the clinical table does not have, a malformed entry) raises
 :class:`StudyError` naming the manifest file and the key, e.g.
@@ -34,8 +36,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 __all__ = [
     "Correlation",
@@ -384,10 +384,13 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     manifest = Path(path).resolve()
     if not manifest.is_file():
         raise StudyError(manifest, "(file)", "manifest not found")
+    from gating._yaml_safe import load_yaml_bounded
+
     try:
-        raw = yaml.safe_load(manifest.read_text())
-    except yaml.YAMLError as exc:
-        raise StudyError(manifest, "(file)", f"not valid YAML: {exc}") from exc
+        text = manifest.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(manifest, "(file)", f"cannot be read: {exc}") from None
+    raw = load_yaml_bounded(text, lambda message: StudyError(manifest, "(file)", message))
     if not isinstance(raw, Mapping):
         raise StudyError(manifest, "(file)", "expected a mapping at the top level")
     r = _Reader(manifest, raw)

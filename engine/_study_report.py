@@ -16,6 +16,7 @@ from engine._figures import (
     slope_grid,
     volcano_figure,
 )
+from engine._paths import safe_name
 from engine._report import FigureRef, Section, Table, format_value, write_report
 from engine._study_manifest import Study
 
@@ -57,8 +58,18 @@ def _slopes(long: pd.DataFrame, tests: pd.DataFrame, variables: list[str], study
     return save_figure(fig, stem)[0]
 
 
-def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[str, Path]]:
-    """One panel figure per timepoint of the chosen patient (plus per-gate PNGs)."""
+def _label(text: str) -> str:
+    """``text`` for a figure title: control characters shown as escapes, ``$`` not mathtext."""
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return shown.replace("$", r"\$")
+
+
+def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[str, str, Path]]:
+    """One panel figure per timepoint of the chosen patient (plus per-gate PNGs).
+
+    Returns (timepoint, sample, figure) triples. File and folder names come from
+    :func:`engine._paths.safe_name` of the sample: a manifest's sample names are untrusted.
+    """
     from matplotlib.figure import Figure
 
     from gating import Strategy, compile_plan, load_strategy, plot_gate, plot_gates, read_fcs
@@ -86,7 +97,8 @@ def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[st
             continue
         sample = read_fcs(s.path)
         plan = compile_plan(loaded, sample)
-        plot_gates(plan, sample, folder / "gates" / s.sample, populations=wanted)
+        stem = safe_name(s.sample)
+        plot_gates(plan, sample, folder / "gates" / stem, populations=wanted)
         cols = 3
         rows = int(np.ceil(len(wanted) / cols))
         fig = Figure(figsize=(5.2 * cols, 4.4 * rows), dpi=90, layout="constrained")
@@ -95,8 +107,9 @@ def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[st
             plot_gate(plan, sample, pop, ax=ax, events=20_000)
         for ax in axes[len(wanted):]:
             ax.set_visible(False)
-        fig.suptitle(f"{s.sample}: gating of {key.name} ({s.timepoint})", fontsize=12)
-        out.append((s.timepoint, save_figure(fig, folder / f"gates_{s.sample}")[0]))
+        fig.suptitle(f"{_label(s.sample)}: gating of {_label(key.name)} ({_label(s.timepoint)})",
+                     fontsize=12)
+        out.append((s.timepoint, s.sample, save_figure(fig, folder / f"gates_{stem}")[0]))
     order = {tp: i for i, tp in enumerate(study.timepoints)}
     return sorted(out, key=lambda t: order.get(t[0], 9))
 
@@ -196,9 +209,9 @@ def build_report(
         figures.append(png)
         blocks.append(FigureRef("Key populations per patient", png,
                                 "Percent of the named parent; one line per patient."))
-    for tp, png in _gate_figures(study, figs, gating):
+    for tp, sample_name, png in _gate_figures(study, figs, gating):
         figures.append(png)
-        blocks.append(FigureRef(f"Gates, {png.stem.removeprefix('gates_')} ({tp})", png,
+        blocks.append(FigureRef(f"Gates, {sample_name} ({tp})", png,
                                 "Each gate drawn over its parent's events (density, log "
                                 "colour); Boolean subsets shown on their operand axes."))
     sections.append(Section("Flow cytometry", tuple(blocks)))

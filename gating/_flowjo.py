@@ -61,6 +61,7 @@ from gating._flowjo_xml import (
     _sample,
     _tree,
 )
+from gating._gatingml_xml import _xinclude
 from gating._strategy import Strategy
 
 __all__ = ["FlowJoError", "FlowJoSample", "FlowJoWorkspace", "read_flowjo"]
@@ -182,6 +183,11 @@ def read_flowjo(path: str | os.PathLike[str], *, source: str | None = None) -> F
         root = SafeET.parse(os.fspath(path), forbid_dtd=True).getroot()
     except (ET.ParseError, DefusedXmlException) as exc:
         raise FlowJoError(f"not a readable workspace: {exc}", source=src) from None
+    href = _xinclude(root)
+    if href is not None:
+        raise FlowJoError(
+            f"refused an XInclude element (href {href!r} was not fetched): XInclude is forbidden "
+            "in workspaces", source=src)
     if _local(root.tag) != "Workspace":
         raise FlowJoError(f"root element is <{_local(root.tag)}>, not <Workspace>", source=src)
     samples = tuple(_sample(el, src) for el in _kids(_kid(root, "SampleList"), "Sample"))

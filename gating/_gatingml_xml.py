@@ -2,9 +2,10 @@
 
 Shared by the reader (:mod:`gating._gatingml_read`) and the writer
 (:mod:`gating._gatingml_write`). :func:`_parse` reads untrusted bytes with :mod:`defusedxml`
-(no DTD, no entity expansion, nothing fetched); :class:`_XmlReader` holds the checked access
-to attributes, numbers, booleans, children and ``custom_info`` notes that the reader's
-document and gate parts build on, each error naming the file, the element and the gate.
+(no DTD, no entity expansion, no XInclude, nothing fetched); :class:`_XmlReader` holds the
+checked access to attributes, numbers, booleans, children and ``custom_info`` notes that the
+reader's document and gate parts build on, each error naming the file, the element and the
+gate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "GATING_NS",
     "PHENOFLOW_NS",
     "TRANSFORMS_NS",
+    "XINCLUDE_NS",
     "_GML",
     "GatingMLError",
     "_XmlReader",
@@ -33,6 +35,7 @@ __all__ = [
     "_parse",
     "_qname",
     "_split",
+    "_xinclude",
 ]
 
 GATING_NS = "http://www.isac-net.org/std/Gating-ML/v2.0/gating"
@@ -113,9 +116,22 @@ def _inner(el: Element, *, skip: Callable[[Element], bool] = lambda _: False) ->
     return "".join(parts).strip()
 
 
+#: XInclude's namespace: ElementTree never processes it, but an include is refused outright so
+#: that no later step (or a user's tool re-reading the document) could fetch it.
+XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+
+
+def _xinclude(root: Element) -> str | None:
+    """The first XInclude element's ``href`` (or ``""``), or ``None`` when there is none."""
+    for el in root.iter():
+        if isinstance(el.tag, str) and el.tag.startswith("{" + XINCLUDE_NS + "}"):
+            return el.get("href", "")
+    return None
+
+
 def _parse(data: bytes, source: str) -> Element:
     try:
-        return safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = safe_et.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DTDForbidden as exc:
         ext = exc.sysid or exc.pubid
         what = f"; its external reference {ext!r} was not fetched" if ext else ""
@@ -129,6 +145,14 @@ def _parse(data: bytes, source: str) -> Element:
         raise GatingMLError(f"refused hostile XML: {exc}", source=source) from exc
     except ParseError as exc:
         raise GatingMLError(f"not well-formed XML: {exc}", source=source) from exc
+    href = _xinclude(root)
+    if href is not None:
+        raise GatingMLError(
+            f"refused an XInclude element (href {href!r} was not fetched): XInclude is forbidden "
+            "in Gating-ML input",
+            source=source,
+        )
+    return root
 
 
 class _XmlReader:

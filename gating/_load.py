@@ -40,6 +40,12 @@ def strategy_format(path: str | os.PathLike[str]) -> str:
             return "gatingml"
         if name == "Workspace" or p.suffix.lower() in (".wsp", ".wspt"):
             return "flowjo"
+        if re.search(rb"<!DOCTYPE", text, re.IGNORECASE):
+            raise StrategyError(
+                "refused a document type declaration (DTD): DTDs, entity expansion and external "
+                "references are forbidden in strategy files (nothing was fetched)",
+                source=str(p),
+            )
         raise StrategyError(
             f"an XML file whose root element <{name}> is neither Gating-ML 2.0 nor a FlowJo "
             "workspace",

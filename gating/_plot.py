@@ -194,9 +194,20 @@ def _save(fig: Figure, path: Path) -> None:
     log.debug("wrote %s", path)
 
 
+#: Names Windows reserves for devices (case-insensitive, also with any extension).
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{kind}{i}" for kind in ("COM", "LPT") for i in range(1, 10)}
+)
+
+
 def _safe_stem(population_path: str) -> str:
-    """A file stem for a population path: word characters and ``.+-=,()#@`` only."""
+    """A file stem for a population path: word characters and ``.+-=,()#@`` only.
+
+    Windows device names (``CON``, ``NUL.x``, ``COM1``...) get a leading ``_``.
+    """
     parts = [p for p in population_path.split("/") if p]
     stem = re.sub(r"[^\w.+\-=,()#@]", "_", "_".join(parts))
     stem = stem.strip("._ ")[:_MAX_NAME] or "population"
+    if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+        stem = f"_{stem}"[:_MAX_NAME]  # Windows matches the part before the first dot
     return stem

@@ -94,9 +94,10 @@ gate, marked in :attr:`Strategy.notes` (the model has no hidden gates, so these 
 counts). The writer folds them back into the expression.
 
 Errors are :class:`StrategyFormatError` naming the file, the gate (``gates[i]`` and its name)
-and the field. Files are read with ``yaml.safe_load`` (JSON with :mod:`json`); duplicate keys
-are errors. Numbers may be written as strings (YAML 1.1 reads ``1e5`` as text) but must be
-finite.
+and the field. Files are read with PyYAML's safe loader (JSON with :mod:`json`); duplicate keys
+are errors, and so are documents whose anchors and aliases expand past a million nodes,
+recursive aliases and very deep nesting (:mod:`gating._yaml_safe`). Numbers may be written as
+strings (YAML 1.1 reads ``1e5`` as text) but must be finite.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ from gating._strategy import Strategy
 from gating._yaml_format import VERSION as VERSION  # re-exported: the format version
 from gating._yaml_format import StrategyFormatError
 from gating._yaml_read import _Reader
+from gating._yaml_safe import load_yaml_bounded
 from gating._yaml_write import _Dumper, _Writer
 
 __all__ = [
@@ -181,16 +183,17 @@ def _load(text: str, source: str, as_json: bool | None) -> Any:
 
         try:
             return json.loads(text, object_pairs_hook=pairs, parse_constant=lambda c: c)
+        except RecursionError:
+            raise StrategyFormatError("refused: the JSON is nested too deeply",
+                                      source=source) from None
         except json.JSONDecodeError as exc:
             if as_json:
                 raise StrategyFormatError(
                     f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                     source=source) from None
-    try:
-        _check_yaml_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StrategyFormatError(f"invalid YAML: {exc}", source=source) from None
+    return load_yaml_bounded(
+        text, lambda message: StrategyFormatError(message, source=source),
+        check=lambda node: _check_yaml_keys(node, source))
 
 
 def read_strategy_yaml(path_or_text: str | os.PathLike[str], *,

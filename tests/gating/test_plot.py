@@ -216,7 +216,7 @@ def test_unsafe_population_names_become_safe_distinct_files(tmp_path):
     rng = np.random.default_rng(3)
     sample = read_fcs(write_fcs(tmp_path / "s.fcs", rng.normal(size=(500, 2)), ["A", "B"]))
     a, b = Dimension("A"), Dimension("B")
-    names = ["../../etc/passwd", "etc_passwd", "a\\b:c*?\x07\n<d>|e", "...", "C:\\x", "$1 $2"]
+    names = ["../../etc/passwd", "etc_passwd", "a\\b:c*?\x07\n<d>|e", "...", "C:\\x", "$1 $2", "CON", "nul.txt", "Com1"]
     gates = tuple(
         RectangleGate(f"g{i}", (a, b), ((-1.0 + 0.1 * i, None), (None, 1.0)), name=name)
         for i, name in enumerate(names)
@@ -231,6 +231,7 @@ def test_unsafe_population_names_become_safe_distinct_files(tmp_path):
         assert f.parent == out and f.is_file() and f.suffix == ".png"
         assert f.name.isprintable() and not set(f.name) & set('/\\:*?"<>|')
         assert not f.name.startswith(".")
+        assert f.name.split(".", 1)[0].upper() not in {"CON", "NUL", "COM1"}
         assert imread(f).std() > 0
     assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)
 
