@@ -110,6 +110,30 @@ def apply_plan(
     -------
     GatingResult
         Counts table, and membership / MFIs when asked.
+
+    Notes
+    -----
+    Numeric edge cases have one defined result, the same on the serial (small input) and
+    parallel kernels:
+
+    - NaN (stored, or made by compensation such as ``inf - inf``, a ratio or a transform such
+      as ``log`` of a negative value) is inside no rectangle, range, polygon, ellipsoid or
+      quadrant; a Boolean ``not`` of a gate therefore holds it.
+    - Infinities: a rectangle side left open (``None``) holds its infinity (``min=0`` with no
+      max holds ``+inf``); an explicit bound never does (``x < inf`` is false for ``inf``).
+      Quadrant intervals are open at both ends (``-inf`` in the first, ``+inf`` in the last).
+      Polygons and ellipsoids, being bounded, hold no infinite value.
+    - Boundaries: rectangles, ranges and quadrants are ``min <= x < max``; points on a polygon's
+      edges or vertices are inside; an ellipsoid holds points at exactly ``distance_square``.
+    - Degenerate polygons: repeated vertices change nothing; a collinear (zero-area) polygon
+      holds exactly the points on its edges; fewer than 3 distinct vertices is a
+      :class:`StrategyError`.
+    - Zero events: every count is 0, percentages and MFI medians are NaN. Below an empty
+      population ``percent_of_parent`` is NaN (0 of 0), and an empty population's medians are
+      NaN.
+    - A singular (or numerically singular, or non-finite) compensation matrix is a
+      :class:`PlanError` naming the matrix and the file; transform parameters out of range are a
+      ``ValueError`` when the transform is built.
     """
     name = sample_name or (
         sample.path.stem + (f"#{sample.dataset}" if sample.dataset else "")
@@ -184,7 +208,10 @@ def _medians(
     spill = sample.spill
     if spill is not None:  # the same unmixing the plan uses for the file's spillover
         det = [sample.channel_index(d) for d in spill.columns]
-        unmix = unmixing_matrix(spill.to_numpy(), inverted=False)
+        try:
+            unmix = unmixing_matrix(spill.to_numpy(), inverted=False)
+        except np.linalg.LinAlgError as exc:
+            raise PlanError(f"{sample.path}: MFI compensation with the file's spillover: {exc}") from None
         raw = sample.columns(det, dtype=np.float64)
         for j, col in enumerate(idx):
             if col in det:

@@ -190,8 +190,7 @@ class _Evaluator:
         lo_t = -np.inf if lo is None else float(lo)
         hi_t = np.inf if hi is None else float(hi)
         if (key, parent) in self._values or not _raw_comparable(transform):
-            v = self.feature(key, parent)
-            return (v >= lo_t) & (v < hi_t)
+            return _half_open(self.feature(key, parent), lo_t, hi_t, open_max=hi is None)
         assert transform is not None
         u = self.untransformed(key, parent)
         raw = transform.inverse(np.array([lo_t, hi_t]))
@@ -206,7 +205,7 @@ class _Evaluator:
         if len(unsure):
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = transform.apply(u[unsure])
-            inside[unsure] = (t >= lo_t) & (t < hi_t)
+            inside[unsure] = _half_open(t, lo_t, hi_t, open_max=hi is None)
         return inside
 
     def evaluate(self, step: PlanGate) -> None:
@@ -381,6 +380,14 @@ class _Evaluator:
         else:
             result = np.logical_or.reduce(terms)
         return result
+
+
+def _half_open(v: np.ndarray, lo: float, hi: float, *, open_max: bool) -> np.ndarray:
+    """``lo <= v < hi``; an open side (``-inf``/``hi`` unset) holds the infinities, never NaN."""
+    inside = v >= lo  # False for NaN; True for -inf when lo is -inf (an open minimum)
+    if not open_max:
+        inside &= v < hi
+    return inside
 
 
 def _chunks(n: int) -> int:

@@ -31,18 +31,21 @@ def unmixing_matrix(values: np.ndarray, *, inverted: bool) -> np.ndarray:
         ``float64`` unmixing matrix.
     """
     m = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(m).all():
+        raise np.linalg.LinAlgError("the compensation matrix has values that are not finite")
     if inverted:
         return m
     n_fluor, n_det = m.shape
-    if n_fluor == n_det:
-        try:
-            return np.linalg.inv(m)
-        except np.linalg.LinAlgError:
-            raise np.linalg.LinAlgError("the compensation matrix is singular") from None
     if n_fluor > n_det:
         raise np.linalg.LinAlgError(
             f"a spectrum matrix with more fluorochromes ({n_fluor}) than detectors ({n_det}) "
             "cannot be unmixed"
         )
-    gram = m @ m.T
-    return m.T @ np.linalg.inv(gram)
+    try:
+        with np.errstate(all="ignore"):
+            w = np.linalg.inv(m) if n_fluor == n_det else m.T @ np.linalg.inv(m @ m.T)
+    except np.linalg.LinAlgError:
+        raise np.linalg.LinAlgError("the compensation matrix is singular") from None
+    if not np.isfinite(w).all():  # an inverse beyond float64: singular in all but name
+        raise np.linalg.LinAlgError("the compensation matrix is numerically singular")
+    return w

@@ -143,7 +143,10 @@ def read_fcs(
             bits = (want,) * n_par
             channels["bits"] = want
     if len(order) not in (1, 2, 4, 8) and datatype != "I":
-        raise FCSDatatypeError(f"$BYTEORD={kw['$BYTEORD']!r} does not fit $DATATYPE={datatype}", path=spath)
+        raise FCSDatatypeError(
+            f"$BYTEORD={kw['$BYTEORD']!r} does not fit $DATATYPE={datatype}", path=spath,
+            segment="TEXT",
+        )
     if len(set(order)) > 1 and any(b % 8 == 0 and b // 8 != len(order) for b in bits):
         if order not in (tuple(range(len(order))), tuple(reversed(range(len(order))))):
             raise FCSDatatypeError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gating._errors import FCSTruncatedError
+from gating._errors import FCSDatatypeError, FCSTruncatedError
 from gating._fcs_keywords import SPILL_KEYWORDS, parse_spill
 from gating._kernels import (
     decode_packed_columns,
@@ -211,6 +211,15 @@ class FCSData:
             else np.full(len(cols), all_ones, dtype=np.uint64)
         )
         starts = np.concatenate([[0], np.cumsum(bits)[:-1]])
+        # The kernels index the buffer without bounds checks: prove here that every event
+        # and every column lies inside it (true by construction in read_fcs; kept as a guard).
+        event_bits = int(bits.sum())
+        if len(self._bytes) * 8 < self.n_events * event_bits or out.shape != (self.n_events, len(cols)):
+            raise FCSTruncatedError(
+                f"DATA holds {len(self._bytes)} bytes, {self.n_events} events of {event_bits} "
+                "bits need more",
+                path=str(self.path), segment="DATA", offset=layout.start,
+            )
         if layout.packed:
             decode_packed_columns(
                 self._bytes, self.n_events, int(bits.sum()), starts[cols].astype(np.int64),
@@ -218,9 +227,20 @@ class FCSData:
             )
             return
         widths = bits[cols] // 8
+        if event_bits % 8 or bool((bits[cols] % 8).any()) or not bool((widths <= 8).all()):
+            raise FCSTruncatedError(  # pragma: no cover - read_fcs routes these to the packed path
+                "byte-aligned decoding of channels that are not whole bytes", path=str(self.path),
+                segment="DATA", offset=layout.start,
+            )
         significance = np.stack([layout.significance(int(w)) for w in widths]) if len(cols) else (
             np.zeros((0, 8), dtype=np.int64)
         )
+        used = np.arange(8)[None, :] < widths[:, None]
+        if bool((used & ((significance < 0) | (significance >= widths[:, None]))).any()):
+            raise FCSDatatypeError(
+                f"$BYTEORD {layout.order} does not fit {sorted(set(layout.bits))}-bit channels",
+                path=str(self.path), segment="TEXT",
+            )
         decode_uint_columns(
             self._bytes, self.n_events, int(bits.sum()) // 8, (starts[cols] // 8).astype(np.int64),
             widths.astype(np.int64), significance, masks, out,

@@ -53,13 +53,15 @@ def parse_spill(text: str, *, path: str, keyword: str = "$SPILLOVER") -> pd.Data
         n = int(float(parts[0]))
     except (ValueError, IndexError, OverflowError):
         raise FCSKeywordError(
-            f"{keyword} does not start with a channel count: {text[:40]!r}", path=path
+            f"{keyword} does not start with a channel count: {text[:40]!r}", path=path,
+            segment="TEXT",
         ) from None
     if n < 1 or len(parts) != 1 + n + n * n:
         raise FCSKeywordError(
             f"{keyword} declares {n} channels, so it needs {1 + n + n * n} fields, found "
             f"{len(parts)}",
             path=path,
+            segment="TEXT",
         )
     names = parts[1 : 1 + n]
     try:
@@ -105,7 +107,8 @@ def _channel_table(
             bits = int(bits_text.strip())
         except ValueError:
             raise FCSDatatypeError(
-                f"$P{i}B={bits_text!r} is not a bit width (ASCII data is not supported)", path=path
+                f"$P{i}B={bits_text!r} is not a bit width (ASCII data is not supported)", path=path,
+                segment="TEXT",
             ) from None
         if not 1 <= bits <= 64:
             raise FCSDatatypeError(f"$P{i}B={bits} is outside 1..64", path=path, segment="TEXT")

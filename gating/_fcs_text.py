@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import stat
 from collections.abc import Mapping
 
@@ -143,21 +144,43 @@ def _decode(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def _escaped_tokens(pieces: list[bytes], delim: bytes) -> list[bytes]:
+def _tokens(body: bytes, delim: bytes) -> list[bytes]:
+    """Keywords and values of a TEXT segment (after its first delimiter), in order.
+
+    The segment alternates text and runs of delimiters. A keyword never holds the delimiter,
+    so a run after a keyword is one separator, then escaped delimiters (doubled) that begin
+    the value; an even run there is a separator, a value made only of delimiters (empty when
+    the run is two: the ``key//next`` of older writers) and another separator. Inside a value
+    an even run is escaped delimiters and an odd run ends the value (its extra delimiters
+    ending the value first).
+    """
     tokens: list[bytes] = []
-    current = pieces[0]
-    i, n = 1, len(pieces)
-    while i < n:
-        piece = pieces[i]
-        if piece == b"" and i + 1 < n:  # a doubled delimiter is a literal one
-            current = current + delim + pieces[i + 1]
-            i += 2
-            continue
-        tokens.append(current)
-        current = piece
-        i += 1
-    if current.strip(b" \x00\r\n") != b"":
-        tokens.append(current)
+    current: list[bytes] = []
+    in_key = True
+    pos = 0
+    for found in re.finditer(re.escape(delim) + b"+", body):  # runs found at C speed
+        current.append(body[pos : found.start()])
+        run = found.end() - found.start()
+        if in_key:
+            tokens.append(b"".join(current))
+            if run % 2:  # separator, then (run - 1) / 2 escaped delimiters opening the value
+                current = [delim * ((run - 1) // 2)]
+                in_key = False
+            else:  # separator, a value of (run - 2) / 2 delimiters, separator
+                tokens.append(delim * ((run - 2) // 2))
+                current = []
+        elif run % 2:  # the value ends (after (run - 1) / 2 escaped delimiters)
+            current.append(delim * ((run - 1) // 2))
+            tokens.append(b"".join(current))
+            current = []
+            in_key = True
+        else:
+            current.append(delim * (run // 2))
+        pos = found.end()
+    current.append(body[pos:])
+    last = b"".join(current)
+    if last.strip(b" \x00\r\n") != b"":
+        tokens.append(last)  # a last field without its closing delimiter
     return tokens
 
 
@@ -174,7 +197,8 @@ def parse_keywords(buf: bytes, *, path: str, segment: str, offset: int) -> dict[
     Returns
     -------
     dict[str, str]
-        Upper-cased keywords to values (UTF-8, falling back to Latin-1 per value).
+        Upper-cased keywords to values (UTF-8, falling back to Latin-1 per value); the first
+        of repeated keywords is kept.
     """
     if len(buf) < 2:
         raise FCSFormatError("TEXT segment is empty", path=path, segment=segment, offset=offset)
@@ -183,23 +207,15 @@ def parse_keywords(buf: bytes, *, path: str, segment: str, offset: int) -> dict[
         raise FCSFormatError(
             f"invalid TEXT delimiter {delim!r}", path=path, segment=segment, offset=offset
         )
-    pieces = buf[1:].split(delim)
-    tokens = _escaped_tokens(pieces, delim)
-    if len(tokens) % 2 or any(delim in key for key in tokens[::2]):
-        # Older writers leave values empty ("key//next"), which reads like an escaped
-        # delimiter; when escapes leave a keyword without a value, or glue two keywords
-        # together, plain splitting is the right reading.
-        plain = pieces[:-1] if pieces[-1].strip(b" \x00\r\n") == b"" else pieces
-        if len(plain) % 2 == 0 and all(key.strip() for key in plain[::2]):
-            tokens = plain
-        else:
-            raise FCSFormatError(
-                f"TEXT has an odd number of fields ({len(tokens)}): a keyword without a value "
-                f"near {_decode(tokens[-1])[:40]!r}",
-                path=path,
-                segment=segment,
-                offset=offset,
-            )
+    tokens = _tokens(buf[1:], delim)
+    if len(tokens) % 2:
+        raise FCSFormatError(
+            f"TEXT has an odd number of fields ({len(tokens)}): a keyword without a value "
+            f"near {_decode(tokens[-1])[:40]!r}",
+            path=path,
+            segment=segment,
+            offset=offset,
+        )
     out: dict[str, str] = {}
     for key, value in zip(tokens[::2], tokens[1::2], strict=True):
         name = _decode(key).strip().upper()

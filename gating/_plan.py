@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -122,7 +122,23 @@ class Plan:
 
 
 def plan_from_dict(d: Mapping[str, Any]) -> Plan:
-    """Rebuild a :class:`Plan` from :meth:`Plan.to_dict` output."""
+    """Rebuild a :class:`Plan` from :meth:`Plan.to_dict` output.
+
+    Raises :class:`PlanError` for a malformed or inconsistent plan (missing fields, columns
+    outside the channel list, geometry that does not fit the gate's features).
+    """
+    try:
+        plan = _plan_from_dict(d)
+    except PlanError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise PlanError(f"malformed plan: {type(exc).__name__}: {exc}") from None
+    _check_plan(plan)
+    return plan
+
+
+def _plan_from_dict(d: Mapping[str, Any]) -> Plan:
+    """The plan as written, unchecked (see :func:`plan_from_dict`)."""
 
     def channel(c: Mapping[str, Any] | None) -> Channel | None:
         if c is None:
@@ -152,6 +168,63 @@ def plan_from_dict(d: Mapping[str, Any]) -> Plan:
         strategy_name=d["strategy_name"], strategy_hash=d["strategy_hash"],
         channel_names=tuple(d["channel_names"]), features=features, gates=gates,
     )
+
+
+def _check_plan(plan: Plan) -> None:
+    """Refuse a plan whose shapes the kernels would index out of bounds (a hand-edited or
+    corrupted plan file): every size a kernel relies on is checked here, in Python."""
+
+    def fail(message: str, gate: str = "") -> None:
+        raise PlanError(f"inconsistent plan: {message}", source=plan.strategy_name, gate=gate)
+
+    try:
+        _check_shapes(plan, fail)
+    except PlanError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+
+
+def _check_shapes(plan: Plan, fail: Callable[..., None]) -> None:
+    n_channels = len(plan.channel_names)
+    for f in plan.features:
+        for ch in (f.numerator, f.denominator):
+            if ch is None:
+                continue
+            if not ch.columns or not all(0 <= int(c) < n_channels for c in ch.columns):
+                fail(f"feature {f.key!r} reads columns {list(ch.columns)} of {n_channels}")
+            if ch.coefficients is not None and len(ch.coefficients) != len(ch.columns):
+                fail(f"feature {f.key!r} has {len(ch.coefficients)} coefficients for "
+                     f"{len(ch.columns)} columns")
+    keys = {f.key for f in plan.features}
+    seen: set[str] = set()
+    for g in plan.gates:
+        pid, n, p = g.population, len(g.features), g.params
+        if g.parent is not None and g.parent not in seen:
+            fail(f"parent {g.parent!r} is not an earlier population", pid)
+        if not set(g.features) <= keys:
+            fail(f"unknown features {sorted(set(g.features) - keys)}", pid)
+        if g.kind == "rectangle":
+            ok = n >= 1 and len(p["bounds"]) == n and all(len(b) == 2 for b in p["bounds"])
+        elif g.kind == "polygon":
+            v = np.asarray(p["vertices"], dtype=np.float64)
+            ok = n == 2 and v.ndim == 2 and v.shape[1] == 2 and v.shape[0] >= 3
+            ok = ok and bool(np.isfinite(v).all())
+        elif g.kind == "ellipsoid":
+            mean = np.asarray(p["mean"], dtype=np.float64)
+            precision = np.asarray(p["precision"], dtype=np.float64)
+            ok = n >= 1 and mean.shape == (n,) and precision.shape == (n, n)
+        elif g.kind == "quadrant":
+            ok = n >= 1 and len(p["splits"]) == n and len(p["cells"]) == n
+        elif g.kind == "boolean":
+            refs = [ref for ref, _ in p["operands"]]
+            ok = n == 0 and bool(refs) and all(ref in seen for ref in refs)
+            ok = ok and p["op"] in ("and", "or", "not")
+        else:
+            ok = False
+        if not ok:
+            fail(f"{g.kind} step has parameters that do not fit its {n} features", pid)
+        seen.add(pid)
 
 
 def strategy_hash(strategy: Strategy) -> str:

@@ -371,6 +371,10 @@ class Strategy:
                     f"matrix {matrix.id!r} values are not {shape[0]} x {shape[1]}",
                     source=self.source,
                 )
+            if not all(math.isfinite(v) for row in matrix.values for v in row):
+                raise StrategyError(
+                    f"matrix {matrix.id!r} has values that are not finite", source=self.source
+                )
         self.population_order()
 
     # ---- serialisation ------------------------------------------------------------------
@@ -402,6 +406,8 @@ def _check_gate(gate: Gate, strategy: Strategy) -> None:
         if not gate.dimensions or len(gate.bounds) != len(gate.dimensions):
             fail("a rectangle needs one (min, max) per dimension")
         for lo, hi in gate.bounds:
+            if any(b is not None and math.isnan(b) for b in (lo, hi)):
+                fail("rectangle bounds must be numbers or None (open), not NaN")
             if lo is not None and hi is not None and lo > hi:
                 fail(f"min {lo} is above max {hi}")
     elif isinstance(gate, PolygonGate):
@@ -411,19 +417,29 @@ def _check_gate(gate: Gate, strategy: Strategy) -> None:
             fail(f"a polygon needs at least 3 vertices, got {len(gate.vertices)}")
         if not all(len(v) == 2 and all(math.isfinite(c) for c in v) for v in gate.vertices):
             fail("polygon vertices must be finite (x, y) pairs")
+        distinct = {(float(x), float(y)) for x, y in gate.vertices}
+        if len(distinct) < 3:
+            fail(
+                f"a polygon needs at least 3 distinct vertices, got {len(distinct)}: it would "
+                "enclose nothing"
+            )
     elif isinstance(gate, EllipsoidGate):
         n = len(gate.dimensions)
         if n < 1 or len(gate.mean) != n or len(gate.covariance) != n:
             fail("ellipsoid mean and covariance must match its dimensions")
         if any(len(row) != n for row in gate.covariance):
             fail("ellipsoid covariance must be square")
-        if not gate.distance_square > 0:
-            fail("ellipsoid distance_square must be positive")
+        if not all(math.isfinite(v) for v in (*gate.mean, *(c for row in gate.covariance for c in row))):
+            fail("ellipsoid mean and covariance must be finite")
+        if not (gate.distance_square > 0 and math.isfinite(gate.distance_square)):
+            fail("ellipsoid distance_square must be positive and finite")
     elif isinstance(gate, QuadrantGate):
         ids = {d.id for d in gate.dividers}
         if not gate.dividers or not gate.quadrants:
             fail("a quadrant gate needs dividers and quadrants")
         for divider in gate.dividers:
+            if any(math.isnan(v) for v in divider.values):
+                fail(f"divider {divider.id!r} has a NaN split value")
             if list(divider.values) != sorted(divider.values) or not divider.values:
                 fail(f"divider {divider.id!r} needs sorted split values")
         for quadrant in gate.quadrants:

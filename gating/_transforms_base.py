@@ -17,11 +17,14 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["_LN10", "FloatArray", "Transform", "_clamp", "_finite", "_set"]
+__all__ = ["MAX_DECADES", "_LN10", "FloatArray", "Transform", "_clamp", "_finite", "_set"]
 
 FloatArray = npt.NDArray[np.float64]
 
 _LN10 = math.log(10.0)
+#: Most decades a log-like scale may span (M + A): 10**(M + A) and the scale of data values
+#: far above T must stay inside float64; no instrument comes near this.
+MAX_DECADES = 100.0
 
 
 def _flat(x: npt.ArrayLike) -> tuple[FloatArray, tuple[int, ...]]:

@@ -20,6 +20,7 @@ from engine._numba import small_or_parallel
 from gating import _transform_kernels as _k
 from gating._transforms_base import (
     _LN10,
+    MAX_DECADES,
     FloatArray,
     Transform,
     _clamp,
@@ -95,6 +96,11 @@ def _check_logicle_like(name: str, t: float, w: float, m: float, a: float, *, w_
         raise ValueError(f"{name}: W must satisfy {rel} W <= M/2, got W={w}, M={m}")
     if not -w <= a <= m - 2 * w:
         raise ValueError(f"{name}: A must satisfy -W <= A <= M - 2W, got A={a}, W={w}, M={m}")
+    if m + a > MAX_DECADES:
+        raise ValueError(
+            f"{name}: M + A must be at most {MAX_DECADES:g} decades (the float64 range), got "
+            f"M={m}, A={a}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from engine._numba import small_or_parallel
 from gating import _transform_kernels as _k
 from gating._transforms_base import (
     _LN10,
+    MAX_DECADES,
     FloatArray,
     Transform,
     _clamp,
@@ -53,6 +54,8 @@ class Linear(Transform):
             raise ValueError(f"flin: T must be > 0, got {self.t}")
         if not -self.t < self.a <= self.t:
             raise ValueError(f"flin: A must satisfy -T < A <= T, got A={self.a}, T={self.t}")
+        if not math.isfinite(self.t + self.a):
+            raise ValueError(f"flin: T + A overflows float64, got T={self.t}, A={self.a}")
         self._check_bounds()
 
     def _forward(self, x: FloatArray, lo: float, hi: float) -> FloatArray:
@@ -137,6 +140,10 @@ class Asinh(Transform):
             raise ValueError(f"fasinh: T and M must be > 0, got T={self.t}, M={self.m}")
         if not 0 <= self.a <= self.m:
             raise ValueError(f"fasinh: A must satisfy 0 <= A <= M, got A={self.a}, M={self.m}")
+        if self.m > MAX_DECADES:
+            raise ValueError(
+                f"fasinh: M must be at most {MAX_DECADES:g} decades (the float64 range), got {self.m}"
+            )
         self._check_bounds()
 
     @cached_property

@@ -406,8 +406,8 @@ def read_case(path: str) -> dict:
         outcome = "ok"
     except FCSError as exc:
         outcome = type(exc).__name__
-        if not str(exc).startswith(str(path)):
-            outcome = f"other:unnamed {outcome}: {exc}"
+        if not str(exc).startswith(str(path)) or not exc.segment:
+            outcome = f"other:{outcome} without its file and segment: {exc}"
     except Exception as exc:  # every other exception is what the fuzzer hunts for
         outcome = f"other:{type(exc).__name__}: {str(exc)[:200]}"
     seconds = time.perf_counter() - t0
@@ -528,11 +528,11 @@ def _drive(proc, batch: list[str], todo: list[int], results: list, timeout: floa
                 current = todo[msg["start"]]
                 deadline = time.monotonic() + timeout
             elif "done" in msg:
+                if msg["seconds"] > timeout:  # finished, but later than a case may take
+                    msg["outcome"] = f"other:hang (finished after {msg['seconds']:.3g} s)"
                 results[todo[msg["done"]]] = msg
                 current = None
                 if all(results[i] is not None for i in todo):
                     return None, True
-            elif "ready" in msg:
-                deadline = time.monotonic() + timeout
     proc.wait()
     return current, False

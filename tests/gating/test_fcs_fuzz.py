@@ -11,6 +11,7 @@ beyond the file size fails. ``python -m benchmarks.fuzz_fcs`` runs the same engi
 from __future__ import annotations
 
 import collections
+import os
 import re
 import tracemalloc
 
@@ -28,11 +29,21 @@ from gating import (
     read_fcs,
     write_fcs,
 )
+from gating._fcs_text import parse_keywords
 from tests.conftest import CONFORMANCE, require_shared
-from tests.fcs_factory import build_dataset, build_file, mutate, run_cases, seed_files
+from tests.fcs_factory import (
+    build_dataset,
+    build_file,
+    mutate,
+    run_cases,
+    seed_files,
+    text_segment,
+)
 
+# PHENOFLOW_FUZZ_EXAMPLES=N: a longer, randomised local run (CI: 100 derandomised examples)
+_LONG = os.environ.get("PHENOFLOW_FUZZ_EXAMPLES")
 FUZZ = settings(
-    deadline=None, max_examples=60, derandomize=True,
+    deadline=None, max_examples=int(_LONG or 100), derandomize=_LONG is None, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
@@ -145,6 +156,21 @@ def test_writer_files_read_back_exactly(tmp_path_factory, events, names, meta):
         assert data.metadata[key] == (value or " ")
 
 
+@FUZZ
+@given(
+    delim=st.sampled_from([b"/", b"|", b"\\", b"\x0c", b"*"]),
+    pairs=st.lists(
+        st.tuples(st.from_regex(r"[$A-Z][A-Z0-9_$]{0,8}", fullmatch=True),
+                  st.text(alphabet="ab /|\\*\x0cé", max_size=8)),
+        min_size=1, max_size=8, unique_by=lambda kv: kv[0],
+    ),
+)
+def test_text_keywords_round_trip_with_escaped_delimiters(delim, pairs):
+    # values may be empty, start or end with the delimiter, or be made only of delimiters
+    parsed = parse_keywords(text_segment(dict(pairs), delim), path="t.fcs", segment="TEXT", offset=58)
+    assert parsed == {k.upper(): v for k, v in pairs}
+
+
 # ---- mutation fuzzing ------------------------------------------------------------------------
 def _mutants(tmp_path, seeds, n: int, seed: int) -> tuple[list[str], list[str]]:
     rng = np.random.default_rng(seed)
@@ -182,6 +208,18 @@ def test_mutants_of_conformance_files_read_or_raise_fcs_errors(tmp_path):
     assert counts["ok"] >= 15 and len(counts) >= 5, counts
 
 
+def test_runner_reports_hangs_and_runaway_allocations(tmp_path):
+    # the runner itself: a case that outlives its timeout is a hang (the child is killed and
+    # the next case runs in a fresh one); an allocation beyond the child's address-space
+    # limit is a failure, not a dead machine
+    big = write_fcs(tmp_path / "big.fcs", np.ones((1_000_000, 4), dtype=np.float32), list("ABCD"))
+    hung = run_cases([str(big)], timeout=1e-4)
+    assert len(hung) == 1 and hung[0]["outcome"].startswith("other:hang")
+    starved = run_cases([str(big)], timeout=30, memory_limit=8 << 20)[0]
+    # the mapping or the decode is refused: MemoryError, or mmap's ENOMEM
+    assert starved["outcome"].startswith("other:") and "emory" in starved["outcome"], starved
+
+
 # ---- reader bugs the fuzzer found (kept as plain regression tests) --------------------------
 def _file(tmp_path, blob: bytes, name: str = "b.fcs"):
     path = tmp_path / name
@@ -190,6 +228,20 @@ def _file(tmp_path, blob: bytes, name: str = "b.fcs"):
 
 
 INTS = np.arange(12, dtype=np.uint64).reshape(4, 3)
+
+
+def test_values_starting_with_the_delimiter(tmp_path):
+    # "K////N": separator, one escaped delimiter (the value "/"), separator; the old reader
+    # glued the key to an escape and failed on any value that began with the delimiter
+    text = b"/$P1N////$P1B/32/K///x/L/a///E//"
+    assert parse_keywords(text, path="t.fcs", segment="TEXT", offset=58) == {
+        "$P1N": "/", "$P1B": "32", "K": "/x", "L": "a/", "E": "",
+    }
+    names = ["/", "/a", "b/", "//"]
+    path = write_fcs(tmp_path / "d.fcs", np.ones((2, 4), dtype=np.float32), names,
+                     metadata={"NOTE": "/leading and trailing/"})
+    data = read_fcs(path)
+    assert data.names == names and data.metadata["NOTE"] == "/leading and trailing/"
 
 
 @pytest.mark.parametrize("digit", ["\u00b2", "\u00b3", "\u00b9"])
