@@ -202,16 +202,18 @@ def fit_nb_glm(
     out["mu_raw"] = sf[None, :] * np.exp(out["beta"] @ x.T)
     bad = ~out["converged"] | ~np.isfinite(out["beta"]).all(axis=1) | (out["beta_var"] <= 0).any(axis=1)
     if bad.any():
-        _optim_rows(y, sf, x, np.asarray(alpha, dtype=np.float64), out, np.flatnonzero(bad), ridge, min_mu)
+        _optim_rows(y, sf, x, np.asarray(alpha, dtype=np.float64), out, np.flatnonzero(bad), ridge,
+                    min_mu, beta0)
     return out
 
 
 def _optim_rows(
     y: np.ndarray, sf: np.ndarray, x: np.ndarray, alpha: np.ndarray, out: dict[str, np.ndarray],
-    rows: np.ndarray, ridge: float, min_mu: float,
+    rows: np.ndarray, ridge: float, min_mu: float, beta0: np.ndarray,
 ) -> None:
     """Refit non-converged genes by L-BFGS-B on the penalised likelihood (log2 scale, |beta| <= 30),
-    as DESeq2's ``fitNbinomGLMsOptim``."""
+    as DESeq2's ``fitNbinomGLMsOptim``: started at the IRLS result when it is finite and inside
+    the bounds, else at the IRLS starting values (taken as log2-scale values, as R does)."""
     from scipy.optimize import minimize
     from scipy.special import gammaln
 
@@ -222,7 +224,7 @@ def _optim_rows(
         size = 1.0 / a
         beta_row = out["beta"][row] / ln2
         if not (np.isfinite(beta_row).all() and (np.abs(beta_row) < 30).all()):
-            beta_row = np.zeros(x.shape[1])
+            beta_row = np.clip(beta0[row], -30.0, 30.0)
 
         def objective(b: np.ndarray, kvec: np.ndarray = kvec, size: float = size) -> float:
             mu = sf * 2.0 ** (x @ b)

@@ -54,6 +54,7 @@ def test_result_table_and_params(study):
     assert result.table.loc["g0", "padj"] < 1e-3
     assert result.params["reference_levels"]["timepoint"] == "pre"
     assert result.params["n_cpus"] == 1
+    assert result.params["inference"] == "numba"
     json.dumps(result.params)
     with pytest.raises(AttributeError):
         result.table = pd.DataFrame()  # type: ignore[misc]
@@ -88,6 +89,7 @@ def test_shrink_adds_column(study):
         ({"contrast": ("timepoint", "post")}, "contrast must be"),
         ({"design": "patient + timepoint"}, "starting with '~'"),
         ({"alpha": 1.5}, "alpha must be in"),
+        ({"inference": "gpu"}, "inference must be one of"),
     ],
 )
 def test_invalid_inputs(study, kwargs, message):
@@ -164,3 +166,15 @@ def test_cli_de_errors(files):
     assert bad_suffix.exit_code == 1
     assert "unsupported output suffix" in bad_suffix.output
     assert not (files / "x.csv").exists()
+
+
+def test_numba_and_pydeseq2_inference_agree(study):
+    """Same model, two back-ends: LFCs agree closely, p-values to the dispersion-fit differences."""
+    ours = differential_expression(study, n_cpus=1)
+    theirs = differential_expression(study, n_cpus=1, inference="pydeseq2")
+    assert theirs.params["inference"] == "pydeseq2"
+    np.testing.assert_allclose(ours.table["baseMean"], theirs.table["baseMean"], rtol=1e-12)
+    np.testing.assert_allclose(
+        ours.table["log2FoldChange"], theirs.table["log2FoldChange"], atol=0.05
+    )
+    assert ours.table["padj"].idxmin() == theirs.table["padj"].idxmin() == "g0"

@@ -130,3 +130,13 @@ def test_cli_normalize_vst(study, tmp_path):
     expected = vst(study.copy().layers["counts"], n_threads=1)
     np.testing.assert_allclose(b.to_numpy().T, expected, rtol=1e-12)
     assert not np.allclose(b.to_numpy(), d.to_numpy())
+
+
+def test_normalize_file_vst_design_needs_samples(study, tmp_path):
+    from expression._normalize import normalize_file
+
+    counts = pd.DataFrame(study.layers["counts"].T, index=study.var_names, columns=study.obs_names)
+    counts.to_csv(tmp_path / "counts.csv")
+    with pytest.raises(ValueError, match="needs a sample sheet"):
+        normalize_file(tmp_path / "counts.csv", out=tmp_path / "v.csv", method="vst", blind=False)
+    assert not (tmp_path / "v.csv").exists()
