@@ -198,12 +198,15 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 @click.option("--contrast", default="timepoint,post,pre", show_default=True, help="factor,level,reference.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv, .tsv or .parquet (one row per gene).")
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="Independent-filtering significance level.")
-def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float) -> None:
-    """Paired differential expression with pydeseq2 (DESeq2's Wald test)."""
+@click.option("--inference", type=click.Choice(["numba", "pydeseq2"]), default="numba", show_default=True, help="Per-gene fits: phenoflow's R-faithful Numba kernels or pydeseq2's default.")
+@click.option("--shrink", is_flag=True, help="Add log2FoldChange_shrunk (LFC shrinkage of the contrast's coefficient).")
+def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool) -> None:
+    """Differential expression, DESeq2's Wald test (pydeseq2 with R-faithful kernels)."""
     from expression._de import de_file
 
     try:
-        result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha)
+        result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha,
+                         inference=inference, shrink=shrink)
     except ValueError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     click.echo(f"{result.params['n_significant']} of {result.params['n_genes']} genes at padj < {alpha} -> {out}")

@@ -337,6 +337,8 @@ def de_file(
     design: str = "~ patient + timepoint",
     contrast: str | Sequence[str] = "timepoint,post,pre",
     alpha: float = 0.1,
+    inference: str = "numba",
+    shrink: bool = False,
 ) -> DEResult:
     """Read counts and a sample sheet, run :func:`differential_expression`, write the table.
 
@@ -354,6 +356,10 @@ def de_file(
         ``"factor,level,reference"`` or a 3-sequence.
     alpha
         Significance level for independent filtering.
+    inference
+        ``"numba"`` (phenoflow's R-faithful kernels, default) or ``"pydeseq2"`` (its default).
+    shrink
+        Add ``log2FoldChange_shrunk`` (see :func:`differential_expression`).
 
     Returns
     -------
@@ -367,6 +373,8 @@ def de_file(
     if suffix not in (".csv", ".tsv", ".parquet"):
         raise ValueError(f"unsupported output suffix {suffix!r} (.csv, .tsv, .parquet)")
     adata = read_counts(counts, samples=samples)
-    result = differential_expression(adata, design=design, contrast=parsed, alpha=alpha)
+    result = differential_expression(
+        adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink
+    )
     result.write(out)
     return result

@@ -178,3 +178,22 @@ def test_numba_and_pydeseq2_inference_agree(study):
         ours.table["log2FoldChange"], theirs.table["log2FoldChange"], atol=0.05
     )
     assert ours.table["padj"].idxmin() == theirs.table["padj"].idxmin() == "g0"
+
+
+def test_cli_de_inference_and_shrink(files):
+    """``--inference pydeseq2`` reaches pydeseq2's back-end; ``--shrink`` adds the shrunk LFC."""
+    base = ["de", str(files / "counts.csv"), "--samples", str(files / "samples.csv")]
+    ours, theirs = files / "ours.csv", files / "theirs.csv"
+    first = CliRunner().invoke(main, [*base, "--out", str(ours), "--shrink"])
+    second = CliRunner().invoke(main, [*base, "--out", str(theirs), "--inference", "pydeseq2"])
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    a, b = pd.read_csv(ours), pd.read_csv(theirs)
+    assert "log2FoldChange_shrunk" in a.columns and "log2FoldChange_shrunk" not in b.columns
+    shrunk = a["log2FoldChange_shrunk"].dropna()
+    assert len(shrunk) > 0
+    assert (shrunk.abs() <= a.loc[shrunk.index, "log2FoldChange"].abs() + 1e-6).all()
+    np.testing.assert_allclose(a["log2FoldChange"], b["log2FoldChange"], atol=1e-2)
+    assert not np.array_equal(a["pvalue"].to_numpy(), b["pvalue"].to_numpy())
+    bad = CliRunner().invoke(main, [*base, "--out", str(ours), "--inference", "r"])
+    assert bad.exit_code == 2
