@@ -1,6 +1,8 @@
 """Run every benchmark and collect their Markdown tables in ``benchmarks/results/README.md``.
 
-Run: ``python -m benchmarks.run [--quick] [--only read,gating,batch]`` (``make bench``).
+Run: ``python -m benchmarks.run [--quick] [--only read,gating,batch,expression]`` (``make bench``).
+Long or disk-heavy runs stay separate: ``bench_expression --zarr``, ``bench_memory`` (50M events)
+and ``fuzz_fcs``.
 ``--quick`` uses small sizes to check that everything runs (minutes, not tens of minutes);
 the numbers quoted in the README come from the default sizes.
 """
@@ -20,6 +22,10 @@ BENCHMARKS = {
     "batch": (
         "benchmarks.bench_batch",
         ["--files", "20", "--events", "20000", "--mem-files", "10,30", "--mem-events", "2000"],
+    ),
+    "expression": (
+        "benchmarks.bench_expression",
+        ["--genes", "5000", "--samples", "50", "--de-genes", "2000", "--repeats", "1"],
     ),
 }
 
