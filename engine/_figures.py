@@ -37,6 +37,26 @@ def format_p(p: float | None) -> str:
     return f"P = {p:.3f}" if p < 0.1 else f"P = {p:.2f}"
 
 
+def _panel_grid(
+    n_panels: int, columns: int, *, width: float, height: float, title: str | None
+) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with ``n_panels`` axes in rows of ``columns``.
+
+    Axes beyond ``n_panels`` are hidden; ``title`` (if any) is the figure's title.
+    """
+    n = max(n_panels, 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows + (0.4 if title else 0.0)), dpi=_DPI,
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig, axes
+
+
 def slope_grid(
     long: pd.DataFrame,
     *,
@@ -76,12 +96,7 @@ def slope_grid(
     -------
     matplotlib.figure.Figure
     """
-    n = max(len(variables), 1)
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.1 * cols, 3.0 * rows + (0.4 if title else 0.0)), dpi=_DPI,
-                 layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _panel_grid(len(variables), columns, width=3.1, height=3.0, title=title)
     for ax, name in zip(axes, variables, strict=False):
         part = long[long[variable] == name]
         paired_slope_plot(ax, part, subject=subject, time=time, value=value, order=list(order))
@@ -91,10 +106,6 @@ def slope_grid(
         p = (pvalues or {}).get(name)
         ax.set_title(f"{name}\n{format_p(p)}, n = {n_pairs}", fontsize=10)
         ax.set_ylabel((ylabels or {}).get(name, name), fontsize=9)
-    for ax in axes[len(variables):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=12)
     return fig
 
 
@@ -126,12 +137,7 @@ def correlation_figure(
     -------
     matplotlib.figure.Figure
     """
-    n = max(len(results), 1)
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(4.0 * cols, 3.7 * rows + (0.4 if title else 0.0)), dpi=_DPI,
-                 layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _panel_grid(len(results), columns, width=4.0, height=3.7, title=title)
     for k, (ax, row) in enumerate(zip(axes, results.itertuples(index=False), strict=False)):
         pts = table[table["panel"] == k]
         x = pts["x_value"].to_numpy(dtype=float)
@@ -152,10 +158,6 @@ def correlation_figure(
         ax.set_xlabel((labels or {}).get(str(row.x), str(row.x)))
         ax.set_ylabel((labels or {}).get(str(row.y), str(row.y)))
         ax.grid(alpha=0.3)
-    for ax in axes[len(results):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=12)
     return fig
 
 
