@@ -170,7 +170,7 @@ def compare(
 
 
 @main.command()
-@click.argument("counts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("counts", type=click.Path(exists=True, dir_okay=True, path_type=Path))
 @click.option("--samples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Sample sheet (first column = sample id).")
 @click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1", "vst"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, log2(normalised + 1) or DESeq2's VST.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv (genes x samples), .parquet or .h5ad.")

@@ -1,4 +1,4 @@
-"""Reading count matrices (CSV/TSV, featureCounts, HTSeq-count, h5ad, Parquet) into AnnData.
+"""Reading count matrices (CSV/TSV, featureCounts, HTSeq-count, h5ad, Parquet, Zarr) into AnnData.
 
 Every reader returns samples x genes (the AnnData convention) with the raw counts in
 ``layers["counts"]`` and in ``X``; ``uns["orientation"]`` records how the file was laid out and
@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from expression._io_zarr import is_zarr_store, read_zarr_counts
 from expression._validate import CountsError, check_sample_sheet
 
 __all__ = ["read_counts", "read_sample_sheet", "write_matrix"]
@@ -139,12 +140,31 @@ def _integer_matrix(table: pd.DataFrame) -> np.ndarray:
     return values.astype(np.float64)
 
 
+def _zarr_counts(path: Path, sheet: pd.DataFrame | None, orientation: str) -> Any:
+    """A lazily read Zarr count store as AnnData (sheet order and columns applied)."""
+    import anndata as ad
+
+    matrix, obs, var, layout, how = read_zarr_counts(path, orientation=orientation)
+    if sheet is not None:
+        check_sample_sheet(list(obs.index), list(sheet.index))
+        position = pd.Index(obs.index).get_indexer(sheet.index)
+        if not np.array_equal(position, np.arange(len(position))):
+            matrix = matrix[position]
+        obs = sheet
+    adata = ad.AnnData(
+        X=matrix, obs=obs.copy(), var=var.copy(), layers={"counts": matrix},
+        uns={"orientation": layout, "orientation_detected_by": how},
+    )
+    log.info("read %d samples x %d genes (lazy, Zarr)", adata.n_obs, adata.n_vars)
+    return adata
+
+
 def read_counts(
     path: str | PathLike[str] | Sequence[str | PathLike[str]],
     *,
     samples: str | PathLike[str] | pd.DataFrame | None = None,
     orientation: Orientation = "auto",
-    format: Literal["auto", "table", "featurecounts", "htseq", "parquet", "h5ad"] = "auto",
+    format: Literal["auto", "table", "featurecounts", "htseq", "parquet", "h5ad", "zarr"] = "auto",
 ) -> Any:
     """Read a raw count matrix as a samples x genes :class:`anndata.AnnData`.
 
@@ -153,7 +173,8 @@ def read_counts(
     path
         CSV/TSV table (first column = row ids), featureCounts output, HTSeq-count output (one
         file per sample: pass a list; the sample id is the file name up to its first dot),
-        ``.h5ad`` or Parquet.
+        ``.h5ad``, Parquet, or a Zarr store (a 2-D array or an AnnData store; read lazily as a
+        Dask array, see :mod:`expression._io_zarr`).
     samples
         A sample sheet (path or DataFrame indexed by sample id): becomes ``obs`` (in the sheet's
         order) and helps detect the orientation; it must name exactly the matrix's samples.
@@ -167,7 +188,8 @@ def read_counts(
     -------
     anndata.AnnData
         Raw counts in ``X`` and ``layers["counts"]`` (int64, or float64 when the file has
-        decimals or missing values: see :func:`validate_counts`).
+        decimals or missing values: see :func:`validate_counts`); for a Zarr store both are the
+        same lazy Dask array over the store (nothing is loaded until computed).
 
     Raises
     ------
@@ -180,6 +202,10 @@ def read_counts(
     if sheet is not None:
         sheet = sheet.copy()
         sheet.index = sheet.index.astype(str)
+    if isinstance(path, str | PathLike) and (
+        format == "zarr" or (format == "auto" and is_zarr_store(Path(path)))
+    ):
+        return _zarr_counts(Path(path), sheet, orientation)
     if isinstance(path, str | PathLike):
         path = Path(path)
         fixed: str | None
