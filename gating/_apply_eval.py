@@ -59,6 +59,7 @@ class _Evaluator:
     def __init__(self, plan: Plan, sample: FCSData) -> None:
         self.plan = plan
         self.n = sample.n_events
+        self.sample = sample
         self.x, self.colmap = sample.event_matrix(plan.columns)
         self.features = {f.key: f for f in plan.features}
         # rows of each population (None: every event); masks built only when asked for
@@ -138,13 +139,38 @@ class _Evaluator:
             cols[f, : len(c.columns)] = [self.colmap[col] for col in c.columns]
             coefs[f, : len(c.columns)] = 1.0 if c.coefficients is None else c.coefficients
         out = np.empty((len(todo), m), dtype=np.float64)
-        small_or_parallel(channel_values, m)(
-            self.x, rows if rows is not None else np.zeros(0, dtype=np.int64), rows is None,
-            cols, coefs, n_cols, out,
-        )
+        self._gather(rows, cols, coefs, n_cols, out)
         for f, c in enumerate(todo):
             self._channels[(c, parent)] = out[f]
         return self._channels[(ch, parent)]
+
+    def _gather(
+        self, rows: np.ndarray | None, cols: np.ndarray, coefs: np.ndarray, n_cols: np.ndarray,
+        out: np.ndarray,
+    ) -> None:
+        """Fill ``out`` from the event matrix, chunk by chunk of events.
+
+        The matrix is often the file's own mapping: reading it chunk by chunk lets the sample
+        drop each chunk's file pages once done (see :meth:`FCSData.chunk_ranges`), so a pass
+        keeps about one chunk of the file resident, not the file. Each row is summed exactly
+        as in one call (results are identical).
+        """
+        rows_arg = rows if rows is not None else np.zeros(0, dtype=np.int64)
+        m = out.shape[1]
+        if self.n <= self.sample._chunk_events:  # one chunk: one call
+            small_or_parallel(channel_values, m)(
+                self.x, rows_arg, rows is None, cols, coefs, n_cols, out, 0, m,
+            )
+            return
+        for lo, hi in self.sample.chunk_ranges():
+            if rows is None:
+                a, b = lo, hi
+            else:  # the parent's rows (sorted) that fall in events lo..hi
+                a, b = (int(i) for i in np.searchsorted(rows, (lo, hi)))
+            if a < b:
+                small_or_parallel(channel_values, b - a)(
+                    self.x, rows_arg, rows is None, cols, coefs, n_cols, out, a, b,
+                )
 
     def untransformed(self, key: str, parent: str | None) -> np.ndarray:
         """Compensated (and ratio'd) values of a feature on the parent's rows, cached."""

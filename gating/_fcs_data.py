@@ -3,13 +3,22 @@
 :class:`FCSData` decodes lazily: nothing is read until ``events``, ``raw`` or ``columns`` is
 asked for, and ``columns`` decodes only the channels requested. :func:`gating._fcs.read_fcs`
 builds it from the HEADER and TEXT segments.
+
+Memory: DATA is memory-mapped once. List mode stores events row by row, so reading even one
+column touches every page of the file; every pass this module makes over the mapping (copying
+columns out, decoding integers) therefore walks it in chunks of about ``CHUNK_BYTES`` of DATA
+and drops each chunk's pages from the process (``madvise(MADV_DONTNEED)``) once it is done, so
+the file pages mapped into the process stay within about one chunk whatever the file's size
+(the page cache keeps them; re-reading is a minor fault). :meth:`FCSData.chunk_ranges` gives
+callers that read the zero-copy matrix themselves (the gating evaluator) the same chunks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+import mmap
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +33,10 @@ from gating._kernels import (
     rescale_column,
 )
 
-__all__ = ["FCSData", "_Layout"]
+__all__ = ["CHUNK_BYTES", "FCSData", "_Layout"]
+
+#: Bytes of DATA per chunk when the mapping is read in passes (pages dropped after each).
+CHUNK_BYTES = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,13 +194,26 @@ class FCSData:
 
     # ---- DATA access -------------------------------------------------------------------
     @functools.cached_property
+    def _map(self) -> tuple[mmap.mmap, int]:
+        """A read-only mapping holding DATA, and the offset of DATA in it."""
+        start, size = self._layout.start, self._layout.n_bytes
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        try:
+            with open(self.path, "rb") as fh:
+                mapping = mmap.mmap(fh.fileno(), size + start - base, access=mmap.ACCESS_READ, offset=base)
+        except ValueError as exc:  # the file is shorter than DATA (changed since it was read?)
+            raise FCSTruncatedError(
+                f"DATA of {size} bytes does not fit in the file ({exc})",
+                path=str(self.path), segment="DATA", offset=start,
+            ) from None
+        return mapping, start - base
+
+    @functools.cached_property
     def _bytes(self) -> np.ndarray:
         if self._layout.n_bytes == 0:
             return np.zeros(0, dtype=np.uint8)
-        return np.memmap(
-            self.path, dtype=np.uint8, mode="r", offset=self._layout.start,
-            shape=(self._layout.n_bytes,),
-        )
+        mapping, offset = self._map
+        return np.frombuffer(mapping, dtype=np.uint8, count=self._layout.n_bytes, offset=offset)
 
     @functools.cached_property
     def _mapped(self) -> np.ndarray | None:
@@ -196,10 +221,55 @@ class FCSData:
         if dtype is None:
             return None
         shape = (self.n_events, self.n_channels)
-        if self.n_events == 0:
+        if self.n_events == 0 or self.n_channels == 0:
             return np.zeros(shape, dtype=dtype)
-        view = np.memmap(self.path, dtype=dtype, mode="r", offset=self._layout.start, shape=shape)
-        return np.asarray(view)  # a plain ndarray over the mapping (still zero-copy)
+        mapping, offset = self._map
+        # a plain read-only ndarray over the mapping (zero-copy)
+        return np.frombuffer(mapping, dtype=dtype, count=shape[0] * shape[1], offset=offset).reshape(shape)
+
+    @functools.cached_property
+    def _chunk_events(self) -> int:
+        """Events per chunk: about ``CHUNK_BYTES`` of DATA, a multiple of 8 events (so a
+        chunk of bit-packed events starts on a byte)."""
+        row_bytes = max(1, -(-self._layout.event_bits // 8))
+        return max(8, CHUNK_BYTES // row_bytes // 8 * 8)
+
+    def _release(self, lo: int, hi: int) -> None:
+        """Drop the mapped pages holding events ``lo..hi`` from the process (a hint: the data
+        stay in the page cache and the mapping stays valid)."""
+        mapping = self.__dict__.get("_map")
+        if mapping is None or hi <= lo or not hasattr(mapping[0], "madvise"):
+            return
+        mm, offset = mapping
+        bits = self._layout.event_bits
+        first = offset + lo * bits // 8
+        last = min(len(mm), offset + -(-hi * bits // 8))
+        first -= first % mmap.PAGESIZE
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - advice only
+            pass
+
+    def chunk_ranges(self) -> Iterator[tuple[int, int]]:
+        """Consecutive event ranges ``(lo, hi)`` covering every event, about
+        :data:`CHUNK_BYTES` of DATA each.
+
+        Each range's mapped file pages are dropped from the process when the caller moves on
+        to the next range (or stops), so a pass over :attr:`raw`/:attr:`events` chunk by chunk
+        keeps about one chunk of the file resident however large it is.
+
+        Yields
+        ------
+        tuple of int
+            ``(lo, hi)``: events ``lo`` to ``hi - 1``.
+        """
+        step = self._chunk_events
+        for lo in range(0, self.n_events, step):
+            hi = min(lo + step, self.n_events)
+            try:
+                yield lo, hi
+            finally:
+                self._release(lo, hi)
 
     def _decode(self, cols: np.ndarray, out: np.ndarray, *, masked: bool) -> None:
         layout = self._layout
@@ -221,10 +291,12 @@ class FCSData:
                 path=str(self.path), segment="DATA", offset=layout.start,
             )
         if layout.packed:
-            decode_packed_columns(
-                self._bytes, self.n_events, int(bits.sum()), starts[cols].astype(np.int64),
-                bits[cols], masks, out,
-            )
+            bit_offsets = starts[cols].astype(np.int64)
+            for lo, hi in self.chunk_ranges():  # lo is a multiple of 8: a whole byte
+                decode_packed_columns(
+                    self._bytes[lo * event_bits // 8:], hi - lo, event_bits, bit_offsets,
+                    bits[cols], masks, out[lo:hi],
+                )
             return
         widths = bits[cols] // 8
         if event_bits % 8 or bool((bits[cols] % 8).any()) or not bool((widths <= 8).all()):
@@ -241,10 +313,14 @@ class FCSData:
                 f"$BYTEORD {layout.order} does not fit {sorted(set(layout.bits))}-bit channels",
                 path=str(self.path), segment="TEXT",
             )
-        decode_uint_columns(
-            self._bytes, self.n_events, int(bits.sum()) // 8, (starts[cols] // 8).astype(np.int64),
-            widths.astype(np.int64), significance, masks, out,
-        )
+        event_bytes = event_bits // 8
+        byte_offsets = (starts[cols] // 8).astype(np.int64)
+        widths = widths.astype(np.int64)
+        for lo, hi in self.chunk_ranges():
+            decode_uint_columns(
+                self._bytes[lo * event_bytes:], hi - lo, event_bytes, byte_offsets, widths,
+                significance, masks, out[lo:hi],
+            )
 
     def _read_into(self, out: np.ndarray) -> None:
         if out.size == 0:
@@ -328,7 +404,8 @@ class FCSData:
             if full and view.dtype == dtype:
                 self._read_into(out)  # a plain read() is cheaper than faulting in the mapping
             else:
-                out[...] = view if full else view[:, cols]
+                for lo, hi in self.chunk_ranges():  # pages dropped chunk by chunk
+                    out[lo:hi] = view[lo:hi] if full else view[lo:hi, cols]
         elif datatype == "I":
             decoded = np.empty((self.n_events, len(cols)), dtype=np.float64)
             self._decode(cols, decoded, masked=True)
@@ -348,8 +425,9 @@ class FCSData:
         """A 2-D array holding (at least) the given columns, and where each one is in it.
 
         The file's own mapping when the stored values need no conversion (native float data,
-        none of the columns rescaled): nothing is copied. Otherwise only these columns are
-        decoded, to float64.
+        none of the columns rescaled): nothing is copied; read it chunk by chunk with
+        :meth:`chunk_ranges` to keep the mapped pages bounded. Otherwise only these columns are
+        decoded, to float64 (chunk by chunk, pages dropped).
 
         Parameters
         ----------

@@ -143,21 +143,23 @@ def lookup_column(out: np.ndarray, j: int, table: np.ndarray) -> None:
 @njit(parallel=True)
 def channel_values(
     x: np.ndarray, rows: np.ndarray, all_rows: bool, cols: np.ndarray, coefs: np.ndarray,
-    n_cols: np.ndarray, out: np.ndarray,
+    n_cols: np.ndarray, out: np.ndarray, start: int, stop: int,
 ) -> None:
     """Several (compensated) channels at once: ``out[f, i] = sum_t coefs[f, t] * x[r_i, cols[f, t]]``.
 
     One pass over the chosen event rows fills every requested channel, so a row is read
     from memory once however many channels need it. ``rows`` lists the rows (ignored when
     ``all_rows``); an uncompensated channel is one column with coefficient 1, which
-    reproduces the stored value exactly.
+    reproduces the stored value exactly. Only outputs ``start`` to ``stop - 1`` are filled
+    (a chunk of the pass; ``0, out.shape[1]`` for all), so a caller can walk a memory-mapped
+    ``x`` chunk by chunk without slicing (one compiled specialization for every use).
     """
-    m = out.shape[1]
+    m = stop
     k = out.shape[0]
     # Four rows at a time: four independent accumulators hide the floating-point add
     # latency; each accumulator still sums its row in the same order (identical results).
-    for b in numba.prange((m + 3) // 4):
-        i0 = 4 * b
+    for b in numba.prange((stop - start + 3) // 4):
+        i0 = start + 4 * b
         if i0 + 4 <= m:
             r0 = np.int64(i0) if all_rows else np.int64(rows[i0])
             r1 = np.int64(i0 + 1) if all_rows else np.int64(rows[i0 + 1])

@@ -13,6 +13,12 @@ instead of ``a e^{by} - c e^{-dy} + f`` removes the cancellation near zero: both
 non-negative for ``δ >= 0``, so ``h`` is accurate to a few ulps everywhere, including for raw
 values near zero. ``h`` is increasing; for the logicle it is also convex on ``δ >= 0``.
 
+Near the largest doubles ``expm1(bδ)`` overflows while ``A_1 e^{bδ}`` is still finite (``A_1``
+is small), and the Halley terms ``h'``, ``r h''`` overflow while the step is finite. Only
+there (raw magnitudes above ``1e150``, where nothing that was finite before changes) the term
+becomes ``exp(bδ + log A_1) - A_1`` and the step is computed from derivatives scaled by
+``2^-600``, so the transform stays increasing up to ``±1.8e308``.
+
 The inverse transform (scale value to raw value) is this closed form. The forward transform
 solves ``h(δ) = |x|`` by Halley's method, safeguarded by a bracket ``[0, t]`` where
 ``t = log1p(|x| / A_1) / b`` is an upper bound (``h(t) >= A_1 expm1(bt) = |x|``). The starting
@@ -90,6 +96,11 @@ N_PARAMS = 9
 #: for these exponentials, so the error left is ``~(b^2/12) δ^2 1e-18`` relative to ``δ``:
 #: below an ulp for any ``b`` up to ~25 (``M + A`` up to ~11 decades) and ``δ <= 1.5``.
 _REL_STEP_TOL = 1e-6
+#: Above this raw magnitude ``r h''`` can overflow (``~(b s)^2``): the guarded iteration.
+_HUGE = 1e150
+#: Scale (an exact power of two) of the Halley terms when they overflow, and its log.
+_SCALE = 2.0**-600
+_SCALE_LOG = -600.0 * math.log(2.0)
 #: Hard cap on iterations (bisection guarantees progress; ~60 halvings exhaust a double).
 _MAX_ITER = 200
 
@@ -111,6 +122,8 @@ def biex_eval(delta: float, p: np.ndarray) -> float:
         The raw-scale magnitude ``h(δ)``.
     """
     val = p[P_A1] * math.expm1(p[P_B] * delta)
+    if val == np.inf and p[P_A1] > 0.0:  # expm1 overflowed; A_1 e^{bδ} may not have
+        val = math.exp(p[P_B] * delta + math.log(p[P_A1])) - p[P_A1]
     if p[P_C1] != 0.0:
         val -= p[P_C1] * math.expm1(-p[P_D] * delta)
     if p[P_LIN] != 0.0:
@@ -178,6 +191,8 @@ def biex_solve(s: float, p: np.ndarray, knots: np.ndarray) -> float:
             delta = min(t, lin0)
     else:
         delta = min(t, lin0)
+    if s > _HUGE:  # terms of h, h' or h'' may overflow: the guarded iteration
+        return _solve_huge(s, a1, b, c1, d, lin, delta, lo, hi)
     for _ in range(_MAX_ITER):
         eb = math.expm1(b * delta)
         r = a1 * eb - s
@@ -200,6 +215,65 @@ def biex_solve(s: float, p: np.ndarray, knots: np.ndarray) -> float:
             lo = max(lo, delta)
         denom = g1 - 0.5 * r * g2 / g1
         step = r / denom if denom > 0.0 else r / g1
+        new = delta - step
+        if abs(step) <= _REL_STEP_TOL * delta:  # converged (cubically): new is accurate
+            return new if (new >= lo and new <= hi) else delta
+        if not (new > lo and new < hi):
+            new = 0.5 * (lo + hi)
+            if new == lo or new == hi:  # bracket exhausted at double resolution
+                return new
+        delta = new
+    return delta
+
+
+@njit()
+def _solve_huge(
+    s: float, a1: float, b: float, c1: float, d: float, lin: float, delta: float, lo: float,
+    hi: float,
+) -> float:
+    """:func:`biex_solve`'s iteration for ``s > _HUGE``, safe from overflow.
+
+    ``expm1(bδ)`` may overflow while ``A_1 e^{bδ}`` is finite, and ``h'`` or ``r h''`` may
+    overflow while the Halley step is finite: those terms are then computed as
+    ``exp(bδ + log A_1)`` and from derivatives scaled by ``2^-600``; otherwise the arithmetic
+    is the plain iteration's.
+    """
+    for _ in range(_MAX_ITER):
+        eb = math.expm1(b * delta)
+        if eb != np.inf:
+            r = a1 * eb - s
+            g1 = a1 * b * (eb + 1.0)
+        else:  # beyond exp's range: A_1 e^{bδ} scaled inside the exponential
+            big = math.exp(b * delta + math.log(a1))
+            r = (big - a1) - s
+            g1 = big * b
+        g2 = g1 * b
+        cd = 0.0
+        if c1 != 0.0:
+            ed = math.expm1(-d * delta)
+            r -= c1 * ed
+            cd = c1 * d * (ed + 1.0)
+            g1 += cd
+            g2 -= cd * d
+        if lin != 0.0:
+            r += lin * delta
+            g1 += lin
+        if r == 0.0:
+            return delta
+        if r > 0.0:
+            hi = min(hi, delta)
+        else:
+            lo = max(lo, delta)
+        denom = g1 - 0.5 * r * g2 / g1
+        step = r / denom if denom > 0.0 else r / g1
+        if not abs(denom) < np.inf and abs(r) < np.inf:
+            # h' or r h'' overflowed (s near the largest doubles): the same step, scaled
+            big = math.exp(b * delta + math.log(a1) + _SCALE_LOG)
+            rs = r * _SCALE
+            g1s = big * b + cd * _SCALE + lin * _SCALE
+            g2s = big * b * b - cd * _SCALE * d
+            denom = g1s - 0.5 * rs * (g2s / g1s)
+            step = rs / denom if denom > 0.0 else rs / g1s
         new = delta - step
         if abs(step) <= _REL_STEP_TOL * delta:  # converged (cubically): new is accurate
             return new if (new >= lo and new <= hi) else delta

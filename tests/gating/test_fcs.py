@@ -152,8 +152,11 @@ LAYOUTS = [
 ]
 
 
+@pytest.mark.parametrize("chunk_bytes", [None, 1], ids=["one-chunk", "8-event-chunks"])
 @pytest.mark.parametrize("version, datatype, bits, order", LAYOUTS)
-def test_every_layout_decodes(tmp_path, version, datatype, bits, order):
+def test_every_layout_decodes(tmp_path, monkeypatch, version, datatype, bits, order, chunk_bytes):
+    if chunk_bytes is not None:  # every pass over DATA in chunks of 8 events (pages dropped)
+        monkeypatch.setattr("gating._fcs_data.CHUNK_BYTES", chunk_bytes)
     n, p = 257, len(bits) if bits else 3
     if datatype == "I":
         highs = [2**b - 1 for b in bits]
@@ -174,6 +177,13 @@ def test_every_layout_decodes(tmp_path, version, datatype, bits, order):
     np.testing.assert_array_equal(np.asarray(data.raw, dtype=np.float64), values.astype(np.float64))
     # a subset of columns decodes to the same numbers
     np.testing.assert_array_equal(data.columns([p - 1, 0]), values[:, [p - 1, 0]].astype(np.float64))
+    if chunk_bytes is not None:
+        ranges = list(data.chunk_ranges())
+        assert ranges[0] == (0, 8) and ranges[-1] == (256, 257) and len(ranges) == 33
+    # float32 output (a cast while copying) is the same numbers
+    np.testing.assert_array_equal(
+        data.columns([0], dtype=np.float32), values[:, [0]].astype(np.float32)
+    )
 
 
 def test_integer_values_are_masked_to_the_range(tmp_path):

@@ -406,3 +406,28 @@ def test_flowjo_log_against_flowkit() -> None:
     np.testing.assert_allclose(
         FlowJoLog(offset=10, decades=4).apply(x), _fk(oracle, "apply", x), rtol=1e-14, atol=1e-15
     )
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Logicle(t=262144, w=1, m=7, a=1),
+        Logicle(t=262144, w=0.5, m=4.5, a=0),
+        Hyperlog(t=262144, w=1, m=4.5, a=0),  # A_1 > 1: A_1 expm1(bδ) overflows first
+        Hyperlog(t=1e4, w=0.5, m=4.5, a=1),
+        FlowJoBiex(max_range=262144, width=-10, positive=4.42, negative=0),
+    ],
+    ids=lambda t: repr(t)[:40],
+)
+def test_biex_family_is_monotone_up_to_the_largest_doubles(transform):
+    """exp(bδ) overflows long before A_1 e^{bδ} does: the scale must keep increasing."""
+    big = np.concatenate([np.logspace(300, 308, 400), [1.7e308, 1.79e308, np.finfo(np.float64).max]])
+    x = np.concatenate([-big[::-1], big])
+    y = transform.apply(x)
+    assert np.isfinite(y).all()
+    assert (np.diff(y[len(big):]) > 0).all() and (np.diff(y[: len(big)]) > 0).all()
+    # and the extreme values continue the normal range: above every moderate value
+    moderate = transform.apply(np.array([-1e299, 1e6, 1e299]))
+    assert y[len(big)] > moderate[2] > moderate[1] and y[len(big) - 1] < moderate[0]
+    # the closed-form inverse takes them back (relative error of a few ulps of the exponent)
+    np.testing.assert_allclose(transform.inverse(y), x, rtol=1e-9)
