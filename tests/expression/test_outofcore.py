@@ -11,14 +11,13 @@ import os
 from pathlib import Path
 
 import anndata as ad
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
+import zarr
 
 from expression import normalize_counts
-
-da = pytest.importorskip("dask.array")
-zarr = pytest.importorskip("zarr")
-distributed = pytest.importorskip("distributed")
 
 N_SAMPLES, N_GENES = 300, 2000
 MEMORY_LIMIT = 600 * 2**20  # bytes per worker
