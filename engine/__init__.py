@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "run_study": "engine._study",
     "Summary": "engine._stats",
     "bh_adjust": "engine._stats",
-    "correlations": "engine._stats",
+    "correlations": "engine._stats_corr",
     "paired_test": "engine._stats",
     "paired_tests": "engine._stats",
     "subgroup_summary": "engine._stats",

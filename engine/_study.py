@@ -244,7 +244,7 @@ def _wide_by_visit(study: Study, clinical: pd.DataFrame, freq: pd.DataFrame,
 
 def _correlations(study: Study, wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest's correlations, and the points behind each (for the scatter plots)."""
-    from engine._stats import correlations
+    from engine._stats_corr import correlations
 
     results, points = [], []
     groups: dict[tuple[str, str, bool], list[tuple[str, str]]] = {}
