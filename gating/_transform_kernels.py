@@ -191,62 +191,19 @@ def biex_solve(s: float, p: np.ndarray, knots: np.ndarray) -> float:
             delta = min(t, lin0)
     else:
         delta = min(t, lin0)
-    if s > _HUGE:  # terms of h, h' or h'' may overflow: the guarded iteration
-        return _solve_huge(s, a1, b, c1, d, lin, delta, lo, hi)
+    # beyond _HUGE, terms of h, h' or h'' may overflow while A_1 e^{bδ} and the Halley step are
+    # finite: those terms are then computed as exp(bδ + log A_1) and from derivatives scaled by
+    # 2^-600; otherwise (and always below _HUGE) the arithmetic is the plain iteration's
+    huge = s > _HUGE
     for _ in range(_MAX_ITER):
         eb = math.expm1(b * delta)
-        r = a1 * eb - s
-        g1 = a1 * b * (eb + 1.0)
-        g2 = g1 * b
-        if c1 != 0.0:
-            ed = math.expm1(-d * delta)
-            r -= c1 * ed
-            cd = c1 * d * (ed + 1.0)
-            g1 += cd
-            g2 -= cd * d
-        if lin != 0.0:
-            r += lin * delta
-            g1 += lin
-        if r == 0.0:
-            return delta
-        if r > 0.0:
-            hi = min(hi, delta)
-        else:
-            lo = max(lo, delta)
-        denom = g1 - 0.5 * r * g2 / g1
-        step = r / denom if denom > 0.0 else r / g1
-        new = delta - step
-        if abs(step) <= _REL_STEP_TOL * delta:  # converged (cubically): new is accurate
-            return new if (new >= lo and new <= hi) else delta
-        if not (new > lo and new < hi):
-            new = 0.5 * (lo + hi)
-            if new == lo or new == hi:  # bracket exhausted at double resolution
-                return new
-        delta = new
-    return delta
-
-
-@njit()
-def _solve_huge(
-    s: float, a1: float, b: float, c1: float, d: float, lin: float, delta: float, lo: float,
-    hi: float,
-) -> float:
-    """:func:`biex_solve`'s iteration for ``s > _HUGE``, safe from overflow.
-
-    ``expm1(bδ)`` may overflow while ``A_1 e^{bδ}`` is finite, and ``h'`` or ``r h''`` may
-    overflow while the Halley step is finite: those terms are then computed as
-    ``exp(bδ + log A_1)`` and from derivatives scaled by ``2^-600``; otherwise the arithmetic
-    is the plain iteration's.
-    """
-    for _ in range(_MAX_ITER):
-        eb = math.expm1(b * delta)
-        if eb != np.inf:
-            r = a1 * eb - s
-            g1 = a1 * b * (eb + 1.0)
-        else:  # beyond exp's range: A_1 e^{bδ} scaled inside the exponential
+        if huge and eb == np.inf:  # beyond exp's range: A_1 e^{bδ} scaled inside the exponential
             big = math.exp(b * delta + math.log(a1))
             r = (big - a1) - s
             g1 = big * b
+        else:
+            r = a1 * eb - s
+            g1 = a1 * b * (eb + 1.0)
         g2 = g1 * b
         cd = 0.0
         if c1 != 0.0:
@@ -266,7 +223,7 @@ def _solve_huge(
             lo = max(lo, delta)
         denom = g1 - 0.5 * r * g2 / g1
         step = r / denom if denom > 0.0 else r / g1
-        if not abs(denom) < np.inf and abs(r) < np.inf:
+        if huge and not abs(denom) < np.inf and abs(r) < np.inf:
             # h' or r h'' overflowed (s near the largest doubles): the same step, scaled
             big = math.exp(b * delta + math.log(a1) + _SCALE_LOG)
             rs = r * _SCALE
