@@ -161,6 +161,22 @@ def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
 
 
 @njit()
+def _cr_system(
+    x: np.ndarray, mu: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)``, ``B = X' diag(w) X`` and its
+    lower Cholesky factor, with whether the factorisation succeeded."""
+    n, p = x.shape
+    w = np.empty(n)
+    for i in range(n):
+        w[i] = 1.0 / (1.0 / mu[i] + alpha)
+    b = np.empty((p, p))
+    low = np.zeros((p, p))
+    _gram(x, w, b)
+    return w, b, low, _cholesky(b, low)
+
+
+@njit()
 def log_posterior(
     log_alpha: float, y: np.ndarray, mu: np.ndarray, x: np.ndarray, prior_mean: float,
     prior_var: float, use_prior: bool, use_cr: bool,
@@ -179,13 +195,8 @@ def log_posterior(
         )
     cr = 0.0
     if use_cr:
-        w = np.empty(n)
-        for i in range(n):
-            w[i] = 1.0 / (1.0 / mu[i] + alpha)
-        b = np.empty((p, p))
-        low = np.zeros((p, p))
-        _gram(x, w, b)
-        if _cholesky(b, low):
+        _, b, low, factored = _cr_system(x, mu, alpha)
+        if factored:
             logdet = 0.0
             for j in range(p):
                 logdet += math.log(low[j, j])
@@ -219,13 +230,8 @@ def dlog_posterior(
     ll = s / (alpha * alpha)
     cr = 0.0
     if use_cr:
-        w = np.empty(n)
-        for i in range(n):
-            w[i] = 1.0 / (1.0 / mu[i] + alpha)
-        b = np.empty((p, p))
-        low = np.zeros((p, p))
-        _gram(x, w, b)
-        if _cholesky(b, low):
+        w, b, low, factored = _cr_system(x, mu, alpha)
+        if factored:
             # trace(B^-1 dB) with dB = X' diag(-w^2) X: sum_i -w_i^2 * |L^-1 x_i|^2
             v = np.empty(p)
             tr = 0.0
