@@ -161,6 +161,21 @@ def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
 
 
 @njit()
+def _cholesky_inverse(low: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None:
+    """``out = (L L')^-1`` from the lower factor ``low``, column by column (``tmp``: scratch, p)."""
+    p = low.shape[0]
+    e = np.zeros(p)
+    col = np.empty(p)
+    for k in range(p):
+        e[:] = 0.0
+        e[k] = 1.0
+        _forward(low, e, tmp)
+        _backward(low, tmp, col)
+        for j in range(p):
+            out[j, k] = col[j]
+
+
+@njit()
 def _cr_system(
     x: np.ndarray, mu: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -448,15 +463,7 @@ def irls_nb(
             out_hat[g, i] = w[i] * q
         # inverse of (X'WX + R) column by column, then the sandwich diagonal
         inv = np.empty((p, p))
-        e = np.zeros(p)
-        col = np.empty(p)
-        for k in range(p):
-            e[:] = 0.0
-            e[k] = 1.0
-            _forward(low, e, tmp)
-            _backward(low, tmp, col)
-            for j in range(p):
-                inv[j, k] = col[j]
+        _cholesky_inverse(low, tmp, inv)
         sandwich = inv @ gram @ inv
         for j in range(p):
             out_var[g, j] = sandwich[j, j]
@@ -644,15 +651,7 @@ def nb_shrink_newton(
                           grad, hess)
         out_conv[g] = converged
         if _cholesky(hess, low):
-            e = np.zeros(p)
-            col = np.empty(p)
-            for m in range(p):
-                e[:] = 0.0
-                e[m] = 1.0
-                _forward(low, e, tmp)
-                _backward(low, tmp, col)
-                for j in range(p):
-                    out_inv_hess[g, j, m] = col[j]
+            _cholesky_inverse(low, tmp, out_inv_hess[g])
         else:
             inv = np.linalg.pinv(hess)
             for j in range(p):
