@@ -399,9 +399,10 @@ def run_study(
     paths = {name: _write_table(frame, out / "tables", name) for name, frame in tables.items()}
 
     t0 = time.perf_counter()
+    digest, versions = _strategy_hash(study), _versions()
     report_html, report_md, figures = build_report(
         study, out, tables=tables, expr=expr, gating=gating,
-        strategy_hash=_strategy_hash(study), versions=_versions(),
+        strategy_hash=digest, versions=versions,
     )
     timings["figures_and_report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
@@ -412,8 +413,8 @@ def run_study(
         "inputs": {role: {"path": str(p), "sha256": file_hash(p)}
                    for role, p in study.input_files().items()},
         "fcs": gating.files.to_dict("records"),
-        "strategy": {"source": study.strategy, "sha256": _strategy_hash(study)},
-        "versions": _versions(),
+        "strategy": {"source": study.strategy, "sha256": digest},
+        "versions": versions,
         "parameters": _parameters(study, expr),
         "gating": {"files": len(gating.files), "failed": len(gating.errors),
                    "resumed": gating.resumed, "executor": gating.executor},
