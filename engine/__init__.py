@@ -1,4 +1,7 @@
-"""Engine: batch execution, statistics, the study pipeline and the command-line interface.
+"""Engine: batch execution, strategy comparison, statistics, the study pipeline and the CLI.
+
+Rooms: ``engine.runtime`` (the bottom layer every package uses), ``engine._batch``,
+``engine._compare``, ``engine._stats``, ``engine._study``, ``engine.cli``, ``engine.demo``.
 
 The public names load lazily (PEP 562), so ``import engine`` (and so the CLI's start-up) does not
 pay for scipy and pandas until a statistics function is first used.
@@ -13,20 +16,40 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-#: public name -> private module that defines it
+#: public name -> the (private) sub-package that defines it
 _EXPORTS: dict[str, str] = {
+    # batch gating of FCS archives
+    "BatchOptions": "engine._batch",
+    "BatchRun": "engine._batch",
+    "ExecutorSpec": "engine._batch",
+    "InputError": "engine._batch",
+    "InputFile": "engine._batch",
+    "SlurmOptions": "engine._batch",
+    "prepare_batch": "engine._batch",
+    "resolve_inputs": "engine._batch",
+    "run_batch": "engine._batch",
+    "slurm_job_script": "engine._batch",
+    # strategy comparison
+    "Comparison": "engine._compare",
+    "compare_strategies": "engine._compare",
+    "format_score": "engine._compare",
+    "pair_labels": "engine._compare",
+    "parse_mapping": "engine._compare",
+    "read_mapping": "engine._compare",
+    # statistics
     "PairedTest": "engine._stats",
-    "Study": "engine._study_manifest",
-    "StudyError": "engine._study_manifest",
-    "StudyRun": "engine._study",
-    "load_study": "engine._study_manifest",
-    "run_study": "engine._study",
     "Summary": "engine._stats",
     "bh_adjust": "engine._stats",
-    "correlations": "engine._stats_corr",
+    "correlations": "engine._stats",
     "paired_test": "engine._stats",
     "paired_tests": "engine._stats",
     "subgroup_summary": "engine._stats",
+    # the study pipeline
+    "Study": "engine._study",
+    "StudyError": "engine._study",
+    "StudyRun": "engine._study",
+    "load_study": "engine._study",
+    "run_study": "engine._study",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

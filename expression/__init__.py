@@ -1,6 +1,6 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
-from expression._de import DEResult, differential_expression
+from expression._de import DEResult, de_file, design_variables, differential_expression
 from expression._genesets import (
     default_gene_sets,
     geneset_scores,
@@ -8,7 +8,7 @@ from expression._genesets import (
     read_gmt,
 )
 from expression._io import read_counts, read_sample_sheet, write_matrix
-from expression._normalize import cpm, log2p1, normalize_counts
+from expression._normalize import cpm, log2p1, normalize_counts, normalize_file
 from expression._plot import (
     paired_slope_plot,
     plot_mean_sd,
@@ -25,13 +25,16 @@ __all__: list[str] = [
     "DEResult",
     "SizeFactorFit",
     "cpm",
+    "de_file",
     "default_gene_sets",
+    "design_variables",
     "differential_expression",
     "fit_size_factors",
     "geneset_scores",
     "log2p1",
     "log_geo_means",
     "normalize_counts",
+    "normalize_file",
     "paired_score_tests",
     "paired_slope_plot",
     "plot_mean_sd",

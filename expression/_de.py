@@ -222,7 +222,7 @@ def differential_expression(
         The raw-count layer (falls back to ``X`` when ``"counts"`` is absent).
     n_cpus
         Numba threads (or pydeseq2 worker processes); default
-        :func:`engine._numba.default_threads`.
+        :func:`engine.runtime.default_threads`.
     shrink
         Add ``log2FoldChange_shrunk`` (pydeseq2's apeGLM-style prior) when the contrast is a
         single model coefficient; otherwise it is skipped and ``params["shrink"]`` says why.
@@ -248,8 +248,8 @@ def differential_expression(
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
 
-    from engine._numba import default_threads
-    from expression._validate import _issparse, counts_matrix, validate_counts
+    from engine.runtime import default_threads
+    from expression._validate import counts_matrix, is_sparse, validate_counts
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
@@ -262,7 +262,7 @@ def differential_expression(
     meta, levels = _prepare_metadata(adata.obs, variables, contrast_t)  # type: ignore[arg-type]
     validate_counts(adata, layer=layer)
     matrix = counts_matrix(adata, layer=layer)
-    dense = _issparse(matrix)
+    dense = is_sparse(matrix)
     matrix = dense if dense is not None else matrix
     matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
     genes = pd.Index([str(g) for g in adata.var_names], name="gene")

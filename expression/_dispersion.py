@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine._numba import default_threads, small_or_parallel, thread_limit
+from engine.runtime import default_threads, small_or_parallel, thread_limit
 from expression import _kernels as k
 
 __all__ = [
@@ -319,7 +319,7 @@ def gene_dispersions(
     linear_mu
         Force (or forbid) the linear-model means; default: group-only designs use them.
     n_threads
-        Numba threads (default :func:`engine._numba.default_threads`).
+        Numba threads (default :func:`engine.runtime.default_threads`).
 
     Returns
     -------

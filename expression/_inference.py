@@ -1,7 +1,7 @@
 """A Numba implementation of pydeseq2's compute seam, following R DESeq2's algorithms.
 
 :class:`NumbaInference` implements :class:`pydeseq2.inference.Inference` with gene-parallel
-Numba kernels (:mod:`expression._kernels`) run under :func:`engine._numba.thread_limit`:
+Numba kernels (:mod:`expression._kernels`) run under :func:`engine.runtime.thread_limit`:
 
 * ``irls``: DESeq2's ridge-penalised IRLS (same start, deviance test and iteration cap; genes
   that do not converge are refitted by L-BFGS-B on the penalised likelihood, as R does);
@@ -34,7 +34,7 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.default_inference import DefaultInference
 from pydeseq2.inference import Inference
 
-from engine._numba import default_threads, small_or_parallel, thread_limit
+from engine.runtime import default_threads, small_or_parallel, thread_limit
 from expression import _dispersion as disp
 from expression import _kernels as k
 from expression._dispersion import MIN_MU
@@ -59,7 +59,7 @@ class NumbaInference(Inference):
     Parameters
     ----------
     n_cpus
-        Numba threads; default :func:`engine._numba.default_threads`.
+        Numba threads; default :func:`engine.runtime.default_threads`.
     ridge_log2
         Read the Wald test's ``ridge_factor`` as R DESeq2 reads its ``lambda``: a penalty on the
         log2-scale coefficients, i.e. ``ridge_factor / log(2)^2`` on the natural-log scale the

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import prange
 
-from engine._numba import njit
+from engine.runtime import njit
 
 __all__ = [
     "digamma",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from expression._size_factors import Method, fit_size_factors
-from expression._validate import _is_dask, counts_matrix
+from expression._validate import counts_matrix, is_dask
 
 __all__ = ["cpm", "log2p1", "normalize_counts", "normalize_file"]
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def _per_sample(matrix: Any, factors: np.ndarray, op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Any:
     """Apply ``op(block, factors[rows, None])`` blockwise (numpy or Dask, samples x genes)."""
-    if not _is_dask(matrix):
+    if not is_dask(matrix):
         return op(np.asarray(matrix, dtype=np.float64), factors[:, None])
     import dask.array as da
 
@@ -145,7 +145,7 @@ def cpm(
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)
     lib = counts.sum(axis=1, dtype=np.float64)
-    lib = np.asarray(lib.compute() if _is_dask(lib) else lib, dtype=np.float64)
+    lib = np.asarray(lib.compute() if is_dask(lib) else lib, dtype=np.float64)
     target.obs["library_size"] = lib
     target.layers[key_added] = _per_sample(counts, lib / 1e6, np.divide)
     target.uns["cpm"] = {"layer": "X" if layer is None else layer, "key_added": key_added}
@@ -177,7 +177,7 @@ def log2p1(
     if layer not in target.layers:
         raise KeyError(f"layer {layer!r} not found (run normalize_counts or cpm first)")
     x = target.layers[layer]
-    if _is_dask(x):
+    if is_dask(x):
         out = x.map_blocks(
             lambda b: np.log2(np.asarray(b, dtype=np.float64) + 1.0),
             dtype=np.float64, meta=np.array((), dtype=np.float64).reshape(0, 0),

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from expression._validate import CountsError, _is_dask
+from expression._validate import CountsError, is_dask
 
 __all__ = ["SizeFactorFit", "fit_size_factors", "log_geo_means", "size_factors"]
 
@@ -100,7 +100,7 @@ def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
 
 
 def _log_geo_means(counts: Any, *, method: str) -> np.ndarray:
-    if _is_dask(counts):
+    if is_dask(counts):
         # every sample of a gene block in one chunk; the gene axis narrowed to Dask's chunk
         # budget so a wide input chunk cannot become one huge block in a worker
         whole = counts.rechunk({0: -1, 1: "auto"})
@@ -196,7 +196,7 @@ def fit_size_factors(
         raise ValueError(f"method must be one of {METHODS} ('iterate' is not implemented), got {method!r}")
     if geo_means is not None and log_geo_means is not None:
         raise ValueError("give geo_means or log_geo_means, not both")
-    if not _is_dask(counts):
+    if not is_dask(counts):
         counts = np.asarray(counts)
     n_samples, n_genes = counts.shape
     incoming = geo_means is not None or log_geo_means is not None or method == "poscounts"
@@ -216,7 +216,7 @@ def fit_size_factors(
         )
     used = np.isfinite(lgm) & _gene_selection(control_genes, n_genes)
     cols = np.flatnonzero(used)
-    if _is_dask(counts):
+    if is_dask(counts):
         sub = counts[:, cols].rechunk({0: "auto", 1: -1})  # whole gene rows, bounded blocks
         log_med = sub.map_blocks(
             _log_medians_block, lgm[cols], drop_axis=1,

@@ -38,12 +38,12 @@ class CountsError(ValueError):
         self.sample = sample
 
 
-def _is_dask(x: Any) -> bool:
+def is_dask(x: Any) -> bool:
     return type(x).__module__.startswith("dask.")
 
 
 def _compute(x: Any) -> np.ndarray:
-    return np.asarray(x.compute() if _is_dask(x) else x)
+    return np.asarray(x.compute() if is_dask(x) else x)
 
 
 def _first(mask: Any) -> tuple[int, int] | None:
@@ -123,7 +123,7 @@ def validate_counts(
     if samples is not None:
         check_sample_sheet(sample_ids, [str(s) for s in samples.index])
     x = counts_matrix(adata, layer=layer)
-    dense = _issparse(x)
+    dense = is_sparse(x)
     if dense is not None:
         x = dense
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
@@ -180,7 +180,7 @@ def counts_matrix(adata: Any, *, layer: str | None = "counts") -> Any:
     return adata.layers[layer]
 
 
-def _issparse(x: Any) -> Any:
+def is_sparse(x: Any) -> Any:
     from scipy import sparse
 
     return x.toarray() if sparse.issparse(x) else None

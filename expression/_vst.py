@@ -96,12 +96,12 @@ def design_matrix(obs: pd.DataFrame, design: str) -> np.ndarray:
 
 def _counts_and_obs(data: Any, layer: str | None) -> tuple[np.ndarray, Any, pd.DataFrame | None]:
     """Dense samples x genes counts, the AnnData (or None) and its obs."""
-    from expression._validate import _issparse, counts_matrix, validate_counts
+    from expression._validate import counts_matrix, is_sparse, validate_counts
 
     if hasattr(data, "obs") and hasattr(data, "layers"):
         validate_counts(data, layer=layer)
         matrix = counts_matrix(data, layer=layer)
-        dense = _issparse(matrix)
+        dense = is_sparse(matrix)
         matrix = dense if dense is not None else matrix
         matrix = matrix.compute() if hasattr(matrix, "compute") else matrix
         return np.asarray(matrix, dtype=np.float64), data, data.obs
@@ -152,7 +152,7 @@ def vst(
     key_added
         Name of the new layer (AnnData input).
     n_threads
-        Numba threads (default :func:`engine._numba.default_threads`).
+        Numba threads (default :func:`engine.runtime.default_threads`).
 
     Returns
     -------

@@ -1,6 +1,5 @@
 """Gating: FCS input/output, compensation, transforms and compiled gating strategies."""
 
-from gating._apply import GatingResult, apply_plan
 from gating._errors import (
     FCSDataLengthError,
     FCSDatatypeError,
@@ -11,12 +10,12 @@ from gating._errors import (
     FCSTruncatedError,
     FCSWarning,
 )
-from gating._fcs import FCSData, read_fcs
-from gating._fcs_write import write_fcs
+from gating._evaluate import COUNT_COLUMNS, GatingResult, apply_plan
+from gating._fcs import FCSData, read_fcs, write_fcs
 from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flowjo
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
 from gating._load import load_strategy, resolve_strategy, strategy_format
-from gating._plan import Plan, PlanError, compile_plan, plan_from_dict
+from gating._plan import Plan, PlanError, compile_plan, plan_from_dict, strategy_hash
 from gating._plot import plot_gate, plot_gates
 from gating._strategy import (
     BooleanGate,
@@ -54,6 +53,7 @@ from gating._yaml import (
 )
 
 __all__ = [
+    "COUNT_COLUMNS",
     "Asinh",
     "BooleanGate",
     "Dimension",
@@ -108,6 +108,7 @@ __all__ = [
     "resolve_strategy",
     "strategy_format",
     "strategy_from_dict",
+    "strategy_hash",
     "write_fcs",
     "write_gatingml",
     "write_strategy_yaml",

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from gating import apply_plan, compile_plan, read_fcs
-from gating._flowjo import read_flowjo
+from gating._flowjo._workspace import read_flowjo
 from tests.conftest import CONFORMANCE, require_shared
 
 FLOWJO = CONFORMANCE / "flowjo"

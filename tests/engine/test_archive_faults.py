@@ -126,7 +126,7 @@ def _expected_types(kind: str) -> set[str]:
 def test_every_good_file_once_every_bad_file_typed_nothing_else(archive, clean_run):
     import builtins
 
-    import gating._errors as fcs_errors
+    import gating as fcs_errors
 
     pops = pd.read_parquet(clean_run / "populations.parquet")
     errors = pd.read_parquet(clean_run / "errors.parquet")

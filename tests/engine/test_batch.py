@@ -14,9 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine._batch import BatchOptions, run_batch
-from engine._executor import ExecutorSpec, SlurmOptions, slurm_job_script
-from engine._inputs import InputError, resolve_inputs
+from engine import (
+    BatchOptions,
+    ExecutorSpec,
+    InputError,
+    SlurmOptions,
+    resolve_inputs,
+    run_batch,
+    slurm_job_script,
+)
 from gating import apply_plan, compile_plan, preset, read_fcs
 from tests.fcs_factory import build_file
 
@@ -229,10 +235,10 @@ def test_progress_lines_off_a_terminal(archive, tmp_path):
 
 def test_numba_cache_dir_falls_back_on_read_only_installs(tmp_path):
     code = (
-        "import os, importlib.util, engine._numba as n;"
+        "import os, importlib.util, engine.runtime._numba as n;"
         "spec = importlib.util.find_spec('gating');"
         "os.access = lambda p, m: False if p == os.path.dirname(spec.origin) else True;"
-        "print(n.ensure_cache_dir()); print(os.environ['NUMBA_CACHE_DIR'])"
+        "print(n.ensure_cache_dir(os.path.dirname(spec.origin))); print(os.environ['NUMBA_CACHE_DIR'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["TMPDIR"] = str(tmp_path)

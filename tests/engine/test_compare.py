@@ -1,4 +1,4 @@
-"""Comparing two gating strategies on the same files (``engine._compare``, ``phenoflow compare``)."""
+"""Comparing two gating strategies on the same files (``engine._compare._run``, ``phenoflow compare``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from engine._compare import (
+from engine import (
     Comparison,
     compare_strategies,
     format_score,

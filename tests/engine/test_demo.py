@@ -14,7 +14,7 @@ import yaml
 from matplotlib.path import Path as PolygonPath
 from scipy import stats
 
-from engine._study_manifest import load_study
+from engine import load_study
 from engine.demo import DemoStudy, make_demo_study
 from engine.demo._panel import logicle_inverse
 from expression import read_gmt

@@ -21,11 +21,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from engine._executor import ExecutorSpec
-from engine._paths import safe_name
-from engine._study import run_study
-from engine._study_manifest import StudyError, load_study
+from engine import ExecutorSpec, StudyError, load_study, run_study
 from engine.cli import main
+from engine.runtime import safe_name
 from gating import write_fcs
 
 HOSTILE_NAMES = [

@@ -28,7 +28,7 @@ import pytest
 
 from benchmarks.bench_memory import strategy_text, write_events_file
 from gating import apply_plan, compile_plan, read_fcs, read_strategy_yaml
-from gating._fcs_data import CHUNK_BYTES
+from gating._fcs._data import CHUNK_BYTES
 
 N_EVENTS, K = 2_000_000, 4
 USED_BYTES = N_EVENTS * K * 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine._paths import safe_name
+from engine.runtime import safe_name
 
 
 @pytest.mark.parametrize(

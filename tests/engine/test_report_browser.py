@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine._executor import ExecutorSpec
-from engine._study import StudyRun, run_study
+from engine import ExecutorSpec, StudyRun, run_study
 from engine.demo import make_demo_study
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -12,9 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine._executor import ExecutorSpec
-from engine._study import StudyRun, run_study
-from engine._study_manifest import StudyError, load_study
+from engine import ExecutorSpec, StudyError, StudyRun, load_study, run_study
 from engine.demo import DemoStudy, make_demo_study
 
 SMALL = {"n_events": 5000, "n_genes": 1000}

@@ -285,7 +285,7 @@ def test_bounding_box_prefilter_does_not_change_membership(tmp_path, kind):
 def test_chunked_pass_over_the_mapping_gives_the_same_populations(tmp_path, monkeypatch):
     """Gating reads the file's mapping chunk by chunk (8 events here, pages dropped after each);
     root, child (compensated channels on the parent's rows) and polygon answers are exact."""
-    monkeypatch.setattr("gating._fcs_data.CHUNK_BYTES", 1)
+    monkeypatch.setattr("gating._fcs._data.CHUNK_BYTES", 1)
     rng = np.random.default_rng(11)
     true = rng.uniform(0, 1000, size=(1003, 2))
     spill = pd.DataFrame([[1.0, 0.2], [0.1, 1.0]], index=["A", "B"], columns=["A", "B"])
@@ -306,7 +306,7 @@ def test_chunked_pass_over_the_mapping_gives_the_same_populations(tmp_path, monk
     assert 0 < c.sum() < p.sum() < len(p)
     assert np.array_equal(m["P"], p) and np.array_equal(m["C"], c)
     # the same strategy without chunks (one pass) gives the same polygon answer
-    monkeypatch.setattr("gating._fcs_data.CHUNK_BYTES", 1 << 26)
+    monkeypatch.setattr("gating._fcs._data.CHUNK_BYTES", 1 << 26)
     _, whole = _members(Strategy(gates=gates), _sample(tmp_path, s.events, names=s.names, spill=spill, name="t.fcs"))
     assert 0 < m["Q"].sum() < c.sum()
     assert np.array_equal(m["Q"], whole["Q"])

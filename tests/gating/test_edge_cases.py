@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine._numba import SERIAL_BELOW
+from engine.runtime import SERIAL_BELOW
 from gating import (
     BooleanGate,
     Dimension,

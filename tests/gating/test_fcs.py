@@ -21,7 +21,7 @@ from gating import (
     read_fcs,
     write_fcs,
 )
-from gating._fcs_text import parse_keywords
+from gating._fcs._text import parse_keywords
 from tests.fcs_factory import build_dataset, build_file
 
 RNG = np.random.default_rng(7)
@@ -156,7 +156,7 @@ LAYOUTS = [
 @pytest.mark.parametrize("version, datatype, bits, order", LAYOUTS)
 def test_every_layout_decodes(tmp_path, monkeypatch, version, datatype, bits, order, chunk_bytes):
     if chunk_bytes is not None:  # every pass over DATA in chunks of 8 events (pages dropped)
-        monkeypatch.setattr("gating._fcs_data.CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr("gating._fcs._data.CHUNK_BYTES", chunk_bytes)
     n, p = 257, len(bits) if bits else 3
     if datatype == "I":
         highs = [2**b - 1 for b in bits]

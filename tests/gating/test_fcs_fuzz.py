@@ -29,7 +29,7 @@ from gating import (
     read_fcs,
     write_fcs,
 )
-from gating._fcs_text import parse_keywords
+from gating._fcs._text import parse_keywords
 from tests.conftest import CONFORMANCE, require_shared
 from tests.fcs_factory import (
     build_dataset,

@@ -33,7 +33,7 @@ from gating import (
     strategy_from_dict,
     write_fcs,
 )
-from gating._flowjo import FlowJoError, read_flowjo
+from gating._flowjo._workspace import FlowJoError, read_flowjo
 from gating._strategy import FILE_SPILLOVER, UNCOMPENSATED
 from tests.conftest import CONFORMANCE, require_shared
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from gating._gatingml import (
+from gating._gatingml._api import (
     DATATYPE_NS,
     GATING_NS,
     TRANSFORMS_NS,

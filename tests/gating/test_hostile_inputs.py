@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.runtime import MAX_YAML_NODES
 from gating import StrategyError, load_strategy
-from gating._gatingml_xml import DATATYPE_NS, GATING_NS, TRANSFORMS_NS
-from gating._yaml_safe import MAX_YAML_NODES
+from gating._gatingml._xml import DATATYPE_NS, GATING_NS, TRANSFORMS_NS
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "TOP-SECRET-7c1e9f0a"

@@ -23,7 +23,7 @@ from gating import (
     read_fcs,
     write_fcs,
 )
-from gating._plot import plot_gate, plot_gates
+from gating._plot._gates import plot_gate, plot_gates
 
 LIVE = "/Lymphocytes/Singlets/Live"
 CD8 = f"{LIVE}/CD3+/CD8+"
@@ -280,7 +280,7 @@ def test_one_dimensional_boolean_overlays_its_events(tmp_path):
 def test_plotting_never_touches_pyplot():
     code = (
         "import io, sys\n"
-        "from gating._plot import _new_axes\n"
+        "from gating._plot._draw import new_axes as _new_axes\n"
         "fig, ax = _new_axes(None)\n"
         "ax.plot([0, 1], [0, 1])\n"
         "fig.savefig(io.BytesIO(), format='png')\n"

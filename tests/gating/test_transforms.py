@@ -11,7 +11,7 @@ import flowkit as fk
 import numpy as np
 import pytest
 
-from engine._numba import thread_limit
+from engine.runtime import thread_limit
 from gating._transforms import (
     Asinh,
     FlowJoBiex,

@@ -38,7 +38,7 @@ from gating._transforms import (
     Log,
     Logicle,
 )
-from gating._yaml import (
+from gating._yaml._api import (
     StrategyFormatError,
     preset,
     preset_path,

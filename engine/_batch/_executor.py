@@ -1,0 +1,194 @@
+"""Where batch tasks run: in-process, a local Dask cluster, an existing scheduler, or SLURM.
+
+Tasks are small JSON-able dicts (a file path and the serialised strategy), never samples or
+event arrays; results are small summaries. Each executor caps the Numba threads a task may use
+to its worker's share of the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+from engine.runtime import default_threads
+
+__all__ = ["ExecutorSpec", "SlurmOptions", "open_executor", "slurm_job_script"]
+
+log = logging.getLogger(__name__)
+
+Task = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmOptions:
+    """A SLURM job of Dask workers (through dask-jobqueue).
+
+    Attributes
+    ----------
+    cores, memory, walltime
+        Per job: CPU cores, memory (e.g. ``"16GB"``) and wall time (``"01:00:00"``).
+    processes
+        Worker processes per job (each gets ``cores / processes`` threads).
+    jobs
+        Number of jobs to submit.
+    account, queue
+        ``--account`` and ``--partition``.
+    extra
+        Extra ``#SBATCH`` directives, e.g. ``("--qos=short", "--constraint=avx2")``.
+    """
+
+    cores: int = 4
+    memory: str = "16GB"
+    walltime: str = "01:00:00"
+    processes: int = 1
+    jobs: int = 1
+    account: str | None = None
+    queue: str | None = None
+    extra: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorSpec:
+    """Which executor to use.
+
+    Attributes
+    ----------
+    kind
+        ``"inprocess"`` (debugging), ``"local"`` (a ``LocalCluster`` of worker processes, the
+        default), ``"scheduler"`` (an existing scheduler) or ``"slurm"``.
+    workers
+        Local worker processes (default: the job's share of the machine, honouring
+        ``SLURM_CPUS_PER_TASK``).
+    scheduler, scheduler_file
+        Address (``tcp://host:port``) or scheduler file of an existing Dask scheduler.
+    slurm
+        Options for ``kind="slurm"``.
+    """
+
+    kind: Literal["inprocess", "local", "scheduler", "slurm"] = "local"
+    workers: int | None = None
+    scheduler: str | None = None
+    scheduler_file: str | None = None
+    slurm: SlurmOptions | None = None
+
+
+class _InProcess:
+    def __init__(self) -> None:
+        self.threads = default_threads()
+        self.description = f"in-process ({self.threads} threads)"
+
+    def run(self, fn: Callable[[Task], dict], tasks: Iterable[Task]) -> Iterator[dict]:
+        for task in tasks:
+            yield fn({**task, "threads": self.threads})
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Dask:
+    def __init__(self, client: Any, *, cluster: Any = None, description: str) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.description = description
+        info = client.scheduler_info()
+        threads = [w.get("nthreads", 1) for w in info.get("workers", {}).values()]
+        # a Dask worker runs one task per thread at once, so each task gets one Numba thread:
+        # the worker's threads are its share of the machine, never oversubscribed
+        self.threads = 1
+        self.slots = max(1, sum(threads)) if threads else 1
+
+    def run(self, fn: Callable[[Task], dict], tasks: Iterable[Task]) -> Iterator[dict]:
+        from distributed import as_completed
+
+        pending = iter(tasks)
+        in_flight = max(2, 2 * self.slots)  # bounded: memory does not grow with the archive
+        queue = as_completed()
+        for _ in range(in_flight):
+            task = next(pending, None)
+            if task is None:
+                break
+            queue.add(self.client.submit(fn, {**task, "threads": self.threads}, pure=False))
+        for future in queue:
+            result = future.result()
+            future.release()
+            task = next(pending, None)
+            if task is not None:
+                queue.add(self.client.submit(fn, {**task, "threads": self.threads}, pure=False))
+            yield result
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _slurm_cluster(options: SlurmOptions) -> Any:
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError(
+            "SLURM support needs dask-jobqueue: pip install 'phenoflow[slurm]'"
+        ) from None
+    return SLURMCluster(
+        cores=options.cores,
+        processes=options.processes,
+        memory=options.memory,
+        walltime=options.walltime,
+        account=options.account,
+        queue=options.queue,
+        job_extra_directives=list(options.extra),
+        scheduler_options={"dashboard_address": ":0"},
+    )
+
+
+def slurm_job_script(options: SlurmOptions) -> str:
+    """The ``sbatch`` script that ``--slurm`` would submit (nothing is submitted)."""
+    cluster = _slurm_cluster(options)
+    try:
+        return str(cluster.job_script())
+    finally:
+        cluster.close()
+
+
+def open_executor(spec: ExecutorSpec) -> _InProcess | _Dask:
+    """Start (or connect to) the executor described by ``spec``; call ``.close()`` after.
+
+    Parameters
+    ----------
+    spec
+        The executor to use.
+
+    Returns
+    -------
+    executor
+        Has ``run(fn, tasks)`` (yields results as tasks finish), ``threads`` (Numba threads per
+        task), ``description`` and ``close()``.
+    """
+    if spec.kind == "inprocess":
+        return _InProcess()
+    from distributed import Client, LocalCluster
+
+    if spec.kind == "local":
+        n = default_threads(spec.workers)
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":0",  # loopback, a free port: parallel runs never collide
+            silence_logs=logging.ERROR,
+        )
+        return _Dask(Client(cluster), cluster=cluster, description=f"local Dask cluster, {n} workers")
+    if spec.kind == "scheduler":
+        if spec.scheduler_file:
+            client = Client(scheduler_file=spec.scheduler_file)
+        elif spec.scheduler:
+            client = Client(spec.scheduler)
+        else:
+            raise ValueError("kind='scheduler' needs a scheduler address or a scheduler file")
+        return _Dask(client, description=f"Dask scheduler {client.scheduler.address}")
+    if spec.kind == "slurm":
+        options = spec.slurm or SlurmOptions()
+        cluster = _slurm_cluster(options)
+        cluster.scale(jobs=options.jobs)
+        return _Dask(Client(cluster), cluster=cluster, description=f"SLURM, {options.jobs} job(s)")
+    raise ValueError(f"unknown executor kind {spec.kind!r}")

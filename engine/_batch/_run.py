@@ -1,0 +1,481 @@
+"""Gate an archive of FCS files: fault-isolated tasks, streamed part files, resume, outputs.
+
+Each file is one task: the worker reads it (every dataset of a multi-dataset file is a sample),
+compiles the strategy for its channel layout, gates it and writes its own part file
+atomically (``parts/<key>.parquet``, or ``parts/<key>.error.json`` when it fails). The part
+file's existence is the record that the file is done, so a run killed at any moment (even with
+``kill -9``) and started again gates only the files without a valid part. When every file has
+a part, the parts are streamed, in input order, into ``populations.parquet`` (and a CSV mirror),
+``errors.parquet``, ``files.parquet`` (size, hash, events, status of every input) and, on
+request, an AnnData ``populations.h5ad``; memory stays flat however many files there are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine._batch._executor import ExecutorSpec, open_executor
+from engine._batch._inputs import InputFile
+from engine.runtime import safe_name
+
+if TYPE_CHECKING:
+    from gating import Strategy
+
+__all__ = ["BatchOptions", "BatchRun", "gate_task", "prepare_batch", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+ERROR_COLUMNS = ["path", "error_type", "message"]
+FILE_COLUMNS = ["path", "sample", "size", "blake2b", "n_datasets", "n_events", "status", "seconds"]
+_HASH_CHUNK = 1 << 22
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchOptions:
+    """What to compute and write besides the counts.
+
+    Attributes
+    ----------
+    membership
+        Write ``membership/<sample>.parquet`` (one boolean column per population id).
+    mfi
+        Channels whose per-population medians go to ``mfi.parquet``.
+    group
+        For a FlowJo workspace: use this group's gates for every file.
+    h5ad
+        Also write ``populations.h5ad`` (samples x populations).
+    """
+
+    membership: bool = False
+    mfi: tuple[str, ...] = ()
+    group: str | None = None
+    h5ad: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchRun:
+    """The outcome of :func:`run_batch`.
+
+    Attributes
+    ----------
+    out_dir
+        Where everything was written.
+    errors, files
+        The error and per-file tables (also on disk); :attr:`populations` reads the counts
+        from disk on request (they can be large).
+    resumed
+        Files whose part files from an earlier run were reused.
+    executor
+        Description of the executor used.
+    """
+
+    out_dir: Path
+    errors: pd.DataFrame
+    files: pd.DataFrame
+    resumed: int
+    executor: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether every file was gated."""
+        return self.errors.empty
+
+    @property
+    def populations(self) -> pd.DataFrame:
+        """The tidy counts table (read from ``populations.parquet``)."""
+        return pd.read_parquet(self.out_dir / "populations.parquet")
+
+
+# ---- worker side --------------------------------------------------------------------------
+def _file_hash(path: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _strategy(text: str) -> Strategy:
+    from gating import strategy_from_dict
+
+    return strategy_from_dict(json.loads(text))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def gate_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Gate one file and write its part file; never raises for a bad file.
+
+    Parameters
+    ----------
+    task
+        ``path``, ``name``, ``metadata``, ``strategy`` (JSON text), ``key``, ``out_dir``,
+        ``membership``, ``mfi``, ``threads``, ``stat`` (size, mtime_ns).
+
+    Returns
+    -------
+    dict
+        ``key``, ``ok``, ``n_events``, ``seconds`` and, on failure, ``error_type``/``message``.
+    """
+    from gating import apply_plan, compile_plan, read_fcs
+
+    start = time.perf_counter()
+    out = Path(task["out_dir"])
+    parts = out / "parts"
+    path = task["path"]
+    record = {"path": path, "sample": task["name"], "stat": task["stat"]}
+    try:
+        first = read_fcs(path)  # typed errors for anything that is not a readable FCS file
+        digest = _file_hash(path)
+        strategy = _strategy(task["strategy"])
+        frames, medians, n_events = [], [], 0
+        plans: dict[tuple[str, ...], Any] = {}
+        for k in range(first.n_datasets):
+            sample = first if k == 0 else read_fcs(path, dataset=k)
+            layout = tuple(sample.names)
+            if layout not in plans:
+                plans[layout] = compile_plan(strategy, sample)
+            name = task["name"] if k == 0 else f"{task['name']}#{k}"
+            result = apply_plan(
+                plans[layout], sample, membership=task["membership"], mfi=task["mfi"] or None,
+                sample_name=name, threads=task["threads"],
+            )
+            counts = result.counts
+            for column, value in task["metadata"].items():
+                counts[column] = value
+            counts["file"] = path
+            counts["dataset"] = k
+            frames.append(counts)
+            n_events += sample.n_events
+            if result.membership is not None:
+                member_dir = out / "membership"
+                member_dir.mkdir(exist_ok=True)
+                _atomic_parquet(
+                    pa.Table.from_pandas(result.membership, preserve_index=False),
+                    member_dir / f"{safe_name(name)}.parquet",
+                )
+            if result.mfi is not None:
+                medians.append(result.mfi)
+        seconds = time.perf_counter() - start
+        meta = {**record, "blake2b": digest, "n_datasets": first.n_datasets, "n_events": n_events,
+                "seconds": seconds}
+        if medians:
+            _atomic_parquet(
+                pa.Table.from_pandas(pd.concat(medians, ignore_index=True), preserve_index=False),
+                parts / f"{task['key']}.mfi.parquet",
+            )
+        table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"phenoflow": json.dumps(meta).encode()}
+        )
+        _atomic_parquet(table, parts / f"{task['key']}.parquet")  # written last: "done"
+        return {"key": task["key"], "ok": True, "n_events": n_events, "seconds": seconds}
+    except Exception as exc:  # a batch never dies for one bad file: record it
+        seconds = time.perf_counter() - start
+        log.warning("%s failed: %s: %s", path, type(exc).__name__, exc)
+        log.debug("%s", traceback.format_exc())
+        error = {**record, "error_type": type(exc).__name__, "message": str(exc), "seconds": seconds}
+        _atomic_write_bytes(parts / f"{task['key']}.error.json", json.dumps(error).encode())
+        return {"key": task["key"], "ok": False, "n_events": 0, "seconds": seconds,
+                "error_type": error["error_type"], "message": error["message"]}
+
+
+# ---- driver side --------------------------------------------------------------------------
+def _stat(path: str) -> list[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def prepare_batch(
+    strategy: str | os.PathLike[str], inputs: Sequence[InputFile], *, out_dir: Path,
+    options: BatchOptions,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """One task per input file, and each distinct strategy's JSON text by its hash.
+
+    Tasks hold only the hash; the text is attached when a task is submitted, so the driver's
+    memory does not grow with the archive times the strategy size.
+
+    A FlowJo workspace gives each file the strategy of its own sample (or of ``group``); a
+    file the workspace does not know becomes a task that fails with that message.
+    """
+    from gating import Strategy, load_strategy, resolve_strategy, strategy_hash
+
+    loaded = load_strategy(strategy)
+    texts: dict[str, str] = {}  # strategy hash -> JSON text
+    resolved: dict[str, str] = {}  # which strategy a file gets -> its hash
+    tasks = []
+    for item in inputs:
+        # a plain strategy is the same for every file, a workspace group too; a workspace
+        # without a group gives each file its own sample's strategy
+        which = "" if isinstance(loaded, Strategy) else (
+            f"group:{options.group}" if options.group is not None else f"file:{Path(item.path).name}"
+        )
+        problem = ""
+        digest = resolved.get(which, "")
+        if which not in resolved:
+            try:
+                chosen = resolve_strategy(loaded, Path(item.path).name, group=options.group)
+            except Exception as exc:  # recorded for this file only
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                digest = strategy_hash(chosen)
+                texts.setdefault(digest, json.dumps(chosen.to_dict(), default=repr))
+                resolved[which] = digest
+        signature = json.dumps(
+            [os.path.abspath(item.path), digest, options.membership, list(options.mfi),
+             item.name, sorted(item.metadata.items())]
+        )
+        tasks.append(
+            {
+                "path": item.path, "name": item.name, "metadata": dict(item.metadata),
+                "strategy_hash": digest, "problem": problem,
+                "key": hashlib.sha1(signature.encode()).hexdigest()[:24],
+                "out_dir": str(out_dir), "membership": options.membership,
+                "mfi": list(options.mfi), "stat": _stat(item.path),
+            }
+        )
+    return tasks, texts
+
+
+def _done(task: dict[str, Any], parts: Path) -> bool:
+    """Whether an earlier run left a valid part for this file (same file size and mtime)."""
+    ok = parts / f"{task['key']}.parquet"
+    if ok.exists():
+        try:
+            meta = json.loads(pq.read_schema(ok).metadata[b"phenoflow"])
+        except Exception:  # a damaged part is redone
+            return False
+        return meta["stat"] == task["stat"]
+    err = parts / f"{task['key']}.error.json"
+    if err.exists():
+        try:
+            return json.loads(err.read_text())["stat"] == task["stat"]
+        except Exception:
+            return False
+    return False
+
+
+def _failing_task(task: dict[str, Any]) -> dict[str, Any]:
+    """A task whose strategy could not be resolved fails without touching a worker."""
+    parts = Path(task["out_dir"]) / "parts"
+    error_type, _, message = task["problem"].partition(": ")
+    error = {"path": task["path"], "sample": task["name"], "stat": task["stat"],
+             "error_type": error_type, "message": message, "seconds": 0.0}
+    _atomic_write_bytes(parts / f"{task['key']}.error.json", json.dumps(error).encode())
+    return {"key": task["key"], "ok": False, "n_events": 0, "seconds": 0.0, **error}
+
+
+def run_batch(
+    strategy: str | os.PathLike[str],
+    inputs: Sequence[InputFile],
+    *,
+    out_dir: str | os.PathLike[str],
+    executor: ExecutorSpec | None = None,
+    options: BatchOptions | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> BatchRun:
+    """Gate every input file, resuming from part files left by an earlier run.
+
+    Parameters
+    ----------
+    strategy
+        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name.
+    inputs
+        From :func:`engine.resolve_inputs`.
+    out_dir
+        Output folder; ``parts/`` inside it holds the per-file results.
+    executor
+        Where to run (default: a local Dask cluster).
+    options
+        Membership, MFI channels, FlowJo group, AnnData output.
+    on_result
+        Called with each finished task's summary (progress reporting).
+
+    Returns
+    -------
+    BatchRun
+        The final tables.
+    """
+    options = options or BatchOptions()
+    out = Path(out_dir)
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    tasks, hashes = prepare_batch(strategy, inputs, out_dir=out, options=options)
+    todo = [t for t in tasks if not _done(t, out / "parts")]
+    resumed = len(tasks) - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d files already done", resumed, len(tasks))
+    description = "nothing to do"
+    runnable = [t for t in todo if not t["problem"]]
+    for t in todo:
+        if t["problem"]:
+            summary = _failing_task(t)
+            if on_result:
+                on_result(summary)
+    if runnable:
+        ex = open_executor(executor or ExecutorSpec())
+        description = ex.description
+        try:
+            submitted = (
+                {**{k: v for k, v in t.items() if k not in ("problem", "strategy_hash")},
+                 "strategy": hashes[t["strategy_hash"]]}
+                for t in runnable
+            )
+            for summary in ex.run(gate_task, submitted):
+                if on_result:
+                    on_result(summary)
+        finally:
+            ex.close()
+    return _finalize(tasks, out, options=options, hashes=sorted(hashes), resumed=resumed,
+                     description=description)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns (missing manifest columns become nulls)."""
+    if table.schema.equals(schema):
+        return table
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+_ROW_GROUP = 65_536  # parts are small; writing them one by one would make tiny row groups
+
+
+def _finalize(
+    tasks: list[dict[str, Any]], out: Path, *, options: BatchOptions, hashes: list[str],
+    resumed: int, description: str,
+) -> BatchRun:
+    """Stream the parts, in input order, into the final tables (memory independent of N)."""
+    from engine import __version__
+
+    parts = out / "parts"
+    failed = sum(not (parts / f"{t['key']}.parquet").exists() for t in tasks)
+    run_meta = {"phenoflow_version": __version__, "strategy_hashes": hashes,
+                "files": len(tasks), "failed": failed}
+    meta_bytes = {b"phenoflow": json.dumps(run_meta).encode()}
+    metadata_keys = list(dict.fromkeys(k for t in tasks for k in t["metadata"]))
+    files, errors, mfi_tables = [], [], []
+    tmp_pop = out / f".populations.parquet.{os.getpid()}.partial"
+    tmp_csv = out / f".populations.csv.{os.getpid()}.partial"
+    writer: pq.ParquetWriter | None = None
+    csv_writer: pacsv.CSVWriter | None = None
+    schema: pa.Schema | None = None
+    buffer: list[pa.Table] = []
+
+    def flush() -> None:
+        if buffer and writer is not None and csv_writer is not None:
+            table = pa.concat_tables(buffer)
+            writer.write_table(table)
+            csv_writer.write_table(table)
+            buffer.clear()
+
+    try:
+        for task in tasks:
+            ok = parts / f"{task['key']}.parquet"
+            if ok.exists():
+                table = pq.read_table(ok)
+                meta = json.loads(table.schema.metadata[b"phenoflow"])
+                table = table.replace_schema_metadata(None)
+                if schema is None:
+                    fields = list(table.schema)
+                    fields += [pa.field(k, pa.string()) for k in metadata_keys if k not in table.column_names]
+                    schema = pa.schema(fields)
+                    writer = pq.ParquetWriter(tmp_pop, schema.with_metadata(meta_bytes))
+                    csv_writer = pacsv.CSVWriter(tmp_csv, schema)
+                buffer.append(_conform(table, schema))
+                if sum(len(t) for t in buffer) >= _ROW_GROUP:
+                    flush()
+                files.append({"path": task["path"], "sample": task["name"], "size": meta["stat"][0],
+                              "blake2b": meta["blake2b"], "n_datasets": meta["n_datasets"],
+                              "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"]})
+                mfi = parts / f"{task['key']}.mfi.parquet"
+                if mfi.exists():
+                    mfi_tables.append(pq.read_table(mfi))
+            else:
+                err = json.loads((parts / f"{task['key']}.error.json").read_text())
+                errors.append({"path": err["path"], "error_type": err["error_type"], "message": err["message"]})
+                files.append({"path": task["path"], "sample": task["name"], "size": err["stat"][0],
+                              "blake2b": None, "n_datasets": 0, "n_events": 0, "status": "error",
+                              "seconds": err["seconds"]})
+        flush()
+    finally:
+        for w in (writer, csv_writer):
+            if w is not None:
+                w.close()
+    if writer is None:  # nothing succeeded: an empty table with the documented columns
+        from gating import COUNT_COLUMNS
+
+        empty = pa.Table.from_pandas(pd.DataFrame(columns=COUNT_COLUMNS), preserve_index=False)
+        pq.write_table(empty.replace_schema_metadata(meta_bytes), tmp_pop)
+        pacsv.write_csv(empty, tmp_csv)
+    os.replace(tmp_pop, out / "populations.parquet")
+    os.replace(tmp_csv, out / "populations.csv")
+    error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
+    file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
+    _atomic_parquet(pa.Table.from_pandas(error_table, preserve_index=False), out / "errors.parquet")
+    _atomic_parquet(pa.Table.from_pandas(file_table, preserve_index=False), out / "files.parquet")
+    if mfi_tables:
+        _atomic_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
+    _atomic_write_bytes(out / "run.json", json.dumps({**run_meta, "executor": description}, indent=2).encode())
+    if options.h5ad and writer is not None:
+        _write_h5ad(pd.read_parquet(out / "populations.parquet"), out / "populations.h5ad", run_meta)
+    return BatchRun(out_dir=out, errors=error_table, files=file_table, resumed=resumed,
+                    executor=description)
+
+
+def _write_h5ad(populations: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
+    import anndata
+
+    order = list(dict.fromkeys(populations["population"]))
+    wide = {
+        col: populations.pivot_table(index="sample", columns="population", values=col, aggfunc="first",
+                                     sort=False).reindex(columns=order)
+        for col in ("count", "percent_of_parent", "percent_of_total")
+    }
+    samples = list(dict.fromkeys(populations["sample"]))
+    counts = wide["count"].reindex(samples)
+    extra = [c for c in populations.columns if c not in (
+        "population", "parent", "count", "parent_count", "percent_of_parent", "percent_of_total", "id")]
+    obs = populations.drop_duplicates("sample").set_index("sample").reindex(samples)[
+        [c for c in extra if c != "sample"]].astype(str)
+    parents = populations.drop_duplicates("population").set_index("population").reindex(order)["parent"]
+    var = pd.DataFrame({"parent": parents.fillna("").astype(str)}, index=pd.Index(order, name="population"))
+    adata = anndata.AnnData(
+        X=counts.to_numpy(dtype="float64"), obs=obs, var=var,
+        layers={k: wide[k].reindex(samples).to_numpy(dtype="float64") for k in ("percent_of_parent", "percent_of_total")},
+        uns={"phenoflow": {k: (v if not isinstance(v, list) else [str(x) for x in v]) for k, v in meta.items()}},
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.h5ad")
+    adata.write_h5ad(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,230 @@
+"""Numba kernels of the gating evaluator: arrays and scalars in, arrays out (house ``njit``)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from engine.runtime import njit
+
+__all__ = [
+    "channel_values",
+    "in_box",
+    "in_ellipsoid",
+    "in_polygon",
+    "interval_index",
+    "raw_bound_state",
+    "rows_member",
+    "scatter_mask",
+    "select_rows",
+]
+
+@njit(parallel=True)
+def channel_values(
+    x: np.ndarray, rows: np.ndarray, all_rows: bool, cols: np.ndarray, coefs: np.ndarray,
+    n_cols: np.ndarray, out: np.ndarray, start: int, stop: int,
+) -> None:
+    """Several (compensated) channels at once: ``out[f, i] = sum_t coefs[f, t] * x[r_i, cols[f, t]]``.
+
+    One pass over the chosen event rows fills every requested channel, so a row is read
+    from memory once however many channels need it. ``rows`` lists the rows (ignored when
+    ``all_rows``); an uncompensated channel is one column with coefficient 1, which
+    reproduces the stored value exactly. Only outputs ``start`` to ``stop - 1`` are filled
+    (a chunk of the pass; ``0, out.shape[1]`` for all), so a caller can walk a memory-mapped
+    ``x`` chunk by chunk without slicing (one compiled specialization for every use).
+    """
+    m = stop
+    k = out.shape[0]
+    # Four rows at a time: four independent accumulators hide the floating-point add
+    # latency; each accumulator still sums its row in the same order (identical results).
+    for b in numba.prange((stop - start + 3) // 4):
+        i0 = start + 4 * b
+        if i0 + 4 <= m:
+            r0 = np.int64(i0) if all_rows else np.int64(rows[i0])
+            r1 = np.int64(i0 + 1) if all_rows else np.int64(rows[i0 + 1])
+            r2 = np.int64(i0 + 2) if all_rows else np.int64(rows[i0 + 2])
+            r3 = np.int64(i0 + 3) if all_rows else np.int64(rows[i0 + 3])
+            for f in range(k):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                for t in range(n_cols[f]):
+                    c = cols[f, t]
+                    w = coefs[f, t]
+                    s0 += np.float64(x[r0, c]) * w
+                    s1 += np.float64(x[r1, c]) * w
+                    s2 += np.float64(x[r2, c]) * w
+                    s3 += np.float64(x[r3, c]) * w
+                out[f, i0] = s0
+                out[f, i0 + 1] = s1
+                out[f, i0 + 2] = s2
+                out[f, i0 + 3] = s3
+        else:
+            for i in range(i0, m):
+                r = np.int64(i) if all_rows else np.int64(rows[i])
+                for f in range(k):
+                    s = 0.0
+                    for t in range(n_cols[f]):
+                        s += np.float64(x[r, cols[f, t]]) * coefs[f, t]
+                    out[f, i] = s
+
+
+@njit(parallel=True)
+def scatter_mask(rows: np.ndarray, mask: np.ndarray) -> None:
+    """``mask[rows] = True`` (``mask`` zero-initialised by the caller)."""
+    for i in numba.prange(rows.shape[0]):
+        mask[rows[i]] = True
+
+
+@njit(parallel=True)
+def in_polygon(x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, out: np.ndarray) -> None:
+    """Point in polygon by crossing parity; points exactly on an edge are inside; NaN outside.
+
+    Points outside the polygon's bounding box are rejected before the edge loop.
+    """
+    n = vx.shape[0]
+    x_min = vx.min()
+    x_max = vx.max()
+    y_min = vy.min()
+    y_max = vy.max()
+    for i in numba.prange(x.shape[0]):
+        px = x[i]
+        py = y[i]
+        if not (px >= x_min and px <= x_max and py >= y_min and py <= y_max):
+            out[i] = False  # also rejects NaN
+            continue
+        inside = False
+        edge = False
+        j = n - 1
+        for k in range(n):
+            x1 = vx[j]
+            y1 = vy[j]
+            x2 = vx[k]
+            y2 = vy[k]
+            j = k
+            if (
+                min(x1, x2) <= px <= max(x1, x2)
+                and min(y1, y2) <= py <= max(y1, y2)
+                and (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
+            ):
+                edge = True
+                break
+            if (y1 > py) != (y2 > py):
+                cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+                if px < cross:
+                    inside = not inside
+        out[i] = edge or inside
+
+
+@njit(parallel=True)
+def in_ellipsoid(
+    values: np.ndarray, mean: np.ndarray, precision: np.ndarray, distance_square: float,
+    out: np.ndarray,
+) -> None:
+    """Mahalanobis distance ``(v - mean)^T precision (v - mean) <= distance_square``."""
+    d = mean.shape[0]
+    for i in numba.prange(values.shape[0]):
+        total = 0.0
+        for a in range(d):
+            da = values[i, a] - mean[a]
+            for b in range(d):
+                total += da * precision[a, b] * (values[i, b] - mean[b])
+        out[i] = total <= distance_square
+
+
+@njit(parallel=True)
+def interval_index(values: np.ndarray, splits: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` = number of ``splits`` that are ``<= values[i]`` (its half-open interval);
+    ``-1`` for NaN, which lies in no interval."""
+    k = splits.shape[0]
+    for i in numba.prange(values.shape[0]):
+        v = values[i]
+        if v != v:
+            out[i] = -1
+            continue
+        c = 0
+        for s in range(k):
+            if splits[s] <= v:
+                c += 1
+        out[i] = c
+
+
+@njit(parallel=True)
+def raw_bound_state(
+    u: np.ndarray, lo: float, hi: float, band_lo: float, band_hi: float, state: np.ndarray
+) -> None:
+    """Classify untransformed values against raw-space bounds of a half-open range.
+
+    ``state`` becomes 0 (surely outside), 1 (surely inside) or 2 (within ``band`` of a bound,
+    or not finite: decide exactly in transformed space). Use ``-inf``/``inf`` for open sides.
+    """
+    for i in numba.prange(u.shape[0]):
+        x = u[i]
+        if not np.isfinite(x):
+            state[i] = 2
+            continue
+        s = 1
+        if x < lo - band_lo or x >= hi + band_hi:
+            s = 0
+        elif x <= lo + band_lo or x >= hi - band_hi:
+            s = 2
+        state[i] = s
+
+
+@njit(parallel=True)
+def select_rows(rows: np.ndarray, all_rows: bool, inside: np.ndarray, n_chunks: int) -> np.ndarray:
+    """The rows whose ``inside`` flag is set, in order (``rows`` ignored when ``all_rows``:
+    the positions themselves are returned). Works on any array: ``select_rows(values,
+    False, inside, k)`` is ``values[inside]``.
+
+    A parallel compress: count per chunk, prefix-sum, then fill.
+    """
+    m = inside.shape[0]
+    size = (m + n_chunks - 1) // n_chunks
+    counts = np.zeros(n_chunks + 1, dtype=np.int64)
+    for c in numba.prange(n_chunks):
+        total = 0
+        for i in range(c * size, min(m, (c + 1) * size)):
+            if inside[i]:
+                total += 1
+        counts[c + 1] = total
+    for c in range(n_chunks):
+        counts[c + 1] += counts[c]
+    out = np.empty(counts[n_chunks], dtype=rows.dtype)
+    for c in numba.prange(n_chunks):
+        j = counts[c]
+        for i in range(c * size, min(m, (c + 1) * size)):
+            if inside[i]:
+                out[j] = i if all_rows else rows[i]
+                j += 1
+    return out
+
+
+@njit()
+def rows_member(rows: np.ndarray, members: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = rows[i] in members`` for two sorted row lists (a linear merge)."""
+    j = 0
+    n_members = members.shape[0]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        while j < n_members and members[j] < r:
+            j += 1
+        out[i] = j < n_members and members[j] == r
+
+
+@njit(parallel=True)
+def in_box(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` = every ``values[a][i]`` lies in the closed ``[lo[a], hi[a]]`` (NaN: no).
+
+    ``values`` is a 2-D array with one row per dimension.
+    """
+    d = lo.shape[0]
+    for i in numba.prange(values.shape[1]):
+        ok = True
+        for a in range(d):
+            v = values[a, i]
+            if not (v >= lo[a] and v <= hi[a]):
+                ok = False
+                break
+        out[i] = ok

@@ -1,0 +1,480 @@
+"""One dataset's DATA segment: its storage :class:`Layout` and :class:`FCSData`.
+
+:class:`FCSData` decodes lazily: nothing is read until ``events``, ``raw`` or ``columns`` is
+asked for, and ``columns`` decodes only the channels requested. :func:`gating._fcs._read.read_fcs`
+builds it from the HEADER and TEXT segments.
+
+Memory: DATA is memory-mapped once. List mode stores events row by row, so reading even one
+column touches every page of the file; every pass this module makes over the mapping (copying
+columns out, decoding integers) therefore walks it in chunks of about ``CHUNK_BYTES`` of DATA
+and drops each chunk's pages from the process (``madvise(MADV_DONTNEED)``) once it is done, so
+the file pages mapped into the process stay within about one chunk whatever the file's size
+(the page cache keeps them; re-reading is a minor fault). :meth:`FCSData.chunk_ranges` gives
+callers that read the zero-copy matrix themselves (the gating evaluator) the same chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import mmap
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gating._errors import FCSDatatypeError, FCSTruncatedError
+from gating._fcs._kernels import (
+    decode_packed_columns,
+    decode_uint_columns,
+    lookup_column,
+    rescale_column,
+)
+from gating._fcs._keywords import SPILL_KEYWORDS, parse_spill
+
+__all__ = ["CHUNK_BYTES", "FCSData", "Layout"]
+
+#: Bytes of DATA per chunk when the mapping is read in passes (pages dropped after each).
+CHUNK_BYTES = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where and how the DATA segment of one dataset is stored."""
+
+    datatype: str  # "I", "F" or "D"
+    bits: tuple[int, ...]  # $PnB per channel
+    order: tuple[int, ...]  # $BYTEORD as 0-based significance ranks per byte position
+    start: int  # absolute byte offset of DATA
+    n_events: int
+    n_bytes: int  # bytes actually used by the events
+
+    @property
+    def packed(self) -> bool:
+        return any(b % 8 for b in self.bits)
+
+    @property
+    def event_bits(self) -> int:
+        return sum(self.bits)
+
+    def numpy_dtype(self) -> np.dtype | None:
+        """A numpy dtype for a zero-copy view, or ``None`` when a decode pass is needed."""
+        if self.packed or len(set(self.bits)) != 1:
+            return None
+        width = self.bits[0] // 8
+        if self.datatype == "I" and width not in (1, 2, 4, 8):
+            return None
+        if (self.datatype == "F" and width != 4) or (self.datatype == "D" and width != 8):
+            return None
+        if width == 1:
+            endian = "|"
+        elif self.order == tuple(range(len(self.order))):
+            endian = "<"
+        elif self.order == tuple(reversed(range(len(self.order)))):
+            endian = ">"
+        else:
+            return None
+        kind = {"I": "u", "F": "f", "D": "f"}[self.datatype]
+        return np.dtype(f"{endian}{kind}{width}")
+
+    def significance(self, width: int) -> np.ndarray:
+        """Byte position of each significance rank for a value ``width`` bytes wide."""
+        sig = np.zeros(8, dtype=np.int64)
+        n = len(self.order)
+        if self.order == tuple(range(n)) or width == 1:
+            sig[:width] = np.arange(width)
+        elif self.order == tuple(reversed(range(n))):
+            sig[:width] = np.arange(width)[::-1]
+        else:  # an arbitrary permutation only makes sense for its own width
+            for position, rank in enumerate(self.order):
+                sig[rank] = position
+        return sig
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FCSData:
+    """One dataset of an FCS file.
+
+    Attributes
+    ----------
+    path
+        The file.
+    dataset
+        Index of this dataset in the file's ``$NEXTDATA`` chain.
+    n_datasets
+        Number of datasets in the file.
+    version
+        ``"FCS2.0"``, ``"FCS3.0"``, ``"FCS3.1"`` (or ``"FCS3.2"``).
+    metadata
+        Every keyword (upper-cased) and its value, primary and supplemental TEXT merged.
+    channels
+        One row per channel: ``number``, ``name`` ($PnN), ``marker`` ($PnS), ``range`` ($PnR),
+        ``bits`` ($PnB), ``amplification`` ($PnE as written), ``decades``, ``log_zero``,
+        ``gain`` ($PnG, 1 when absent), ``kind`` (``scatter``/``fluorescence``/``time``).
+    n_events
+        Number of events.
+    warnings
+        Quirks that were tolerated while reading (also issued as :class:`FCSWarning`).
+    """
+
+    path: Path
+    dataset: int
+    n_datasets: int
+    version: str
+    metadata: Mapping[str, str]
+    channels: pd.DataFrame
+    n_events: int
+    warnings: tuple[str, ...]
+    _layout: Layout = dataclasses.field(repr=False)
+    _scaling: pd.DataFrame = dataclasses.field(repr=False)
+    _dtype: np.dtype = dataclasses.field(repr=False)
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels (``$PAR``)."""
+        return len(self.channels)
+
+    @property
+    def names(self) -> list[str]:
+        """Channel names (``$PnN``) in file order."""
+        return self.channels["name"].tolist()
+
+    def channel_index(self, channel: str | int) -> int:
+        """0-based column of a channel given by ``$PnN`` name, ``$PnS`` marker or index.
+
+        Parameters
+        ----------
+        channel
+            A ``$PnN`` name (exact, then case-insensitive), a unique ``$PnS`` marker, or an int.
+
+        Returns
+        -------
+        int
+            The column index.
+        """
+        if isinstance(channel, int | np.integer):
+            if not 0 <= int(channel) < self.n_channels:
+                raise KeyError(f"{self.path}: channel index {channel} out of range")
+            return int(channel)
+        key = str(channel)
+        for lookup, probe in zip(self._channel_lookups, (key, key.lower(), key, key.lower()), strict=True):
+            hit = lookup.get(probe)
+            if hit is not None:
+                return hit
+        names = self.channels["name"]
+        raise KeyError(
+            f"{self.path}: no unique channel {channel!r}; channels are "
+            + ", ".join(f"{n} ({m})" if m else n for n, m in zip(names, self.channels["marker"], strict=True))
+        )
+
+    @functools.cached_property
+    def _channel_lookups(self) -> tuple[dict[str, int], ...]:
+        """Unique ``$PnN``, lower-cased ``$PnN``, ``$PnS`` and lower-cased ``$PnS`` -> column."""
+
+        def unique(labels: list[str]) -> dict[str, int]:
+            seen: dict[str, int] = {}
+            repeated: set[str] = set()
+            for i, label in enumerate(labels):
+                if not label:
+                    continue
+                if label in seen:
+                    repeated.add(label)
+                seen.setdefault(label, i)
+            return {k: v for k, v in seen.items() if k not in repeated}
+
+        names = [str(n) for n in self.channels["name"]]
+        markers = [str(m) for m in self.channels["marker"]]
+        return (
+            unique(names),
+            unique([n.lower() for n in names]),
+            unique(markers),
+            unique([m.lower() for m in markers]),
+        )
+
+    # ---- DATA access -------------------------------------------------------------------
+    @functools.cached_property
+    def _map(self) -> tuple[mmap.mmap, int]:
+        """A read-only mapping holding DATA, and the offset of DATA in it."""
+        start, size = self._layout.start, self._layout.n_bytes
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        try:
+            with open(self.path, "rb") as fh:
+                mapping = mmap.mmap(fh.fileno(), size + start - base, access=mmap.ACCESS_READ, offset=base)
+        except ValueError as exc:  # the file is shorter than DATA (changed since it was read?)
+            raise FCSTruncatedError(
+                f"DATA of {size} bytes does not fit in the file ({exc})",
+                path=str(self.path), segment="DATA", offset=start,
+            ) from None
+        return mapping, start - base
+
+    @functools.cached_property
+    def _bytes(self) -> np.ndarray:
+        if self._layout.n_bytes == 0:
+            return np.zeros(0, dtype=np.uint8)
+        mapping, offset = self._map
+        return np.frombuffer(mapping, dtype=np.uint8, count=self._layout.n_bytes, offset=offset)
+
+    @functools.cached_property
+    def _mapped(self) -> np.ndarray | None:
+        dtype = self._layout.numpy_dtype()
+        if dtype is None:
+            return None
+        shape = (self.n_events, self.n_channels)
+        if self.n_events == 0 or self.n_channels == 0:
+            return np.zeros(shape, dtype=dtype)
+        mapping, offset = self._map
+        # a plain read-only ndarray over the mapping (zero-copy)
+        return np.frombuffer(mapping, dtype=dtype, count=shape[0] * shape[1], offset=offset).reshape(shape)
+
+    @functools.cached_property
+    def _chunk_events(self) -> int:
+        """Events per chunk: about ``CHUNK_BYTES`` of DATA, a multiple of 8 events (so a
+        chunk of bit-packed events starts on a byte)."""
+        row_bytes = max(1, -(-self._layout.event_bits // 8))
+        return max(8, CHUNK_BYTES // row_bytes // 8 * 8)
+
+    def _release(self, lo: int, hi: int) -> None:
+        """Drop the mapped pages holding events ``lo..hi`` from the process (a hint: the data
+        stay in the page cache and the mapping stays valid)."""
+        mapping = self.__dict__.get("_map")
+        if mapping is None or hi <= lo or not hasattr(mapping[0], "madvise"):
+            return
+        mm, offset = mapping
+        bits = self._layout.event_bits
+        first = offset + lo * bits // 8
+        last = min(len(mm), offset + -(-hi * bits // 8))
+        first -= first % mmap.PAGESIZE
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - advice only
+            pass
+
+    def chunk_ranges(self) -> Iterator[tuple[int, int]]:
+        """Consecutive event ranges ``(lo, hi)`` covering every event, about
+        :data:`CHUNK_BYTES` of DATA each.
+
+        Each range's mapped file pages are dropped from the process when the caller moves on
+        to the next range (or stops), so a pass over :attr:`raw`/:attr:`events` chunk by chunk
+        keeps about one chunk of the file resident however large it is.
+
+        Yields
+        ------
+        tuple of int
+            ``(lo, hi)``: events ``lo`` to ``hi - 1``.
+        """
+        step = self._chunk_events
+        for lo in range(0, self.n_events, step):
+            hi = min(lo + step, self.n_events)
+            try:
+                yield lo, hi
+            finally:
+                self._release(lo, hi)
+
+    def _decode(self, cols: np.ndarray, out: np.ndarray, *, masked: bool) -> None:
+        layout = self._layout
+        bits = np.asarray(layout.bits, dtype=np.int64)
+        all_ones = np.uint64(np.iinfo(np.uint64).max)
+        masks = (
+            self._scaling["mask"].to_numpy(dtype=np.uint64)[cols]
+            if masked
+            else np.full(len(cols), all_ones, dtype=np.uint64)
+        )
+        starts = np.concatenate([[0], np.cumsum(bits)[:-1]])
+        # The kernels index the buffer without bounds checks: prove here that every event
+        # and every column lies inside it (true by construction in read_fcs; kept as a guard).
+        event_bits = int(bits.sum())
+        if len(self._bytes) * 8 < self.n_events * event_bits or out.shape != (self.n_events, len(cols)):
+            raise FCSTruncatedError(
+                f"DATA holds {len(self._bytes)} bytes, {self.n_events} events of {event_bits} "
+                "bits need more",
+                path=str(self.path), segment="DATA", offset=layout.start,
+            )
+        if layout.packed:
+            bit_offsets = starts[cols].astype(np.int64)
+            for lo, hi in self.chunk_ranges():  # lo is a multiple of 8: a whole byte
+                decode_packed_columns(
+                    self._bytes[lo * event_bits // 8:], hi - lo, event_bits, bit_offsets,
+                    bits[cols], masks, out[lo:hi],
+                )
+            return
+        widths = bits[cols] // 8
+        if event_bits % 8 or bool((bits[cols] % 8).any()) or not bool((widths <= 8).all()):
+            raise FCSTruncatedError(  # pragma: no cover - read_fcs routes these to the packed path
+                "byte-aligned decoding of channels that are not whole bytes", path=str(self.path),
+                segment="DATA", offset=layout.start,
+            )
+        significance = np.stack([layout.significance(int(w)) for w in widths]) if len(cols) else (
+            np.zeros((0, 8), dtype=np.int64)
+        )
+        used = np.arange(8)[None, :] < widths[:, None]
+        if bool((used & ((significance < 0) | (significance >= widths[:, None]))).any()):
+            raise FCSDatatypeError(
+                f"$BYTEORD {layout.order} does not fit {sorted(set(layout.bits))}-bit channels",
+                path=str(self.path), segment="TEXT",
+            )
+        event_bytes = event_bits // 8
+        byte_offsets = (starts[cols] // 8).astype(np.int64)
+        widths = widths.astype(np.int64)
+        for lo, hi in self.chunk_ranges():
+            decode_uint_columns(
+                self._bytes[lo * event_bytes:], hi - lo, event_bytes, byte_offsets, widths,
+                significance, masks, out[lo:hi],
+            )
+
+    def _read_into(self, out: np.ndarray) -> None:
+        if out.size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._layout.start)
+            got = fh.readinto(memoryview(out).cast("B"))
+        if got != out.nbytes:
+            raise FCSTruncatedError(
+                f"DATA ended after {got} of {out.nbytes} bytes (file changed while reading?)",
+                path=str(self.path), segment="DATA", offset=self._layout.start,
+            )
+
+    @functools.cached_property
+    def raw(self) -> np.ndarray:
+        """Stored values, unscaled and unmasked (events x channels).
+
+        A read-only memory-mapped view when the storage has one numpy dtype (uniform width,
+        little or big endian); otherwise decoded once into ``uint64`` (or float for F/D).
+        """
+        if self._mapped is not None:
+            return self._mapped
+        cols = np.arange(self.n_channels)
+        out = np.empty((self.n_events, self.n_channels), dtype=np.uint64)
+        self._decode(cols, out, masked=False)
+        if self._layout.datatype == "F":
+            return out.astype(np.uint32).view(np.float32)
+        if self._layout.datatype == "D":
+            return out.view(np.float64)
+        return out
+
+    @functools.cached_property
+    def events(self) -> np.ndarray:
+        """Preprocessed events (events x channels), computed once and cached.
+
+        Integer values are masked to the bit width of ``$PnR`` rounded up to a power of two;
+        log-amplified channels become ``10**(f1*x/PnR) * f2``; other channels are divided by
+        ``$PnG`` when it is set and not 1; ``Time`` is multiplied by ``$TIMESTEP``. The dtype is
+        float32 for float32 files and float64 otherwise (see ``read_fcs(dtype=...)``).
+        """
+        return self.columns(range(self.n_channels), dtype=self._dtype)
+
+    def columns(
+        self, channels: Sequence[str | int] | range, *, dtype: np.dtype | type = np.float64
+    ) -> np.ndarray:
+        """Preprocessed events of selected channels only (events x len(channels)).
+
+        Only the requested channels are decoded and rescaled, so a gating plan that uses
+        six of thirty channels pays for six.
+
+        Parameters
+        ----------
+        channels
+            Channel names, markers or 0-based indices.
+        dtype
+            Output dtype (float32 or float64); scaling is always computed in float64.
+
+        Returns
+        -------
+        numpy.ndarray
+            A C-contiguous array, or a read-only view of the file when nothing needs
+            converting.
+        """
+        dtype = np.dtype(dtype)
+        cols = np.asarray([self.channel_index(c) for c in channels], dtype=np.int64)
+        # Stored values are data: a signalling NaN becomes a quiet one and a value beyond
+        # float32 becomes inf without a RuntimeWarning (which strict callers turn into errors).
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._columns(cols, dtype)
+
+    def _columns(self, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        scaling = self._scaling.iloc[cols]
+        needs = scaling["needs_scaling"].to_numpy(dtype=bool)
+        view = self._mapped
+        datatype = self._layout.datatype
+        full = np.array_equal(cols, np.arange(self.n_channels))
+        if datatype != "I" and view is not None:
+            if full and not needs.any() and view.dtype == dtype and view.flags.aligned:
+                return view  # zero-copy: native float data with nothing to rescale
+            out = np.empty((self.n_events, len(cols)), dtype=dtype)
+            if full and view.dtype == dtype:
+                self._read_into(out)  # a plain read() is cheaper than faulting in the mapping
+            else:
+                for lo, hi in self.chunk_ranges():  # pages dropped chunk by chunk
+                    out[lo:hi] = view[lo:hi] if full else view[lo:hi, cols]
+        elif datatype == "I":
+            decoded = np.empty((self.n_events, len(cols)), dtype=np.float64)
+            self._decode(cols, decoded, masked=True)
+            out = decoded if dtype == np.float64 else decoded.astype(dtype)
+        else:  # float data in an unusual byte order: decode the bits, then reinterpret
+            bits = np.empty((self.n_events, len(cols)), dtype=np.uint64)
+            self._decode(cols, bits, masked=False)
+            stored = bits.astype(np.uint32).view(np.float32) if datatype == "F" else bits.view(
+                np.float64
+            )
+            out = np.ascontiguousarray(stored, dtype=dtype)
+        for j in np.flatnonzero(needs):
+            _rescale(out, int(j), scaling.iloc[j], integer=datatype == "I")
+        return out
+
+    def event_matrix(self, columns: Sequence[int]) -> tuple[np.ndarray, dict[int, int]]:
+        """A 2-D array holding (at least) the given columns, and where each one is in it.
+
+        The file's own mapping when the stored values need no conversion (native float data,
+        none of the columns rescaled): nothing is copied; read it chunk by chunk with
+        :meth:`chunk_ranges` to keep the mapped pages bounded. Otherwise only these columns are
+        decoded, to float64 (chunk by chunk, pages dropped).
+
+        Parameters
+        ----------
+        columns
+            0-based channel indices.
+
+        Returns
+        -------
+        tuple
+            ``(array, {channel index: column of array})``.
+        """
+        cols = [int(c) for c in columns]
+        view = self._mapped
+        needs = self._scaling["needs_scaling"].to_numpy(dtype=bool)
+        if (
+            self._layout.datatype in ("F", "D")
+            and view is not None
+            and view.dtype.isnative
+            and view.flags.aligned
+            and not needs[cols].any()
+        ):
+            return view, {c: c for c in cols}
+        return self.columns(cols, dtype=np.float64), {c: j for j, c in enumerate(cols)}
+
+    @functools.cached_property
+    def spill(self) -> pd.DataFrame | None:
+        """The spillover matrix (``$SPILLOVER``/``SPILL``/``$SPILL``) labelled by channel, or None."""
+        for key in SPILL_KEYWORDS:
+            if key in self.metadata and self.metadata[key].strip():
+                return parse_spill(self.metadata[key], path=str(self.path), keyword=key)
+        return None
+
+
+_LOOKUP_LIMIT = 1 << 20  # integer channels up to 20 bits are rescaled through a table
+
+
+def _rescale(out: np.ndarray, j: int, ch: pd.Series, *, integer: bool) -> None:
+    """Apply the FCS preprocessing (timestep, log decoding, gain) to column ``j`` in place."""
+    args = (
+        float(ch["timestep"]), float(ch["decades"]), float(ch["range"]),
+        float(ch["log_zero"]), float(ch["gain"]),
+    )
+    size = int(ch["mask"]) + 1
+    if integer and ch["decades"] > 0 and size <= _LOOKUP_LIMIT:
+        # every stored value is one of `size` integers: compute each result once
+        table = np.arange(size, dtype=np.float64).reshape(-1, 1)
+        rescale_column(table, 0, *args)
+        lookup_column(out, j, table[:, 0])
+    else:
+        rescale_column(out, j, *args)
