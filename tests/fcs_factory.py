@@ -25,14 +25,13 @@ def pack_values(values: np.ndarray, bits: Sequence[int], byteorder: Sequence[int
         bits = [8 * width] * p
     else:
         ints = values.astype(np.uint64)
-    if any(b % 8 for b in bits):  # bit-packed, most significant bit first
-        out = []
+    if any(b % 8 for b in bits):  # bit-packed: one stream, least significant bit first
+        stream, filled = 0, 0
         for e in range(n):
             for c in range(p):
-                out.append(format(int(ints[e, c]) & ((1 << bits[c]) - 1), f"0{bits[c]}b"))
-        stream = "".join(out)
-        stream += "0" * (-len(stream) % 8)
-        return bytes(int(stream[i : i + 8], 2) for i in range(0, len(stream), 8))
+                stream |= (int(ints[e, c]) & ((1 << bits[c]) - 1)) << filled
+                filled += bits[c]
+        return stream.to_bytes((filled + 7) // 8, "little")
     buf = bytearray()
     little = list(byteorder) == sorted(byteorder)
     big = list(byteorder) == sorted(byteorder, reverse=True)

@@ -174,11 +174,19 @@ def channel_table(
     return pd.DataFrame(rows), pd.DataFrame(scaling)
 
 
-def resolve_data_offsets(header, kw, *, policy: OffsetPolicy, path: str) -> tuple[int, int]:
+def resolve_data_offsets(
+    header, kw, *, policy: OffsetPolicy, path: str, notes: list[str] | None = None
+) -> tuple[int, int]:
+    """DATA offsets (relative to the dataset) from the HEADER and ``$BEGINDATA``/``$ENDDATA``.
+
+    Instrument quirk: some FCS 2.0 writers leave junk after the number (``'       768I'``).
+    When the HEADER has the offsets, such a value is ignored with a note in ``notes`` (as other
+    readers do); without HEADER offsets it is an error, since nothing else says where DATA is.
+    """
     h_start, h_end = header.data
-    t_start = keyword_int(kw, "$BEGINDATA", path=path, segment="TEXT")
-    t_end = keyword_int(kw, "$ENDDATA", path=path, segment="TEXT")
     header_given = (h_start, h_end) != (0, 0)
+    t_start = _offset_keyword(kw, "$BEGINDATA", path=path, header_given=header_given, notes=notes)
+    t_end = _offset_keyword(kw, "$ENDDATA", path=path, header_given=header_given, notes=notes)
     text_given = t_start is not None and t_end is not None and (t_start, t_end) != (0, 0)
     if header_given and text_given and (h_start, h_end) != (t_start, t_end):
         if policy == "header":
@@ -197,3 +205,16 @@ def resolve_data_offsets(header, kw, *, policy: OffsetPolicy, path: str) -> tupl
     if text_given:
         return t_start, t_end  # type: ignore[return-value]
     return 0, 0
+
+
+def _offset_keyword(
+    kw, name: str, *, path: str, header_given: bool, notes: list[str] | None
+) -> int | None:
+    try:
+        return keyword_int(kw, name, path=path, segment="TEXT")
+    except FCSKeywordError:
+        if not header_given:
+            raise
+        if notes is not None:
+            notes.append(f"{name}={kw[name]!r} is not an integer; used the HEADER's DATA offsets")
+        return None

@@ -155,7 +155,7 @@ def read_fcs(
                 path=spath, segment="TEXT",
             )
 
-    start, end = resolve_data_offsets(header, kw, policy=offsets, path=spath)
+    start, end = resolve_data_offsets(header, kw, policy=offsets, path=spath, notes=notes)
     if start < 0 or end < 0:
         raise FCSOffsetError(
             f"DATA offsets are negative ({start}..{end})", path=spath, segment="DATA",
