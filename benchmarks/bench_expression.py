@@ -177,7 +177,7 @@ def _de(tool: str, data: Path, out: Path, n_cpus: int) -> float:
         adata = ad.AnnData(X=counts, obs=meta, var=pd.DataFrame(index=genes))
         adata.layers["counts"] = counts
         start = time.perf_counter()
-        table = differential_expression(adata, n_cpus=n_cpus).table
+        table = differential_expression(adata, threads=n_cpus).table
     else:
         from pydeseq2.dds import DeseqDataSet
         from pydeseq2.ds import DeseqStats

@@ -9,6 +9,7 @@ from expression._genesets import (
 )
 from expression._io import read_counts, read_sample_sheet, write_matrix
 from expression._normalize import cpm, log2p1, normalize_counts, normalize_file
+from expression._paired import PairedMethod, PairedTest, Summary, paired_test
 from expression._plot import (
     paired_slope_plot,
     plot_mean_sd,
@@ -23,7 +24,10 @@ from expression._vst import vst
 __all__: list[str] = [
     "CountsError",
     "DEResult",
+    "PairedMethod",
+    "PairedTest",
     "SizeFactorFit",
+    "Summary",
     "cpm",
     "de_file",
     "default_gene_sets",
@@ -37,6 +41,7 @@ __all__: list[str] = [
     "normalize_file",
     "paired_score_tests",
     "paired_slope_plot",
+    "paired_test",
     "plot_mean_sd",
     "plot_paired_scores",
     "plot_size_factors",

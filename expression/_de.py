@@ -2,7 +2,8 @@
 
 A validated layer over :class:`pydeseq2.dds.DeseqDataSet` and :class:`pydeseq2.ds.DeseqStats`:
 the design's variables are checked against the sample sheet (``adata.obs``), categorical levels
-are fixed so the contrast's reference level is the model's baseline (as ``relevel`` in R), and
+are fixed so the contrast's reference level is the model's baseline (as ``relevel`` in R; both
+by :mod:`expression._design`), and
 the result table uses DESeq2's column names. By default (``inference="numba"``) the per-gene
 work runs in gene-parallel Numba kernels that follow R DESeq2's algorithms
 (:mod:`expression._inference`); ``inference="pydeseq2"`` is pydeseq2's default pipeline.
@@ -22,7 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEResult", "de_file", "differential_expression", "parse_contrast"]
+from expression._compat import renamed_keywords
+from expression._design import as_contrast, design_frame, design_variables, parse_contrast
+
+__all__ = ["DEResult", "de_file", "design_variables", "differential_expression", "parse_contrast"]
 
 log = logging.getLogger(__name__)
 
@@ -84,86 +88,6 @@ class DEResult:
         return path
 
 
-def parse_contrast(text: str) -> tuple[str, str, str]:
-    """Parse ``"factor,level,reference"`` (the CLI's ``--contrast``).
-
-    Parameters
-    ----------
-    text
-        Three comma-separated names.
-
-    Returns
-    -------
-    tuple of str
-        ``(factor, level, reference)``.
-    """
-    parts = tuple(p.strip() for p in text.split(","))
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"contrast must be 'factor,level,reference', got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
-def design_variables(design: str) -> list[str]:
-    """The sample-sheet columns a formula uses (``"~ patient + timepoint"`` -> both names).
-
-    Parameters
-    ----------
-    design
-        A formulaic/Wilkinson formula starting with ``~``.
-
-    Returns
-    -------
-    list of str
-        Variable names, sorted.
-    """
-    from formulaic import Formula
-
-    if not isinstance(design, str) or not design.strip().startswith("~"):
-        raise ValueError(f"design must be a formula string starting with '~', got {design!r}")
-    try:
-        names = Formula(design).required_variables
-    except Exception as exc:  # formulaic raises several parser error types
-        raise ValueError(f"cannot parse design {design!r}: {exc}") from exc
-    return sorted(str(n) for n in names)
-
-
-def _prepare_metadata(
-    obs: pd.DataFrame, variables: Sequence[str], contrast: tuple[str, str, str]
-) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Check the design's columns and set categorical levels (reference first)."""
-    factor, level, reference = contrast
-    missing = [v for v in variables if v not in obs.columns]
-    if missing:
-        raise ValueError(
-            f"design variable(s) {missing} not in the sample sheet (columns: {list(obs.columns)})"
-        )
-    if factor not in variables:
-        raise ValueError(f"contrast factor {factor!r} is not in the design ({list(variables)})")
-    meta = obs.loc[:, list(variables)].copy()
-    levels: dict[str, list[str]] = {}
-    for name in variables:
-        column = meta[name]
-        if column.isna().any():
-            sample = str(column.index[column.isna().to_numpy()][0])
-            raise ValueError(f"design variable {name!r} is missing for sample {sample!r}")
-        if name != factor and pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue  # continuous covariate
-        values = column.astype(str)
-        present = sorted(values.unique())
-        if name == factor:
-            for wanted in (level, reference):
-                if wanted not in present:
-                    raise ValueError(
-                        f"contrast level {wanted!r} not found in {factor!r} (levels: {present})"
-                    )
-            if level == reference:
-                raise ValueError(f"contrast compares {level!r} with itself")
-            present = [reference, *(p for p in present if p != reference)]
-        meta[name] = pd.Categorical(values, categories=present)
-        levels[name] = present
-    return meta, levels
-
-
 @contextmanager
 def _pydeseq2_warnings() -> Iterator[None]:
     """Log pydeseq2's known data-describing warnings; re-issue any other warning."""
@@ -187,6 +111,7 @@ def _single_coefficient(contrast_vector: Any) -> str | None:
     return None
 
 
+@renamed_keywords(n_cpus="threads")
 def differential_expression(
     adata: Any,
     *,
@@ -196,7 +121,7 @@ def differential_expression(
     independent_filtering: bool = True,
     cooks_filter: bool = True,
     layer: str = "counts",
-    n_cpus: int | None = None,
+    threads: int | None = None,
     shrink: bool = False,
     inference: str = "numba",
 ) -> DEResult:
@@ -220,9 +145,10 @@ def differential_expression(
         Set p-values of genes with Cook's-distance outliers to NA.
     layer
         The raw-count layer (falls back to ``X`` when ``"counts"`` is absent).
-    n_cpus
+    threads
         Numba threads (or pydeseq2 worker processes); default
-        :func:`engine.runtime.default_threads`.
+        :func:`engine.runtime.default_threads`. ``n_cpus=`` is a deprecated spelling (the
+        count used is still recorded as ``params["n_cpus"]``).
     shrink
         Add ``log2FoldChange_shrunk`` (pydeseq2's apeGLM-style prior) when the contrast is a
         single model coefficient; otherwise it is skipped and ``params["shrink"]`` says why.
@@ -253,13 +179,11 @@ def differential_expression(
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
-    contrast_t = tuple(str(c) for c in contrast)
-    if len(contrast_t) != 3:
-        raise ValueError(f"contrast must be (factor, level, reference), got {contrast!r}")
+    contrast_t = as_contrast(tuple(contrast))
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     variables = design_variables(design)
-    meta, levels = _prepare_metadata(adata.obs, variables, contrast_t)  # type: ignore[arg-type]
+    meta, levels = design_frame(adata.obs, variables, contrast=contrast_t)
     validate_counts(adata, layer=layer)
     matrix = counts_matrix(adata, layer=layer)
     dense = is_sparse(matrix)
@@ -268,16 +192,16 @@ def differential_expression(
     genes = pd.Index([str(g) for g in adata.var_names], name="gene")
     counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str), columns=genes)
     meta.index = counts.index
-    threads = default_threads(n_cpus)
+    used_threads = default_threads(threads)
     log.info(
         "DE: %d samples x %d genes, design %s, contrast %s, %d worker(s)",
-        counts.shape[0], counts.shape[1], design, contrast_t, threads,
+        counts.shape[0], counts.shape[1], design, contrast_t, used_threads,
     )
     with _pydeseq2_warnings():
         if inference == "numba":
             from expression._inference import NumbaInference, RDeseqDataSet
 
-            engine = NumbaInference(threads)
+            engine = NumbaInference(used_threads)
             dds = RDeseqDataSet(
                 counts=counts, metadata=meta, design=design, refit_cooks=True,
                 inference=engine, quiet=True,
@@ -286,9 +210,9 @@ def differential_expression(
         else:
             dds = DeseqDataSet(
                 counts=counts, metadata=meta, design=design, refit_cooks=True,
-                n_cpus=threads, quiet=True,
+                n_cpus=used_threads, quiet=True,
             )
-            stats_kwargs = {"n_cpus": threads}
+            stats_kwargs = {"n_cpus": used_threads}
         dds.deseq2()
         stats = DeseqStats(
             dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
@@ -319,7 +243,7 @@ def differential_expression(
         "coefficients": [str(c) for c in dds.varm["LFC"].columns],
         "n_samples": int(counts.shape[0]),
         "n_genes": int(counts.shape[1]),
-        "n_cpus": threads,
+        "n_cpus": used_threads,
         "inference": inference,
         "n_padj_na": int(table["padj"].isna().sum()),
         "n_significant": int((table["padj"] < alpha).sum()),
@@ -368,7 +292,7 @@ def de_file(
     """
     from expression._io import read_counts
 
-    parsed = parse_contrast(contrast) if isinstance(contrast, str) else tuple(contrast)
+    parsed = as_contrast(contrast)
     suffix = Path(out).suffix
     if suffix not in (".csv", ".tsv", ".parquet"):
         raise ValueError(f"unsupported output suffix {suffix!r} (.csv, .tsv, .parquet)")

@@ -159,14 +159,14 @@ def n_groups(design: np.ndarray) -> int:
     return int(np.unique(np.ascontiguousarray(design), axis=0).shape[0])
 
 
-def _threads(n_threads: int | None) -> int:
-    return default_threads(n_threads)
+def _threads(threads: int | None) -> int:
+    return default_threads(threads)
 
 
 def fit_nb_glm(
     counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, alpha: np.ndarray, *,
     beta_tol: float = BETA_TOL, maxit: int = MAXIT, min_mu: float = MIN_MU,
-    ridge: float = RIDGE_NAT, n_threads: int | None = None,
+    ridge: float = RIDGE_NAT, threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """DESeq2's ``fitNbinomGLMs`` (IRLS part) for genes x samples ``counts`` at fixed dispersions.
 
@@ -192,7 +192,7 @@ def fit_nb_glm(
         "mu": np.empty((g, n)),
     }
     kernel = small_or_parallel(k.irls_nb, g * n * p)
-    with thread_limit(_threads(n_threads)):
+    with thread_limit(_threads(threads)):
         kernel(
             y, sf, x, np.ascontiguousarray(alpha, dtype=np.float64), beta0,
             np.full(p, ridge), beta_tol, maxit, min_mu, out["beta"], out["iterations"],
@@ -251,7 +251,7 @@ def line_search(
     counts: np.ndarray, mu: np.ndarray, design: np.ndarray, start: np.ndarray, *,
     prior_mean: np.ndarray | None = None, prior_var: float = 1.0, min_disp: float = MIN_DISP,
     kappa_0: float = KAPPA_0, tol: float = DISP_TOL, maxit: int = MAXIT, use_cr: bool = True,
-    n_threads: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """DESeq2's ``fitDisp``: the Armijo line search on log(alpha) for each gene (row).
 
@@ -270,7 +270,7 @@ def line_search(
     out = {"log_alpha": np.empty(g), "iterations": np.empty(g, dtype=np.int64),
            "initial_lp": np.empty(g), "last_lp": np.empty(g)}
     kernel = small_or_parallel(k.fit_disp_line_search, g * y.shape[1] * 50)
-    with thread_limit(_threads(n_threads)):
+    with thread_limit(_threads(threads)):
         kernel(y, m, x, log_start, pm, float(prior_var), use_prior, use_cr,
                math.log(min_disp / 10.0), kappa_0, tol, maxit, out["log_alpha"], out["iterations"],
                out["initial_lp"], out["last_lp"])
@@ -279,7 +279,7 @@ def line_search(
 
 def grid_search(
     counts: np.ndarray, mu: np.ndarray, design: np.ndarray, *, prior_mean: np.ndarray | None = None,
-    prior_var: float = 1.0, use_cr: bool = True, n_threads: int | None = None,
+    prior_var: float = 1.0, use_cr: bool = True, threads: int | None = None,
 ) -> np.ndarray:
     """DESeq2's ``fitDispGridWrapper``: dispersions maximising the log posterior on a two-level grid."""
     y = np.ascontiguousarray(counts, dtype=np.float64)
@@ -290,7 +290,7 @@ def grid_search(
     use_prior = prior_mean is not None
     pm = np.log(prior_mean) if use_prior else np.zeros(y.shape[0])
     out = np.empty(y.shape[0])
-    with thread_limit(_threads(n_threads)):
+    with thread_limit(_threads(threads)):
         k.fit_disp_grid(y, np.ascontiguousarray(mu, dtype=np.float64),
                         np.ascontiguousarray(design, dtype=np.float64), grid,
                         np.ascontiguousarray(pm, dtype=np.float64), float(prior_var), use_prior,
@@ -302,7 +302,7 @@ def gene_dispersions(
     counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, *,
     min_disp: float = MIN_DISP, kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL,
     maxit: int = MAXIT, min_mu: float = MIN_MU, linear_mu: bool | None = None,
-    n_threads: int | None = None,
+    threads: int | None = None,
 ) -> GeneDispersions:
     """Gene-wise dispersion estimates as DESeq2's ``estimateDispersionsGeneEst``.
 
@@ -318,7 +318,7 @@ def gene_dispersions(
         DESeq2's defaults.
     linear_mu
         Force (or forbid) the linear-model means; default: group-only designs use them.
-    n_threads
+    threads
         Numba threads (default :func:`engine.runtime.default_threads`).
 
     Returns
@@ -353,10 +353,10 @@ def gene_dispersions(
     if linear_mu:
         mu = linear_model_mu(nnz, x) * sf[None, :]
     else:
-        mu = fit_nb_glm(ynz, sf, x, alpha_init, min_mu=min_mu, n_threads=n_threads)["mu_raw"]
+        mu = fit_nb_glm(ynz, sf, x, alpha_init, min_mu=min_mu, threads=threads)["mu_raw"]
     mu = np.where(mu < min_mu, min_mu, mu)
     res = line_search(ynz, mu, x, alpha_init, min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol,
-                      maxit=maxit, n_threads=n_threads)
+                      maxit=maxit, threads=threads)
     est = np.minimum(np.exp(res["log_alpha"]), max_disp)
     no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
     est[no_increase] = alpha_init[no_increase]
@@ -364,7 +364,7 @@ def gene_dispersions(
     converged = (iters < maxit) & (iters != 1)
     refit = ~converged & (est > min_disp * 10)
     if refit.any():
-        est[refit] = grid_search(ynz[refit], mu[refit], x, n_threads=n_threads)
+        est[refit] = grid_search(ynz[refit], mu[refit], x, threads=threads)
     est = np.minimum(np.maximum(est, min_disp), max_disp)
     disp = np.full(n_genes, np.nan)
     disp[nz] = est
@@ -528,7 +528,7 @@ def map_dispersions(
     counts: np.ndarray, mu: np.ndarray, design: np.ndarray, disp_gene: np.ndarray,
     disp_fit: np.ndarray, prior_var: float, *, min_disp: float = MIN_DISP,
     kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL, maxit: int = MAXIT,
-    n_threads: int | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MAP dispersions as DESeq2's ``estimateDispersionsMAP`` (rows: non-all-zero genes).
 
@@ -541,12 +541,12 @@ def map_dispersions(
     start = np.where(np.isnan(start), disp_fit, start)
     res = line_search(counts, mu, design, start, prior_mean=disp_fit, prior_var=prior_var,
                       min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol, maxit=maxit,
-                      n_threads=n_threads)
+                      threads=threads)
     disp = np.exp(res["log_alpha"])
     converged = res["iterations"] < maxit
     if (~converged).any():
         disp[~converged] = grid_search(counts[~converged], mu[~converged], design,
                                        prior_mean=disp_fit[~converged], prior_var=prior_var,
-                                       n_threads=n_threads)
+                                       threads=threads)
     max_disp = max(10.0, float(counts.shape[1]))
     return np.minimum(np.maximum(disp, min_disp), max_disp), converged

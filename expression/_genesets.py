@@ -1,7 +1,8 @@
 """Gene-set scores on a VST matrix (mean z, combined z, mean, ssGSEA) and their paired tests.
 
 Offered: :func:`geneset_scores` (four methods, below), :func:`paired_score_tests` (paired t and
-exact Wilcoxon signed-rank per set), :func:`read_gmt` and :func:`default_gene_sets`.
+exact Wilcoxon signed-rank per set, by :func:`expression.paired_test`), :func:`read_gmt` and
+:func:`default_gene_sets`.
 
 Scores follow the definitions used for the project's R reference (``make_geneset_scores.R``):
 genes whose values are identical in every sample are dropped, and a set of ``k`` genes present
@@ -33,6 +34,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from expression._paired import paired_test
 
 __all__ = ["default_gene_sets", "geneset_scores", "paired_score_tests", "read_gmt"]
 
@@ -273,9 +276,11 @@ def paired_score_tests(
     -------
     pandas.DataFrame
         One row per set: ``score``, ``gene_set``, ``n_genes`` (from ``scores.attrs``, else NA),
-        ``n_pairs``, ``mean_diff``, ``sd_diff``, ``t``, ``df``, ``t_pvalue`` (two-sided,
-        :func:`scipy.stats.ttest_rel`), ``wilcoxon_V`` (R's V: the sum of the ranks of the
-        positive differences) and ``wilcoxon_pvalue`` (two-sided, exact distribution).
+        ``n_pairs``, ``mean_diff``, ``sd_diff``, ``t``, ``df``, ``t_pvalue`` (two-sided paired
+        t, R's ``t.test(paired = TRUE)``), ``wilcoxon_V`` (R's V: the sum of the ranks of the
+        positive differences) and ``wilcoxon_pvalue`` (two-sided, exact distribution: R's
+        ``psignrank`` without ties; with tied ranks the exact sign-flip permutation distribution
+        on mid-ranks). Both tests are :func:`expression.paired_test`.
 
     Raises
     ------
@@ -285,6 +290,8 @@ def paired_score_tests(
     Notes
     -----
     Pairs missing one of the two levels are left out (``n_pairs`` reports how many were used).
+    Zero differences are dropped before ranking (R's convention); a set whose differences are
+    all zero (Wilcoxon) or constant (t) gets NaN statistic and P.
     """
     sheet = sample_sheet.loc[scores.columns.astype(str), [pair, by]].astype(str)
     ref_level, other_level = (str(level) for level in levels)
@@ -301,24 +308,23 @@ def paired_score_tests(
     name = score_name if score_name is not None else scores.attrs.get("method", "score")
     records = []
     for i, gene_set in enumerate(scores.index):
-        post, pre = after[i], before[i]
-        diff = post - pre
-        t_res = stats.ttest_rel(post, pre)
-        w_two = stats.wilcoxon(post, pre, method="exact")
-        w_plus = stats.wilcoxon(post, pre, alternative="greater", method="exact")
+        pre, post = before[i], after[i]
+        # the exact Wilcoxon P at any number of pairs (no switch to the normal approximation)
+        t_res = paired_test(pre, post, method="t")
+        w_res = paired_test(pre, post, method="wilcoxon", exact_max=max(len(pre), 1))
         records.append(
             {
                 "score": name,
                 "gene_set": gene_set,
                 "n_genes": sizes.get(gene_set, pd.NA),
-                "n_pairs": len(diff),
-                "mean_diff": float(diff.mean()),
-                "sd_diff": float(diff.std(ddof=1)),
-                "t": float(t_res.statistic),
-                "df": float(t_res.df),
-                "t_pvalue": float(t_res.pvalue),
-                "wilcoxon_V": float(w_plus.statistic),
-                "wilcoxon_pvalue": float(w_two.pvalue),
+                "n_pairs": t_res.n,
+                "mean_diff": t_res.diff.mean,
+                "sd_diff": t_res.diff.sd,
+                "t": t_res.statistic,
+                "df": t_res.df,
+                "t_pvalue": t_res.pvalue,
+                "wilcoxon_V": w_res.statistic,
+                "wilcoxon_pvalue": w_res.pvalue,
             }
         )
     return pd.DataFrame.from_records(records)

@@ -37,6 +37,7 @@ from pydeseq2.inference import Inference
 from engine.runtime import default_threads, small_or_parallel, thread_limit
 from expression import _dispersion as disp
 from expression import _kernels as k
+from expression._compat import renamed_keywords
 from expression._dispersion import MIN_MU
 
 __all__ = ["NumbaInference", "RDeseqDataSet"]
@@ -58,8 +59,9 @@ class NumbaInference(Inference):
 
     Parameters
     ----------
-    n_cpus
-        Numba threads; default :func:`engine.runtime.default_threads`.
+    threads
+        Numba threads; default :func:`engine.runtime.default_threads`. (``n_cpus=`` is a
+        deprecated spelling.)
     ridge_log2
         Read the Wald test's ``ridge_factor`` as R DESeq2 reads its ``lambda``: a penalty on the
         log2-scale coefficients, i.e. ``ridge_factor / log(2)^2`` on the natural-log scale the
@@ -68,18 +70,29 @@ class NumbaInference(Inference):
         to ~1e-12 instead of ~1e-5 for low-count genes.
     """
 
-    def __init__(self, n_cpus: int | None = None, *, ridge_log2: bool = True):
-        self._n_cpus = default_threads(n_cpus)
+    @renamed_keywords(n_cpus="threads")
+    def __init__(self, threads: int | None = None, *, ridge_log2: bool = True):
+        self._threads = default_threads(threads)
         self._ridge_scale = 1.0 / np.log(2.0) ** 2 if ridge_log2 else 1.0
 
     @property
-    def n_cpus(self) -> int:
+    def threads(self) -> int:
         """Threads used by the kernels."""
-        return self._n_cpus
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        self._threads = default_threads(threads)
+
+    # pydeseq2's Inference interface: DeseqDataSet/DeseqStats read and set ``n_cpus``
+    @property
+    def n_cpus(self) -> int:
+        """Threads used by the kernels (pydeseq2's name for :attr:`threads`)."""
+        return self._threads
 
     @n_cpus.setter
     def n_cpus(self, n_cpus: int | None) -> None:
-        self._n_cpus = default_threads(n_cpus)
+        self._threads = default_threads(n_cpus)
 
     # numpy parts ------------------------------------------------------------------------------
     def fit_rough_dispersions(self, normed_counts: np.ndarray, design_matrix: Any) -> np.ndarray:
@@ -132,7 +145,7 @@ class NumbaInference(Inference):
         optimizer: Literal["BFGS", "L-BFGS-B"] = "L-BFGS-B",
         maxiter: int = 250,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        fit = _fit_glm(counts, size_factors, design_matrix, disp, min_mu, beta_tol, self._n_cpus)
+        fit = _fit_glm(counts, size_factors, design_matrix, disp, min_mu, beta_tol, self._threads)
         return fit["beta"], fit["mu"].T, fit["hat"].T, fit["converged"]
 
     def alpha_mle(
@@ -156,9 +169,9 @@ class NumbaInference(Inference):
             if prior_disp_var is None:
                 raise ValueError("prior_disp_var is required for prior regularization")
             est, converged = _map_search(y, m, x, start, start, float(prior_disp_var), min_disp,
-                                         cr_reg, self._n_cpus)
+                                         cr_reg, self._threads)
         else:
-            est, converged = _mle_search(y, m, x, start, min_disp, max_disp, cr_reg, self._n_cpus)
+            est, converged = _mle_search(y, m, x, start, min_disp, max_disp, cr_reg, self._threads)
         return np.clip(est, min_disp, max_disp), converged
 
     def wald_test(
@@ -182,7 +195,7 @@ class NumbaInference(Inference):
         mu_g = np.ascontiguousarray(np.maximum(np.asarray(mu, dtype=np.float64).T, MIN_MU))
         out_p, out_stat, out_se = np.empty(n_genes), np.empty(n_genes), np.empty(n_genes)
         kernel = small_or_parallel(k.wald_normal, n_genes * x.size)
-        with thread_limit(self._n_cpus):
+        with thread_limit(self._threads):
             kernel(x, np.ascontiguousarray(disp, dtype=np.float64),
                    np.ascontiguousarray(lfc, dtype=np.float64), mu_g,
                    np.ascontiguousarray(np.asarray(ridge_factor, dtype=np.float64) * self._ridge_scale),
@@ -211,7 +224,7 @@ class NumbaInference(Inference):
         lfcs, inv_hess = np.empty((n_genes, p)), np.empty((n_genes, p, p))
         converged = np.empty(n_genes, dtype=np.bool_)
         kernel = small_or_parallel(k.nb_shrink_newton, n_genes * x.size)
-        with thread_limit(self._n_cpus):
+        with thread_limit(self._threads):
             kernel(y, x, np.ascontiguousarray(size, dtype=np.float64),
                    np.ascontiguousarray(offset, dtype=np.float64), float(prior_no_shrink_scale),
                    float(prior_scale), int(shrink_index), beta0, SHRINK_GTOL, SHRINK_MAXIT, lfcs,
@@ -229,20 +242,20 @@ class NumbaInference(Inference):
 
 def _fit_glm(
     counts: np.ndarray, size_factors: Any, design_matrix: Any, alpha: Any, min_mu: float,
-    beta_tol: float, n_threads: int,
+    beta_tol: float, threads: int,
 ) -> dict[str, np.ndarray]:
     y = np.ascontiguousarray(np.asarray(counts, dtype=np.float64).T)
     return disp.fit_nb_glm(y, np.asarray(size_factors, dtype=np.float64), _design(design_matrix),
                            np.asarray(alpha, dtype=np.float64), beta_tol=beta_tol, min_mu=min_mu,
-                           n_threads=n_threads)
+                           threads=threads)
 
 
 def _mle_search(
     y: np.ndarray, mu: np.ndarray, x: np.ndarray, start: np.ndarray, min_disp: float,
-    max_disp: float, use_cr: bool, n_threads: int,
+    max_disp: float, use_cr: bool, threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gene-wise MLE as ``estimateDispersionsGeneEst`` after its starting values."""
-    res = disp.line_search(y, mu, x, start, min_disp=min_disp, use_cr=use_cr, n_threads=n_threads)
+    res = disp.line_search(y, mu, x, start, min_disp=min_disp, use_cr=use_cr, threads=threads)
     est = np.minimum(np.exp(res["log_alpha"]), max_disp)
     no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
     est[no_increase] = start[no_increase]
@@ -250,30 +263,30 @@ def _mle_search(
     converged = (iters < disp.MAXIT) & (iters != 1)
     refit = ~converged & (est > min_disp * 10)
     if refit.any():
-        est[refit] = disp.grid_search(y[refit], mu[refit], x, use_cr=use_cr, n_threads=n_threads)
+        est[refit] = disp.grid_search(y[refit], mu[refit], x, use_cr=use_cr, threads=threads)
     return est, converged
 
 
 def _map_search(
     y: np.ndarray, mu: np.ndarray, x: np.ndarray, start: np.ndarray, prior_mean: np.ndarray,
-    prior_var: float, min_disp: float, use_cr: bool, n_threads: int,
+    prior_var: float, min_disp: float, use_cr: bool, threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MAP line search (prior around ``prior_mean``) with the grid for non-converged genes."""
     res = disp.line_search(y, mu, x, start, prior_mean=prior_mean, prior_var=prior_var,
-                           min_disp=min_disp, use_cr=use_cr, n_threads=n_threads)
+                           min_disp=min_disp, use_cr=use_cr, threads=threads)
     est = np.exp(res["log_alpha"])
     converged = res["iterations"] < disp.MAXIT
     if (~converged).any():
         est[~converged] = disp.grid_search(y[~converged], mu[~converged], x,
                                            prior_mean=prior_mean[~converged], prior_var=prior_var,
-                                           use_cr=use_cr, n_threads=n_threads)
+                                           use_cr=use_cr, threads=threads)
     return est, converged
 
 
 class RDeseqDataSet(DeseqDataSet):
     """pydeseq2's :class:`~pydeseq2.dds.DeseqDataSet` with R DESeq2's trend, prior and MAP steps.
 
-    Use it with :class:`NumbaInference` (``inference=NumbaInference(n)``); everything else
+    Use it with :class:`NumbaInference` (``inference=NumbaInference(threads)``); everything else
     (size factors, Cook's distances, outlier refits) is pydeseq2's.
     """
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from expression._compat import renamed_keywords
+from expression._design import design_matrix
 from expression._dispersion import DispersionTrend, TrendFitError, fit_trend, gene_dispersions
 
 __all__ = ["design_matrix", "vst", "vst_transform"]
@@ -53,47 +55,6 @@ def vst_transform(normed: np.ndarray, trend: DispersionTrend) -> np.ndarray:
     return (2 * np.arcsinh(np.sqrt(alpha * q)) - np.log(alpha) - np.log(4)) / np.log(2)
 
 
-def design_matrix(obs: pd.DataFrame, design: str) -> np.ndarray:
-    """Treatment-coded design matrix of ``design`` over ``obs`` (R's ``model.matrix``).
-
-    Text columns become factors whose levels are sorted (the first is the reference, as in R);
-    categorical columns keep their own level order.
-
-    Parameters
-    ----------
-    obs
-        The sample sheet.
-    design
-        A formula starting with ``~``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Samples x coefficients.
-    """
-    from formulaic import Formula
-
-    from expression._de import design_variables
-
-    variables = design_variables(design)
-    missing = [v for v in variables if v not in obs.columns]
-    if missing:
-        raise ValueError(f"design variable(s) {missing} not in the sample sheet (columns: {list(obs.columns)})")
-    meta = obs.loc[:, variables].copy()
-    for name in variables:
-        column = meta[name]
-        if column.isna().any():
-            raise ValueError(f"design variable {name!r} has missing values")
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            continue
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue
-        values = column.astype(str)
-        meta[name] = pd.Categorical(values, categories=sorted(values.unique()))
-    matrix = Formula(design).get_model_matrix(meta)
-    return np.asarray(matrix, dtype=np.float64)
-
-
 def _counts_and_obs(data: Any, layer: str | None) -> tuple[np.ndarray, Any, pd.DataFrame | None]:
     """Dense samples x genes counts, the AnnData (or None) and its obs."""
     from expression._validate import counts_matrix, is_sparse, validate_counts
@@ -116,6 +77,7 @@ def _counts_and_obs(data: Any, layer: str | None) -> tuple[np.ndarray, Any, pd.D
     return values, None, None
 
 
+@renamed_keywords(n_threads="threads")
 def vst(
     data: Any,
     *,
@@ -126,7 +88,7 @@ def vst(
     obs: pd.DataFrame | None = None,
     layer: str | None = "counts",
     key_added: str = "vst",
-    n_threads: int | None = None,
+    threads: int | None = None,
 ) -> Any:
     """DESeq2's variance stabilizing transformation.
 
@@ -151,8 +113,9 @@ def vst(
         Layer with the raw counts (a missing ``"counts"`` or ``None`` uses ``X``).
     key_added
         Name of the new layer (AnnData input).
-    n_threads
-        Numba threads (default :func:`engine.runtime.default_threads`).
+    threads
+        Numba threads (default :func:`engine.runtime.default_threads`). ``n_threads=`` is a
+        deprecated spelling.
 
     Returns
     -------
@@ -191,7 +154,7 @@ def vst(
             raise ValueError(f"obs has {len(sheet)} rows for {n_samples} samples")
         used_design = design
         x = design_matrix(sheet, design)
-    genes = gene_dispersions(counts.T, sf, x, n_threads=n_threads)
+    genes = gene_dispersions(counts.T, sf, x, threads=threads)
     used_fit = fit_type
     try:
         trend = fit_trend(genes.base_mean, genes.dispersions, fit_type=fit_type)

@@ -72,7 +72,7 @@ def paired_runs(paired):
     def run(indep: bool, inference: str):
         if (indep, inference) not in cache:
             cache[indep, inference] = differential_expression(
-                paired, independent_filtering=indep, n_cpus=1, inference=inference
+                paired, independent_filtering=indep, threads=1, inference=inference
             )
         return cache[indep, inference]
 
@@ -176,7 +176,7 @@ def test_pydeseq2_r_reference(synthetic, folder, design, reference, indep, infer
     r = pd.read_csv(require_shared(PYREF / folder / reference), index_col=0)
     result = differential_expression(
         synthetic, design=design, contrast=("condition", "B", "A"), alpha=0.05,
-        independent_filtering=indep, n_cpus=1, inference=inference,
+        independent_filtering=indep, threads=1, inference=inference,
     )
     t = result.table.loc[r.index]
     # ours follows R's algorithms: measured at most 7.4e-13 relative on all three references
@@ -211,7 +211,7 @@ def test_pydeseq2_r_reference_other_sets(folder, counts, metadata, design):
     errors = {}
     for inference in ("numba", "pydeseq2"):
         t = differential_expression(
-            adata, design=design, contrast=("condition", "B", "A"), alpha=0.05, n_cpus=1,
+            adata, design=design, contrast=("condition", "B", "A"), alpha=0.05, threads=1,
             inference=inference,
         ).table.loc[r.index]
         np.testing.assert_array_equal(t["padj"].isna(), r["padj"].isna())
@@ -240,7 +240,7 @@ def test_pydeseq2_r_reference_with_outliers(synthetic):
     adata.obs.loc["sample1", "condition"] = "C"
     r = pd.read_csv(require_shared(PYREF / "multi_factor" / "r_test_res_outliers.csv"), index_col=0)
     result = differential_expression(
-        adata, design="~group + condition", contrast=("condition", "B", "A"), alpha=0.05, n_cpus=1
+        adata, design="~group + condition", contrast=("condition", "B", "A"), alpha=0.05, threads=1
     )
     t = result.table.loc[r.index]
     for column in ("pvalue", "padj"):

@@ -61,7 +61,7 @@ def _r_matrix(name: str, adata) -> np.ndarray:
 )
 def test_vst_matches_r(paired, scalars, reference, blind, fit_type, coefs):
     adata = paired.copy()
-    vst(adata, blind=blind, fit_type=fit_type, n_threads=1)
+    vst(adata, blind=blind, fit_type=fit_type, threads=1)
     expected = _r_matrix(reference, adata)
     assert np.abs(adata.layers["vst"] - expected).max() < VST_ABS
     params = adata.uns["vst"]
@@ -77,9 +77,9 @@ def test_vst_matches_r(paired, scalars, reference, blind, fit_type, coefs):
 
 def test_vst_matrix_input_equals_anndata(paired):
     counts = np.asarray(paired.X)
-    matrix = vst(counts, blind=True, n_threads=1)
+    matrix = vst(counts, blind=True, threads=1)
     adata = paired.copy()
-    vst(adata, blind=True, n_threads=1)
+    vst(adata, blind=True, threads=1)
     np.testing.assert_array_equal(matrix, adata.layers["vst"])
 
 
@@ -89,7 +89,7 @@ def test_design_dispersions_match_r(paired):
     counts = np.asarray(paired.X, dtype=np.float64).T
     sf = size_factors(counts.T)
     x = design_matrix(paired.obs, "~ patient + timepoint")
-    genes = gene_dispersions(counts, sf, x, n_threads=1)
+    genes = gene_dispersions(counts, sf, x, threads=1)
     np.testing.assert_array_equal(genes.all_zero, r["allZero"].to_numpy())
     ok = ~genes.all_zero
     np.testing.assert_allclose(genes.dispersions[ok], r["dispGeneEst"][ok], rtol=GENE_EST_RTOL)
@@ -98,7 +98,7 @@ def test_design_dispersions_match_r(paired):
     np.testing.assert_allclose(fit, r["dispFit"][ok], rtol=FIT_RTOL)
     prior_var, var_log = prior_variance(genes.dispersions[ok], fit, *x.shape)
     disp_map, converged = map_dispersions(
-        counts[ok], genes.mu[ok], x, genes.dispersions[ok], fit, prior_var, n_threads=1
+        counts[ok], genes.mu[ok], x, genes.dispersions[ok], fit, prior_var, threads=1
     )
     assert converged.all()
     outlier = np.log(genes.dispersions[ok]) > np.log(fit) + 2 * np.sqrt(var_log)
@@ -121,7 +121,7 @@ def test_vst_matches_pydeseq2_r_references(reference, kwargs):
         require_shared(base / "test_counts.csv"), samples=require_shared(base / "test_metadata.csv"),
         orientation="genes_x_samples",
     )
-    vst(adata, n_threads=1, **kwargs)
+    vst(adata, threads=1, **kwargs)
     r = pd.read_csv(require_shared(PYREF / "single_factor" / reference), index_col=0)
     expected = r.loc[adata.var_names, adata.obs_names].to_numpy().T
     assert np.abs(adata.layers["vst"] - expected).max() < VST_ABS

@@ -407,3 +407,15 @@ def test_subgroup_summary_typed_errors() -> None:
     bad.loc[1, "group"] = "naive2"
     with pytest.raises(ValueError, match="more than one 'group' value"):
         subgroup_summary(bad, by="group", variables=["mmrss"])
+
+
+def test_engine_paired_test_is_the_expression_implementation() -> None:
+    import engine
+    import expression
+
+    # one implementation: the engine re-exports expression's paired test and its result types
+    assert engine.paired_test is expression.paired_test
+    assert engine.PairedTest is expression.PairedTest
+    assert engine.Summary is expression.Summary
+    result = engine.paired_test([1.0, 2.0, 3.0], [2.0, 4.0, 3.5])
+    assert isinstance(result.diff, engine.Summary) and result.diff.n == 3

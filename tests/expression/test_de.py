@@ -43,7 +43,7 @@ def study() -> ad.AnnData:
 
 
 def test_result_table_and_params(study):
-    result = differential_expression(study, n_cpus=1)
+    result = differential_expression(study, threads=1)
     assert isinstance(result, DEResult)
     assert list(result.table.columns) == [
         "baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj"
@@ -61,8 +61,8 @@ def test_result_table_and_params(study):
 
 
 def test_reference_level_follows_contrast(study):
-    forward = differential_expression(study, n_cpus=1).table
-    reverse = differential_expression(study, contrast=("timepoint", "pre", "post"), n_cpus=1)
+    forward = differential_expression(study, threads=1).table
+    reverse = differential_expression(study, contrast=("timepoint", "pre", "post"), threads=1)
     assert reverse.params["reference_levels"]["timepoint"] == "post"
     # not bit-identical: the IRLS stops at a relative deviance change of 1e-8 and the 1e-6
     # ridge depends on the parametrisation (as in R); measured difference 1.4e-6
@@ -73,7 +73,7 @@ def test_reference_level_follows_contrast(study):
 
 
 def test_shrink_adds_column(study):
-    result = differential_expression(study, shrink=True, n_cpus=1)
+    result = differential_expression(study, shrink=True, threads=1)
     shrunk = result.table["log2FoldChange_shrunk"]
     assert (shrunk.abs() <= result.table["log2FoldChange"].abs() + 1e-6).all()
     assert result.params["shrink"] == "apeGLM prior on timepoint[T.post]"
@@ -94,25 +94,25 @@ def test_shrink_adds_column(study):
 )
 def test_invalid_inputs(study, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        differential_expression(study, n_cpus=1, **kwargs)
+        differential_expression(study, threads=1, **kwargs)
 
 
 def test_missing_design_value_and_bad_counts():
     adata = _study()
     adata.obs.loc["S03", "patient"] = None
     with pytest.raises(ValueError, match="'patient' is missing for sample 'S03'"):
-        differential_expression(adata, n_cpus=1)
+        differential_expression(adata, threads=1)
     adata = _study()
     adata.layers["counts"] = adata.layers["counts"].astype(float)
     adata.layers["counts"][2, 5] = 1.5
     with pytest.raises(ValueError, match="non-integer"):
-        differential_expression(adata, n_cpus=1)
+        differential_expression(adata, threads=1)
 
 
 def test_low_residual_df_warning_is_logged_not_raised(caplog):
     adata = _study(n_patients=4, n_genes=30)  # 8 samples - 5 coefficients = 3 residual df
     with caplog.at_level(logging.WARNING, logger="expression._de"):
-        differential_expression(adata, n_cpus=1)
+        differential_expression(adata, threads=1)
     assert "residual degrees of freedom" in caplog.text
 
 
@@ -170,8 +170,8 @@ def test_cli_de_errors(files):
 
 def test_numba_and_pydeseq2_inference_agree(study):
     """Same model, two back-ends: LFCs agree closely, p-values to the dispersion-fit differences."""
-    ours = differential_expression(study, n_cpus=1)
-    theirs = differential_expression(study, n_cpus=1, inference="pydeseq2")
+    ours = differential_expression(study, threads=1)
+    theirs = differential_expression(study, threads=1, inference="pydeseq2")
     assert theirs.params["inference"] == "pydeseq2"
     np.testing.assert_allclose(ours.table["baseMean"], theirs.table["baseMean"], rtol=1e-12)
     np.testing.assert_allclose(
@@ -197,3 +197,14 @@ def test_cli_de_inference_and_shrink(files):
     assert not np.array_equal(a["pvalue"].to_numpy(), b["pvalue"].to_numpy())
     bad = CliRunner().invoke(main, [*base, "--out", str(ours), "--inference", "r"])
     assert bad.exit_code == 2
+
+
+def test_n_cpus_is_a_deprecated_alias_of_threads():
+    adata = _study(n_patients=3, n_genes=12)
+    with pytest.warns(DeprecationWarning, match="'n_cpus' is deprecated, use 'threads'"):
+        old = differential_expression(adata, n_cpus=1)
+    new = differential_expression(adata, threads=1)
+    pd.testing.assert_frame_equal(old.table, new.table)
+    assert old.params == new.params
+    with pytest.raises(TypeError, match="both 'threads' and its deprecated spelling 'n_cpus'"):
+        differential_expression(adata, threads=1, n_cpus=1)

@@ -245,3 +245,25 @@ def test_ssgsea_is_per_sample_and_skips_full_sets(matrix: pd.DataFrame) -> None:
     again = geneset_scores(changed, sets, method="ssgsea")
     pd.testing.assert_series_equal(again.loc["S", "s1":"s5"], got.loc["S", "s1":"s5"])
     assert again.loc["S", "s0"] != got.loc["S", "s0"]
+
+
+def test_paired_tests_use_the_shared_exact_test_with_ties() -> None:
+    from expression import paired_test
+
+    samples = [f"P{i}_{tp}" for i in range(8) for tp in ("pre", "post")]
+    sheet = pd.DataFrame(
+        {"patient": [s.split("_")[0] for s in samples],
+         "timepoint": [s.split("_")[1] for s in samples]},
+        index=samples,
+    )
+    diff = np.array([1.0, 1.0, 2.0, 2.0, 3.0, -1.0, 4.0, 4.0])  # tied |differences|
+    values = np.column_stack([np.zeros(8), diff]).ravel()
+    scores = pd.DataFrame([values], index=["S"], columns=samples)
+    row = paired_score_tests(scores, sheet, score_name="x").iloc[0]
+    wilcoxon = paired_test(np.zeros(8), diff)
+    t_test = paired_test(np.zeros(8), diff, method="t")
+    assert "mid-ranks for ties" in wilcoxon.method
+    # the exact sign-flip distribution on mid-ranks: 8 of the 256 patterns are as extreme
+    assert row.wilcoxon_pvalue == wilcoxon.pvalue == pytest.approx(8 / 256, abs=1e-15)
+    assert row.wilcoxon_V == wilcoxon.statistic == 34.0  # 36 minus the mid-rank 2 of -1
+    assert (row.t, row.t_pvalue, row.df) == (t_test.statistic, t_test.pvalue, 7.0)

@@ -130,7 +130,7 @@ def test_grid_search_finds_grid_maximum(data):
     counts, sf, x, disp = data
     _, mu, _, _ = DefaultInference(n_cpus=1).irls(counts, sf, x, disp, 0.5, 1e-8)
     y, m = np.ascontiguousarray(counts.T[:5]), np.ascontiguousarray(mu.T[:5])
-    found = grid_search(y, m, x, n_threads=1)
+    found = grid_search(y, m, x, threads=1)
     for g in range(5):
         fine = np.linspace(np.log(1e-8), np.log(12.0), 4000)
         values = [k.log_posterior(a, y[g], m[g], x, 0.0, 1.0, False, True) for a in fine]
@@ -193,9 +193,19 @@ def test_nb_glm_optimiser_fallback_reaches_irls_optimum(data):
 
     counts, sf, x, disp = data
     y = np.ascontiguousarray(counts.T[:10])
-    full = fit_nb_glm(y, sf, x, disp[:10], n_threads=1)
-    capped = fit_nb_glm(y, sf, x, disp[:10], maxit=1, n_threads=1)
+    full = fit_nb_glm(y, sf, x, disp[:10], threads=1)
+    capped = fit_nb_glm(y, sf, x, disp[:10], maxit=1, threads=1)
     assert full["converged"].all() and capped["converged"].all()
     np.testing.assert_allclose(capped["beta"], full["beta"], atol=2e-3)  # measured 2.2e-4
     np.testing.assert_allclose(capped["mu_raw"], sf * np.exp(capped["beta"] @ x.T))
     assert (capped["beta_var"] > 0).all()
+
+
+def test_threads_and_the_deprecated_n_cpus_keyword():
+    inf = NumbaInference(threads=1)
+    assert inf.threads == inf.n_cpus == 1  # n_cpus: pydeseq2's Inference interface
+    inf.n_cpus = 2  # as pydeseq2 sets it
+    assert inf.threads == inf.n_cpus >= 1
+    with pytest.warns(DeprecationWarning, match=r"NumbaInference\(\): the keyword 'n_cpus'"):
+        old = NumbaInference(n_cpus=1, ridge_log2=False)
+    assert old.threads == 1

@@ -38,7 +38,7 @@ def study() -> ad.AnnData:
 
 def test_vst_anndata_layer_and_params_roundtrip_h5ad(study, tmp_path):
     adata = study.copy()
-    assert vst(adata, n_threads=1) is None
+    assert vst(adata, threads=1) is None
     params = adata.uns["vst"]
     assert params["fit_type"] == "parametric" and params["blind"] and params["design"] == "~ 1"
     assert params["asympt_disp"] > 0 and params["extra_pois"] > 0
@@ -55,15 +55,15 @@ def test_vst_anndata_layer_and_params_roundtrip_h5ad(study, tmp_path):
 
 def test_vst_design_and_given_size_factors(study):
     sf = np.linspace(0.5, 1.5, study.n_obs)
-    blind = vst(np.asarray(study.X), size_factors=sf, n_threads=1)
-    design = vst(np.asarray(study.X), blind=False, obs=study.obs, size_factors=sf, n_threads=1)
+    blind = vst(np.asarray(study.X), size_factors=sf, threads=1)
+    design = vst(np.asarray(study.X), blind=False, obs=study.obs, size_factors=sf, threads=1)
     assert blind.shape == design.shape == study.shape
     assert not np.allclose(blind, design)  # the design absorbs patient effects: smaller dispersions
 
 
 def test_vst_mean_fit_closed_form(study):
     adata = study.copy()
-    vst(adata, fit_type="mean", key_added="vm", n_threads=1)
+    vst(adata, fit_type="mean", key_added="vm", threads=1)
     alpha = adata.uns["vm"]["mean_disp"]
     q = adata.layers["counts"] / adata.uns["vm"]["size_factors"][:, None]
     expected = (2 * np.arcsinh(np.sqrt(alpha * q)) - np.log(alpha) - np.log(4)) / np.log(2)
@@ -93,7 +93,7 @@ def test_trend_needs_estimates_above_the_minimum():
 )
 def test_vst_errors(study, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        vst(study.copy(), n_threads=1, **kwargs)
+        vst(study.copy(), threads=1, **kwargs)
 
 
 def test_vst_matrix_errors(study):
@@ -127,7 +127,7 @@ def test_cli_normalize_vst(study, tmp_path):
     b = pd.read_csv(tmp_path / "b.csv", index_col=0)
     d = pd.read_csv(tmp_path / "d.csv", index_col=0)
     assert b.shape == d.shape == (study.n_vars, study.n_obs)
-    expected = vst(study.copy().layers["counts"], n_threads=1)
+    expected = vst(study.copy().layers["counts"], threads=1)
     np.testing.assert_allclose(b.to_numpy().T, expected, rtol=1e-12)
     assert not np.allclose(b.to_numpy(), d.to_numpy())
 
@@ -140,3 +140,12 @@ def test_normalize_file_vst_design_needs_samples(study, tmp_path):
     with pytest.raises(ValueError, match="needs a sample sheet"):
         normalize_file(tmp_path / "counts.csv", out=tmp_path / "v.csv", method="vst", blind=False)
     assert not (tmp_path / "v.csv").exists()
+
+
+def test_n_threads_is_a_deprecated_alias_of_threads(study):
+    counts = np.asarray(study.layers["counts"])
+    with pytest.warns(DeprecationWarning, match="'n_threads' is deprecated, use 'threads'"):
+        old = vst(counts, n_threads=1)
+    np.testing.assert_array_equal(old, vst(counts, threads=1))
+    with pytest.raises(TypeError, match="deprecated spelling 'n_threads'"):
+        vst(counts, threads=1, n_threads=1)
