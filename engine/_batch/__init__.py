@@ -1,7 +1,25 @@
 """Batch gating of FCS archives: input resolution, executors, fault-isolated resumable runs."""
 
 from engine._batch._executor import ExecutorSpec, SlurmOptions, open_executor, slurm_job_script
-from engine._batch._inputs import InputError, InputFile, resolve_inputs
+from engine._batch._inputs import InputError, InputFile, expand_inputs, resolve_inputs
+from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
 from engine._batch._run import BatchOptions, BatchRun, gate_task, prepare_batch, run_batch
 
-__all__ = ["BatchOptions", "BatchRun", "ExecutorSpec", "InputError", "InputFile", "SlurmOptions", "gate_task", "open_executor", "prepare_batch", "resolve_inputs", "run_batch", "slurm_job_script"]
+__all__ = [
+    "BatchOptions",
+    "BatchRun",
+    "BatchTask",
+    "ErrorRecord",
+    "ExecutorSpec",
+    "InputError",
+    "InputFile",
+    "SlurmOptions",
+    "TaskOutcome",
+    "expand_inputs",
+    "gate_task",
+    "open_executor",
+    "prepare_batch",
+    "resolve_inputs",
+    "run_batch",
+    "slurm_job_script",
+]

@@ -1,8 +1,9 @@
 """Where batch tasks run: in-process, a local Dask cluster, an existing scheduler, or SLURM.
 
-Tasks are small JSON-able dicts (a file path and the serialised strategy), never samples or
-event arrays; results are small summaries. Each executor caps the Numba threads a task may use
-to its worker's share of the machine.
+Tasks are small frozen records (``BatchTask``: a file path and the serialised strategy), never
+samples or event arrays; Dask ships them to workers like any other argument. Results are small
+``TaskOutcome`` records. Each executor caps the Numba threads a task may use to its worker's
+share of the machine (it sets the task's ``threads``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
+from engine._batch._records import BatchTask, TaskOutcome
 from engine.runtime import default_threads
 
 __all__ = ["ExecutorSpec", "SlurmOptions", "open_executor", "slurm_job_script"]
 
 log = logging.getLogger(__name__)
-
-Task = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,11 @@ class _InProcess:
         self.threads = default_threads()
         self.description = f"in-process ({self.threads} threads)"
 
-    def run(self, fn: Callable[[Task], dict], tasks: Iterable[Task]) -> Iterator[dict]:
+    def run(
+        self, fn: Callable[[BatchTask], TaskOutcome], tasks: Iterable[BatchTask]
+    ) -> Iterator[TaskOutcome]:
         for task in tasks:
-            yield fn({**task, "threads": self.threads})
+            yield fn(dataclasses.replace(task, threads=self.threads))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -99,7 +101,9 @@ class _Dask:
         self.threads = 1
         self.slots = max(1, sum(threads)) if threads else 1
 
-    def run(self, fn: Callable[[Task], dict], tasks: Iterable[Task]) -> Iterator[dict]:
+    def run(
+        self, fn: Callable[[BatchTask], TaskOutcome], tasks: Iterable[BatchTask]
+    ) -> Iterator[TaskOutcome]:
         from distributed import as_completed
 
         pending = iter(tasks)
@@ -109,13 +113,13 @@ class _Dask:
             task = next(pending, None)
             if task is None:
                 break
-            queue.add(self.client.submit(fn, {**task, "threads": self.threads}, pure=False))
+            queue.add(self.client.submit(fn, dataclasses.replace(task, threads=self.threads), pure=False))
         for future in queue:
             result = future.result()
             future.release()
             task = next(pending, None)
             if task is not None:
-                queue.add(self.client.submit(fn, {**task, "threads": self.threads}, pure=False))
+                queue.add(self.client.submit(fn, dataclasses.replace(task, threads=self.threads), pure=False))
             yield result
 
     def close(self) -> None:

@@ -1,9 +1,12 @@
 """Turn what users pass as FCS input into an ordered, de-duplicated list of files.
 
-Accepted: files, directories (searched recursively for ``*.fcs``, any case), glob patterns,
-list files (``@files.txt`` or a ``.txt``/``.lst`` file: one path per line, ``#`` comments), and
+Accepted: files, directories (searched recursively for ``*.fcs``, any case, skipping hidden
+files such as macOS's ``._x.fcs`` AppleDouble companions), glob patterns, list files (``@files.txt`` or a ``.txt``/``.lst`` file: one path per line, ``#`` comments), and
 a manifest CSV with a ``path`` (or ``file``) column and any sample metadata columns (patient,
 timepoint, ...), which are carried through to the outputs.
+
+:func:`expand_inputs` is the one expansion rule: every command that takes FCS files (``gate``,
+``info``, ``compare``) goes through it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["InputError", "InputFile", "resolve_inputs"]
+__all__ = ["InputError", "InputFile", "expand_inputs", "resolve_inputs"]
 
 _LIST_SUFFIXES = (".txt", ".lst", ".list")
 
@@ -59,6 +62,38 @@ def _expand(item: str) -> list[Path]:
             raise InputError(f"no files match {item!r}")
         return hits
     return [p]  # a plain path; a missing file becomes that file's error, not the batch's
+
+
+def expand_inputs(items: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """Expand FCS input items to file paths, in order (duplicates kept).
+
+    Parameters
+    ----------
+    items
+        Files, directories (searched recursively for ``*.fcs`` in any case; hidden files such
+        as ``._x.fcs`` are skipped), glob patterns, list files (``@files.txt``, or a
+        ``.txt``/``.lst``/``.list`` file: one path per line, ``#`` comments).
+
+    Returns
+    -------
+    tuple of Path
+        The files; a plain path is kept even if it does not exist (reading it reports that).
+
+    Raises
+    ------
+    InputError
+        A glob pattern matches nothing, or a list file does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.fcs", "a.FCS", "._a.fcs", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [p.name for p in expand_inputs([folder])]
+    ['a.FCS', 'b.fcs']
+    """
+    return tuple(p for item in items for p in _expand(os.fspath(item)))
 
 
 def _read_list(path: Path) -> list[Path]:
@@ -111,11 +146,10 @@ def resolve_inputs(
     paths: list[Path] = []
     meta: list[dict[str, str]] = []
     given: list[str | None] = []
-    for item in items:
-        for p in _expand(os.fspath(item)):
-            paths.append(p)
-            meta.append({})
-            given.append(None)
+    for p in expand_inputs(items):
+        paths.append(p)
+        meta.append({})
+        given.append(None)
     if manifest is not None:
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         column = "path" if "path" in table.columns else "file" if "file" in table.columns else None

@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from engine._batch._executor import ExecutorSpec, open_executor
 from engine._batch._inputs import InputFile
-from engine.runtime import safe_name
+from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
+from engine.runtime import atomic_path, atomic_write_bytes, safe_name
 
 if TYPE_CHECKING:
     from gating import Strategy
@@ -117,43 +118,39 @@ def _strategy(text: str) -> Strategy:
     return strategy_from_dict(json.loads(text))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
-def _atomic_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def _write_error(record: ErrorRecord, parts: Path, key: str) -> None:
+    atomic_write_bytes(parts / f"{key}.error.json", json.dumps(record.to_dict()).encode())
 
 
-def gate_task(task: dict[str, Any]) -> dict[str, Any]:
+def gate_task(task: BatchTask) -> TaskOutcome:
     """Gate one file and write its part file; never raises for a bad file.
 
     Parameters
     ----------
     task
-        ``path``, ``name``, ``metadata``, ``strategy`` (JSON text), ``key``, ``out_dir``,
-        ``membership``, ``mfi``, ``threads``, ``stat`` (size, mtime_ns).
+        The file, its strategy (``task.strategy``, JSON text), options and output folder.
 
     Returns
     -------
-    dict
-        ``key``, ``ok``, ``n_events``, ``seconds`` and, on failure, ``error_type``/``message``.
+    TaskOutcome
+        Events gated and time taken, or the file's :class:`ErrorRecord` when it failed (also
+        written to ``parts/<key>.error.json``).
     """
     from gating import apply_plan, compile_plan, read_fcs
 
     start = time.perf_counter()
-    out = Path(task["out_dir"])
+    out = Path(task.out_dir)
     parts = out / "parts"
-    path = task["path"]
-    record = {"path": path, "sample": task["name"], "stat": task["stat"]}
+    path = task.path
     try:
         first = read_fcs(path)  # typed errors for anything that is not a readable FCS file
         digest = _file_hash(path)
-        strategy = _strategy(task["strategy"])
+        strategy = _strategy(task.strategy)
         frames, medians, n_events = [], [], 0
         plans: dict[tuple[str, ...], Any] = {}
         for k in range(first.n_datasets):
@@ -161,13 +158,13 @@ def gate_task(task: dict[str, Any]) -> dict[str, Any]:
             layout = tuple(sample.names)
             if layout not in plans:
                 plans[layout] = compile_plan(strategy, sample)
-            name = task["name"] if k == 0 else f"{task['name']}#{k}"
+            name = task.name if k == 0 else f"{task.name}#{k}"
             result = apply_plan(
-                plans[layout], sample, membership=task["membership"], mfi=task["mfi"] or None,
-                sample_name=name, threads=task["threads"],
+                plans[layout], sample, membership=task.membership, mfi=list(task.mfi) or None,
+                sample_name=name, threads=task.threads,
             )
             counts = result.counts
-            for column, value in task["metadata"].items():
+            for column, value in task.metadata.items():
                 counts[column] = value
             counts["file"] = path
             counts["dataset"] = k
@@ -176,56 +173,76 @@ def gate_task(task: dict[str, Any]) -> dict[str, Any]:
             if result.membership is not None:
                 member_dir = out / "membership"
                 member_dir.mkdir(exist_ok=True)
-                _atomic_parquet(
+                _write_parquet(
                     pa.Table.from_pandas(result.membership, preserve_index=False),
                     member_dir / f"{safe_name(name)}.parquet",
                 )
             if result.mfi is not None:
                 medians.append(result.mfi)
         seconds = time.perf_counter() - start
-        meta = {**record, "blake2b": digest, "n_datasets": first.n_datasets, "n_events": n_events,
-                "seconds": seconds}
+        meta = {"path": path, "sample": task.name, "stat": list(task.stat), "blake2b": digest,
+                "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds}
         if medians:
-            _atomic_parquet(
+            _write_parquet(
                 pa.Table.from_pandas(pd.concat(medians, ignore_index=True), preserve_index=False),
-                parts / f"{task['key']}.mfi.parquet",
+                parts / f"{task.key}.mfi.parquet",
             )
         table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), b"phenoflow": json.dumps(meta).encode()}
         )
-        _atomic_parquet(table, parts / f"{task['key']}.parquet")  # written last: "done"
-        return {"key": task["key"], "ok": True, "n_events": n_events, "seconds": seconds}
+        _write_parquet(table, parts / f"{task.key}.parquet")  # written last: "done"
+        return TaskOutcome(key=task.key, path=path, sample=task.name, n_events=n_events,
+                           seconds=seconds)
     except Exception as exc:  # a batch never dies for one bad file: record it
         seconds = time.perf_counter() - start
         log.warning("%s failed: %s: %s", path, type(exc).__name__, exc)
         log.debug("%s", traceback.format_exc())
-        error = {**record, "error_type": type(exc).__name__, "message": str(exc), "seconds": seconds}
-        _atomic_write_bytes(parts / f"{task['key']}.error.json", json.dumps(error).encode())
-        return {"key": task["key"], "ok": False, "n_events": 0, "seconds": seconds,
-                "error_type": error["error_type"], "message": error["message"]}
+        error = ErrorRecord.from_exception(exc, path=path, sample=task.name, stat=task.stat,
+                                           seconds=seconds)
+        _write_error(error, parts, task.key)
+        return TaskOutcome(key=task.key, path=path, sample=task.name, seconds=seconds, error=error)
 
 
 # ---- driver side --------------------------------------------------------------------------
-def _stat(path: str) -> list[int]:
+def _stat(path: str) -> tuple[int, int]:
     try:
         st = os.stat(path)
     except OSError:
-        return [-1, -1]
-    return [st.st_size, st.st_mtime_ns]
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
 
 
 def prepare_batch(
     strategy: str | os.PathLike[str], inputs: Sequence[InputFile], *, out_dir: Path,
     options: BatchOptions,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+) -> tuple[list[BatchTask], dict[str, str]]:
     """One task per input file, and each distinct strategy's JSON text by its hash.
 
     Tasks hold only the hash; the text is attached when a task is submitted, so the driver's
     memory does not grow with the archive times the strategy size.
 
     A FlowJo workspace gives each file the strategy of its own sample (or of ``group``); a
-    file the workspace does not know becomes a task that fails with that message.
+    file the workspace does not know becomes a task whose ``problem`` says why, and which
+    fails without a worker.
+
+    Parameters
+    ----------
+    strategy
+        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name.
+    inputs
+        From :func:`engine.resolve_inputs`.
+    out_dir
+        The batch's output folder.
+    options
+        Membership, MFI channels, FlowJo group.
+
+    Returns
+    -------
+    tasks : list of BatchTask
+        In input order, without the strategy text.
+    texts : dict
+        Strategy hash -> the strategy's JSON text.
     """
     from gating import Strategy, load_strategy, resolve_strategy, strategy_hash
 
@@ -239,13 +256,14 @@ def prepare_batch(
         which = "" if isinstance(loaded, Strategy) else (
             f"group:{options.group}" if options.group is not None else f"file:{Path(item.path).name}"
         )
-        problem = ""
+        stat = _stat(item.path)
+        problem: ErrorRecord | None = None
         digest = resolved.get(which, "")
         if which not in resolved:
             try:
                 chosen = resolve_strategy(loaded, Path(item.path).name, group=options.group)
             except Exception as exc:  # recorded for this file only
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = ErrorRecord.from_exception(exc, path=item.path, sample=item.name, stat=stat)
             else:
                 digest = strategy_hash(chosen)
                 texts.setdefault(digest, json.dumps(chosen.to_dict(), default=repr))
@@ -255,43 +273,38 @@ def prepare_batch(
              item.name, sorted(item.metadata.items())]
         )
         tasks.append(
-            {
-                "path": item.path, "name": item.name, "metadata": dict(item.metadata),
-                "strategy_hash": digest, "problem": problem,
-                "key": hashlib.sha1(signature.encode()).hexdigest()[:24],
-                "out_dir": str(out_dir), "membership": options.membership,
-                "mfi": list(options.mfi), "stat": _stat(item.path),
-            }
+            BatchTask(
+                key=hashlib.sha1(signature.encode()).hexdigest()[:24], path=item.path,
+                name=item.name, metadata=dict(item.metadata), stat=stat, out_dir=str(out_dir),
+                strategy_hash=digest, membership=options.membership, mfi=tuple(options.mfi),
+                problem=problem,
+            )
         )
     return tasks, texts
 
 
-def _done(task: dict[str, Any], parts: Path) -> bool:
+def _done(task: BatchTask, parts: Path) -> bool:
     """Whether an earlier run left a valid part for this file (same file size and mtime)."""
-    ok = parts / f"{task['key']}.parquet"
+    ok = parts / f"{task.key}.parquet"
     if ok.exists():
         try:
             meta = json.loads(pq.read_schema(ok).metadata[b"phenoflow"])
         except Exception:  # a damaged part is redone
             return False
-        return meta["stat"] == task["stat"]
-    err = parts / f"{task['key']}.error.json"
+        return meta["stat"] == list(task.stat)
+    err = parts / f"{task.key}.error.json"
     if err.exists():
         try:
-            return json.loads(err.read_text())["stat"] == task["stat"]
+            return ErrorRecord.from_dict(json.loads(err.read_text())).stat == task.stat
         except Exception:
             return False
     return False
 
 
-def _failing_task(task: dict[str, Any]) -> dict[str, Any]:
+def _failing_task(task: BatchTask, problem: ErrorRecord) -> TaskOutcome:
     """A task whose strategy could not be resolved fails without touching a worker."""
-    parts = Path(task["out_dir"]) / "parts"
-    error_type, _, message = task["problem"].partition(": ")
-    error = {"path": task["path"], "sample": task["name"], "stat": task["stat"],
-             "error_type": error_type, "message": message, "seconds": 0.0}
-    _atomic_write_bytes(parts / f"{task['key']}.error.json", json.dumps(error).encode())
-    return {"key": task["key"], "ok": False, "n_events": 0, "seconds": 0.0, **error}
+    _write_error(problem, Path(task.out_dir) / "parts", task.key)
+    return TaskOutcome(key=task.key, path=task.path, sample=task.name, error=problem)
 
 
 def run_batch(
@@ -301,7 +314,7 @@ def run_batch(
     out_dir: str | os.PathLike[str],
     executor: ExecutorSpec | None = None,
     options: BatchOptions | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[TaskOutcome], None] | None = None,
 ) -> BatchRun:
     """Gate every input file, resuming from part files left by an earlier run.
 
@@ -318,7 +331,7 @@ def run_batch(
     options
         Membership, MFI channels, FlowJo group, AnnData output.
     on_result
-        Called with each finished task's summary (progress reporting).
+        Called with each finished task's :class:`TaskOutcome` (progress reporting).
 
     Returns
     -------
@@ -334,24 +347,20 @@ def run_batch(
     if resumed:
         log.info("resuming: %d of %d files already done", resumed, len(tasks))
     description = "nothing to do"
-    runnable = [t for t in todo if not t["problem"]]
+    runnable = [t for t in todo if t.problem is None]
     for t in todo:
-        if t["problem"]:
-            summary = _failing_task(t)
+        if t.problem is not None:
+            outcome = _failing_task(t, t.problem)
             if on_result:
-                on_result(summary)
+                on_result(outcome)
     if runnable:
         ex = open_executor(executor or ExecutorSpec())
         description = ex.description
         try:
-            submitted = (
-                {**{k: v for k, v in t.items() if k not in ("problem", "strategy_hash")},
-                 "strategy": hashes[t["strategy_hash"]]}
-                for t in runnable
-            )
-            for summary in ex.run(gate_task, submitted):
+            submitted = (dataclasses.replace(t, strategy=hashes[t.strategy_hash]) for t in runnable)
+            for outcome in ex.run(gate_task, submitted):
                 if on_result:
-                    on_result(summary)
+                    on_result(outcome)
         finally:
             ex.close()
     return _finalize(tasks, out, options=options, hashes=sorted(hashes), resumed=resumed,
@@ -373,21 +382,46 @@ _ROW_GROUP = 65_536  # parts are small; writing them one by one would make tiny 
 
 
 def _finalize(
-    tasks: list[dict[str, Any]], out: Path, *, options: BatchOptions, hashes: list[str],
+    tasks: list[BatchTask], out: Path, *, options: BatchOptions, hashes: list[str],
     resumed: int, description: str,
 ) -> BatchRun:
     """Stream the parts, in input order, into the final tables (memory independent of N)."""
     from engine import __version__
 
     parts = out / "parts"
-    failed = sum(not (parts / f"{t['key']}.parquet").exists() for t in tasks)
+    failed = sum(not (parts / f"{t.key}.parquet").exists() for t in tasks)
     run_meta = {"phenoflow_version": __version__, "strategy_hashes": hashes,
                 "files": len(tasks), "failed": failed}
     meta_bytes = {b"phenoflow": json.dumps(run_meta).encode()}
-    metadata_keys = list(dict.fromkeys(k for t in tasks for k in t["metadata"]))
-    files, errors, mfi_tables = [], [], []
-    tmp_pop = out / f".populations.parquet.{os.getpid()}.partial"
-    tmp_csv = out / f".populations.csv.{os.getpid()}.partial"
+    metadata_keys = list(dict.fromkeys(k for t in tasks for k in t.metadata))
+    with atomic_path(out / "populations.csv") as tmp_csv, \
+            atomic_path(out / "populations.parquet") as tmp_pop:  # parquet is renamed first
+        files, errors, mfi_tables, wrote = _stream_parts(
+            tasks, parts, pop_path=tmp_pop, csv_path=tmp_csv, metadata_keys=metadata_keys,
+            meta_bytes=meta_bytes,
+        )
+    error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
+    file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
+    _write_parquet(pa.Table.from_pandas(error_table, preserve_index=False), out / "errors.parquet")
+    _write_parquet(pa.Table.from_pandas(file_table, preserve_index=False), out / "files.parquet")
+    if mfi_tables:
+        _write_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
+    atomic_write_bytes(out / "run.json", json.dumps({**run_meta, "executor": description}, indent=2).encode())
+    if options.h5ad and wrote:
+        _write_h5ad(pd.read_parquet(out / "populations.parquet"), out / "populations.h5ad", run_meta)
+    return BatchRun(out_dir=out, errors=error_table, files=file_table, resumed=resumed,
+                    executor=description)
+
+
+def _stream_parts(
+    tasks: list[BatchTask], parts: Path, *, pop_path: Path, csv_path: Path,
+    metadata_keys: list[str], meta_bytes: dict[bytes, bytes],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[pa.Table], bool]:
+    """Stream the parts into the populations Parquet and CSV files; return the rows of the
+    files and errors tables, the MFI tables and whether any file succeeded."""
+    files: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    mfi_tables: list[pa.Table] = []
     writer: pq.ParquetWriter | None = None
     csv_writer: pacsv.CSVWriter | None = None
     schema: pa.Schema | None = None
@@ -402,7 +436,7 @@ def _finalize(
 
     try:
         for task in tasks:
-            ok = parts / f"{task['key']}.parquet"
+            ok = parts / f"{task.key}.parquet"
             if ok.exists():
                 table = pq.read_table(ok)
                 meta = json.loads(table.schema.metadata[b"phenoflow"])
@@ -411,23 +445,23 @@ def _finalize(
                     fields = list(table.schema)
                     fields += [pa.field(k, pa.string()) for k in metadata_keys if k not in table.column_names]
                     schema = pa.schema(fields)
-                    writer = pq.ParquetWriter(tmp_pop, schema.with_metadata(meta_bytes))
-                    csv_writer = pacsv.CSVWriter(tmp_csv, schema)
+                    writer = pq.ParquetWriter(pop_path, schema.with_metadata(meta_bytes))
+                    csv_writer = pacsv.CSVWriter(csv_path, schema)
                 buffer.append(_conform(table, schema))
                 if sum(len(t) for t in buffer) >= _ROW_GROUP:
                     flush()
-                files.append({"path": task["path"], "sample": task["name"], "size": meta["stat"][0],
+                files.append({"path": task.path, "sample": task.name, "size": meta["stat"][0],
                               "blake2b": meta["blake2b"], "n_datasets": meta["n_datasets"],
                               "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"]})
-                mfi = parts / f"{task['key']}.mfi.parquet"
+                mfi = parts / f"{task.key}.mfi.parquet"
                 if mfi.exists():
                     mfi_tables.append(pq.read_table(mfi))
             else:
-                err = json.loads((parts / f"{task['key']}.error.json").read_text())
-                errors.append({"path": err["path"], "error_type": err["error_type"], "message": err["message"]})
-                files.append({"path": task["path"], "sample": task["name"], "size": err["stat"][0],
+                err = ErrorRecord.from_dict(json.loads((parts / f"{task.key}.error.json").read_text()))
+                errors.append({"path": err.path, "error_type": err.error_type, "message": err.message})
+                files.append({"path": task.path, "sample": task.name, "size": err.stat[0],
                               "blake2b": None, "n_datasets": 0, "n_events": 0, "status": "error",
-                              "seconds": err["seconds"]})
+                              "seconds": err.seconds})
         flush()
     finally:
         for w in (writer, csv_writer):
@@ -437,21 +471,9 @@ def _finalize(
         from gating import COUNT_COLUMNS
 
         empty = pa.Table.from_pandas(pd.DataFrame(columns=COUNT_COLUMNS), preserve_index=False)
-        pq.write_table(empty.replace_schema_metadata(meta_bytes), tmp_pop)
-        pacsv.write_csv(empty, tmp_csv)
-    os.replace(tmp_pop, out / "populations.parquet")
-    os.replace(tmp_csv, out / "populations.csv")
-    error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
-    file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
-    _atomic_parquet(pa.Table.from_pandas(error_table, preserve_index=False), out / "errors.parquet")
-    _atomic_parquet(pa.Table.from_pandas(file_table, preserve_index=False), out / "files.parquet")
-    if mfi_tables:
-        _atomic_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
-    _atomic_write_bytes(out / "run.json", json.dumps({**run_meta, "executor": description}, indent=2).encode())
-    if options.h5ad and writer is not None:
-        _write_h5ad(pd.read_parquet(out / "populations.parquet"), out / "populations.h5ad", run_meta)
-    return BatchRun(out_dir=out, errors=error_table, files=file_table, resumed=resumed,
-                    executor=description)
+        pq.write_table(empty.replace_schema_metadata(meta_bytes), pop_path)
+        pacsv.write_csv(empty, csv_path)
+    return files, errors, mfi_tables, writer is not None
 
 
 def _write_h5ad(populations: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:
@@ -476,6 +498,5 @@ def _write_h5ad(populations: pd.DataFrame, path: Path, meta: dict[str, Any]) -> 
         layers={k: wide[k].reindex(samples).to_numpy(dtype="float64") for k in ("percent_of_parent", "percent_of_total")},
         uns={"phenoflow": {k: (v if not isinstance(v, list) else [str(x) for x in v]) for k, v in meta.items()}},
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.h5ad")
-    adata.write_h5ad(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".h5ad") as tmp:  # anndata checks the extension
+        adata.write_h5ad(tmp)

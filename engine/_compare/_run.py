@@ -43,6 +43,7 @@ from engine._compare._tables import (
     with_totals,
 )
 from engine._compare._tables import SUMMARY_COLUMNS as SUMMARY_COLUMNS  # re-exported
+from engine.runtime import atomic_path
 from gating import (
     FlowJoWorkspace,
     GatingResult,
@@ -251,9 +252,8 @@ def _write(comparison: Comparison, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
         frame: pd.DataFrame = getattr(comparison, name)
-        tmp = out / f".{name}.parquet.{os.getpid()}.partial"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out / f"{name}.parquet")
+        with atomic_path(out / f"{name}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
         frame.to_csv(out / f"{name}.csv", index=False)
     plot_agreement(comparison, path=out / "agreement.png")
     log.info("comparison written to %s", out)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from engine._batch import ExecutorSpec, InputFile
 
 __all__ = ["gate"]
 
 
 def executor_from_options(in_process: bool, workers: int | None, scheduler: str | None,
-              scheduler_file: Path | None, slurm: bool, slurm_options: dict):
+                          scheduler_file: Path | None, slurm: bool,
+                          slurm_options: dict[str, Any]) -> ExecutorSpec:
+    """The executor chosen by ``phenoflow gate``'s options (at most one of them)."""
     from engine._batch import ExecutorSpec, SlurmOptions
 
     chosen = [name for name, on in (("--in-process", in_process), ("--scheduler", scheduler),
@@ -91,12 +98,9 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
         return
     options = BatchOptions(membership=membership, group=group, h5ad=h5ad,
                            mfi=tuple(c.strip() for c in mfi.split(",")) if mfi else ())
-    progress = Progress(len(inputs), label="gating", json_lines=log_format == "json")
-    try:
+    with Progress(len(inputs), label="gating", json_lines=log_format == "json") as progress:
         run = run_batch(strategy, inputs, out_dir=out_dir, executor=spec, options=options,
                         on_result=progress.update)
-    finally:
-        progress.close()
     ok = int((run.files["status"] == "ok").sum())
     click.echo(f"gated {ok} of {len(inputs)} files ({run.resumed} from an earlier run) on "
                f"{run.executor} -> {run.out_dir / 'populations.parquet'}")
@@ -106,7 +110,7 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
         raise SystemExit(1)
 
 
-def _dry_run(strategy: str, inputs, group: str | None, out_dir: Path) -> None:
+def _dry_run(strategy: str, inputs: Sequence[InputFile], group: str | None, out_dir: Path) -> None:
     """What a run would do: the same strategy resolution as the batch, nothing gated."""
     import json
 
@@ -120,10 +124,10 @@ def _dry_run(strategy: str, inputs, group: str | None, out_dir: Path) -> None:
         for pid in resolved.population_order():
             click.echo(f"  {resolved.path(pid)}")
     for task in tasks:
-        if task["problem"]:
-            click.echo(f"{task['path']}: no strategy ({task['problem']})")
+        if task.problem is not None:
+            click.echo(f"{task.path}: no strategy ({task.problem.text})")
             continue
-        meta = ", ".join(f"{k}={v}" for k, v in task["metadata"].items())
-        click.echo(f"file {task['path']} -> sample {task['name']}" + (f" [{meta}]" if meta else "")
-                   + f" (strategy {task['strategy_hash'][:16]})")
+        meta = ", ".join(f"{k}={v}" for k, v in task.metadata.items())
+        click.echo(f"file {task.path} -> sample {task.name}" + (f" [{meta}]" if meta else "")
+                   + f" (strategy {task.strategy_hash[:16]})")
     click.echo(f"{len(inputs)} files")

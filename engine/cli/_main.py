@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
 from engine import __version__
 from engine.cli._gate import gate as _gate_command
+from engine.cli._progress import track
 from engine.cli._study import executor_options
 from engine.cli._study import study as _study_command
 
-T = TypeVar("T")
 log = logging.getLogger("phenoflow")
 
 
-def _progress(items: Sequence[T], *, label: str) -> Iterable[T]:
-    """A progress bar on a terminal, plain iteration (with log lines) otherwise."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+def _fcs_files(items: Sequence[str | Path], *, hint: str) -> list[Path]:
+    """FCS files from files, folders, globs and list files: the batch's own expansion rule."""
+    from engine._batch import InputError, expand_inputs
 
-        return tqdm(items, desc=label, unit="file", leave=False)
-    return items
+    try:
+        files = list(expand_inputs(items))
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not files:
+        raise click.UsageError(f"no FCS files given ({hint})")
+    return files
 
 
 def _setup_logging(verbose: int) -> None:
@@ -65,7 +68,7 @@ def _fcs_summary(paths: Sequence[Path]) -> tuple[list[dict[str, object]], int]:
 
     rows: list[dict[str, object]] = []
     failures = 0
-    for path in _progress(paths, label="reading"):
+    for path in track(paths, label="reading"):
         try:
             data = read_fcs(path)
         except (FCSError, OSError) as exc:
@@ -99,8 +102,9 @@ def _print_rows(rows: Sequence[dict[str, object]]) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def info(files: tuple[Path, ...]) -> None:
-    """Summarise FCS FILES: version, events, channels, spillover, datasets."""
-    rows, failures = _fcs_summary(list(files))
+    """Summarise FCS FILES (files, directories, globs, @list files): version, events, channels,
+    spillover, datasets."""
+    rows, failures = _fcs_summary(_fcs_files(files, hint="FILES: files, directories, globs or @list files"))
     _print_rows(rows)
     if failures:
         raise SystemExit(1)
@@ -108,7 +112,7 @@ def info(files: tuple[Path, ...]) -> None:
 
 @main.command()
 @click.option("--strategy", "strategies", multiple=True, required=True, help="Strategy A, then strategy B (exactly two): Gating-ML, FlowJo .wsp, YAML/JSON, or a preset name.")
-@click.option("--fcs", "fcs", multiple=True, required=True, type=click.Path(path_type=Path), help="FCS file (repeat, or a directory).")
+@click.option("--fcs", "fcs", multiple=True, required=True, type=click.Path(path_type=Path), help="FCS file, directory, glob or @list file (repeat).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--map", "maps", multiple=True, metavar="A_POP=B_POP", help="Compare these populations (full path or id; repeat).")
 @click.option("--map-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV: a header row, then an A and a B population per row.")
@@ -132,11 +136,7 @@ def compare(
 
     if len(strategies) != 2:
         raise click.UsageError(f"give exactly two --strategy options (A, then B), not {len(strategies)}")
-    files: list[Path] = []
-    for item in fcs:
-        files += sorted(p for p in item.rglob("*") if p.suffix.lower() == ".fcs") if item.is_dir() else [item]
-    if not files:
-        raise click.UsageError("no FCS files given (--fcs FILE or a directory)")
+    files = _fcs_files(fcs, hint="--fcs FILE or a directory")
     try:
         mapping = {**(read_mapping(map_file) if map_file else {}), **parse_mapping(maps)}
     except ValueError as exc:

@@ -1,13 +1,24 @@
-"""Progress of a batch: a bar on a terminal, plain (or JSON) log lines in HPC job logs."""
+"""Progress of the CLI's loops: a bar on a terminal, plain (or JSON) log lines in HPC job logs.
+
+:class:`Progress` is the one progress display of the command line: ``phenoflow gate``,
+``study`` and ``demo`` report gated files through it, and :func:`track` wraps the short loops
+(``phenoflow info``) in a transient bar that stays silent off a terminal.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from typing import IO, TYPE_CHECKING, TypeVar
 
-__all__ = ["Progress"]
+if TYPE_CHECKING:
+    from engine._batch import TaskOutcome
+
+__all__ = ["Progress", "track"]
+
+T = TypeVar("T")
 
 
 class Progress:
@@ -25,16 +36,20 @@ class Progress:
         Seconds between log lines off a terminal.
     stream
         Where to write (standard error by default).
+    quiet
+        A bare bar that disappears when done on a terminal, nothing off one (for short loops
+        whose results are printed anyway).
     """
 
     def __init__(
         self, total: int, *, label: str, json_lines: bool = False, every: float = 5.0,
-        stream: IO[str] | None = None,
+        stream: IO[str] | None = None, quiet: bool = False,
     ) -> None:
         self.total = total
         self.label = label
         self.json_lines = json_lines
         self.every = every
+        self.quiet = quiet
         self.stream = stream or sys.stderr
         self.done = self.failed = self.events = 0
         self.start = time.monotonic()
@@ -43,7 +58,14 @@ class Progress:
         if self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=label, unit="file", file=self.stream)
+            self._bar = tqdm(total=total, desc=label, unit="file", file=self.stream,
+                             leave=not quiet)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _rates(self) -> tuple[float, float]:
         elapsed = max(time.monotonic() - self.start, 1e-9)
@@ -52,15 +74,36 @@ class Progress:
         eta = elapsed / self.done * left if self.done else float("nan")
         return rate, eta
 
-    def update(self, summary: dict[str, Any]) -> None:
-        """Record one finished file (a task summary with ``ok`` and ``n_events``)."""
+    def update(self, outcome: TaskOutcome) -> None:
+        """Record one finished file.
+
+        Parameters
+        ----------
+        outcome
+            The batch task's outcome (``ok`` and ``n_events`` are used).
+        """
+        self.step(ok=outcome.ok, events=outcome.n_events)
+
+    def step(self, *, ok: bool = True, events: int = 0) -> None:
+        """Record one finished item.
+
+        Parameters
+        ----------
+        ok
+            Whether it succeeded.
+        events
+            Events it processed.
+        """
         self.done += 1
-        self.failed += 0 if summary.get("ok") else 1
-        self.events += int(summary.get("n_events", 0))
+        self.failed += 0 if ok else 1
+        self.events += int(events)
         rate, eta = self._rates()
         if self._bar is not None:
-            self._bar.set_postfix(events_per_s=f"{rate:.3g}", failed=self.failed, refresh=False)
+            if not self.quiet:
+                self._bar.set_postfix(events_per_s=f"{rate:.3g}", failed=self.failed, refresh=False)
             self._bar.update(1)
+            return
+        if self.quiet:
             return
         now = time.monotonic()
         if now - self._last >= self.every or self.done == self.total:
@@ -85,3 +128,26 @@ class Progress:
         """Finish the bar (or nothing off a terminal)."""
         if self._bar is not None:
             self._bar.close()
+
+
+def track(items: Sequence[T], *, label: str, stream: IO[str] | None = None) -> Iterator[T]:
+    """Iterate over ``items`` with a quiet :class:`Progress` (a bar on a terminal only).
+
+    Parameters
+    ----------
+    items
+        What to iterate over (its length is the bar's total).
+    label
+        The bar's label.
+    stream
+        Where the bar goes (standard error by default).
+
+    Yields
+    ------
+    object
+        The items, in order.
+    """
+    with Progress(len(items), label=label, stream=stream, quiet=True) as progress:
+        for item in items:
+            yield item
+            progress.step()

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.runtime import atomic_path
+
 __all__ = ["format_spill", "write_fcs"]
 
 log = logging.getLogger(__name__)
@@ -182,18 +184,12 @@ def write_fcs(
         for v in (_TEXT_START, text_end, begin if fits else 0, end if fits else 0, 0, 0)
     )
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(header.encode("ascii"))
-            fh.write(b" " * (_TEXT_START - len(header)))
-            fh.write(text)
-            fh.write(b" " * (begin - text_end - 1 if data_bytes else 0))
-            for lo in range(0, n_events, _CHUNK_EVENTS):
-                chunk = np.ascontiguousarray(arr[lo : lo + _CHUNK_EVENTS], dtype="<f4")
-                fh.write(memoryview(chunk).cast("B"))
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(b" " * (_TEXT_START - len(header)))
+        fh.write(text)
+        fh.write(b" " * (begin - text_end - 1 if data_bytes else 0))
+        for lo in range(0, n_events, _CHUNK_EVENTS):
+            chunk = np.ascontiguousarray(arr[lo : lo + _CHUNK_EVENTS], dtype="<f4")
+            fh.write(memoryview(chunk).cast("B"))
     return target

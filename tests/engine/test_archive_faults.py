@@ -218,3 +218,12 @@ def test_sigkill_at_random_moments_then_resume_equals_a_clean_run(archive, clean
                                   pd.read_parquet(clean_run / "files.parquet").drop(columns=drop))
     csv_k, csv_c = (pd.read_csv(d / "populations.csv") for d in (out, clean_run))
     pd.testing.assert_frame_equal(csv_k, csv_c)
+
+
+def test_a_finished_run_leaves_no_temporary_files(clean_run):
+    # every output goes through engine.runtime.atomic_path: ``.<name>.<pid>.partial[suffix]``
+    # files exist only while being written, and a finished run leaves none behind
+    leftovers = [p for p in clean_run.rglob("*") if ".partial" in p.name]
+    assert leftovers == []
+    assert {p.name for p in clean_run.iterdir()} >= {
+        "populations.parquet", "populations.csv", "errors.parquet", "files.parquet", "run.json", "parts"}

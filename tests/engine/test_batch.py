@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,9 +17,14 @@ import pytest
 
 from engine import (
     BatchOptions,
+    BatchTask,
+    ErrorRecord,
     ExecutorSpec,
     InputError,
     SlurmOptions,
+    TaskOutcome,
+    expand_inputs,
+    prepare_batch,
     resolve_inputs,
     run_batch,
     slurm_job_script,
@@ -267,3 +273,44 @@ def test_flowjo_workspace_batch_uses_each_files_sample(tmp_path):
         assert got[f"/{row.population}"] == row.flowjo_count
     assert run.errors["path"].tolist() == [str(stranger)]
     assert "no sample" in run.errors["message"].iloc[0]
+
+
+def test_folders_skip_hidden_apple_double_files(tmp_path):
+    folder = tmp_path / "fcs"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("b.fcs", "nested/a.FCS", "._b.fcs", "nested/._a.FCS", "readme.txt"):
+        (folder / name).write_bytes(b"")
+    expected = [folder / "b.fcs", folder / "nested" / "a.FCS"]
+    assert list(expand_inputs([folder])) == expected
+    assert [i.path for i in resolve_inputs([folder])] == [str(p) for p in expected]
+    assert expand_inputs([folder, folder / "b.fcs"])[-1] == folder / "b.fcs"  # duplicates kept
+    assert len(resolve_inputs([folder, folder / "b.fcs"])) == 2  # ... until resolved
+
+
+def test_task_records_ship_to_dask_and_outcomes_reach_the_caller(archive, tmp_path):
+    from distributed.protocol import deserialize, serialize
+
+    inputs = resolve_inputs([archive["good"][0], archive["fcs"] / "zz_empty.fcs"])
+    options = BatchOptions(mfi=(read_fcs(archive["good"][0]).names[0],))
+    tasks, texts = prepare_batch(archive["strategy"], inputs, out_dir=tmp_path / "o", options=options)
+    assert all(isinstance(t, BatchTask) and t.problem is None and not t.strategy for t in tasks)
+    assert set(texts) == {t.strategy_hash for t in tasks}
+    shipped = dataclasses.replace(tasks[0], strategy=texts[tasks[0].strategy_hash], threads=1)
+    assert deserialize(*serialize(shipped)) == shipped  # what dask.distributed does to it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shipped.threads = 2  # type: ignore[misc]
+    outcomes: list[TaskOutcome] = []
+    run = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "o",
+                    executor=ExecutorSpec(kind="inprocess"), options=options, on_result=outcomes.append)
+    good, bad = sorted(outcomes, key=lambda o: not o.ok)
+    assert good.ok and good.error is None and good.n_events == 4000 and good.sample == inputs[0].name
+    assert not bad.ok and bad.n_events == 0 and bad.error.error_type == "FCSTruncatedError"
+    assert deserialize(*serialize(bad)) == bad
+    on_disk = json.loads((tmp_path / "o" / "parts" / f"{bad.key}.error.json").read_text())
+    assert list(on_disk) == ["path", "sample", "stat", "error_type", "message", "seconds"]
+    assert ErrorRecord.from_dict(on_disk) == bad.error and bad.error.to_dict() == on_disk
+    assert run.errors.to_dict("records") == [
+        {"path": bad.path, "error_type": bad.error.error_type, "message": bad.error.message}]
+    mfi = pd.read_parquet(tmp_path / "o" / "mfi.parquet")
+    assert len(mfi) and set(mfi["sample"]) == {inputs[0].name}
+    assert not [p for p in (tmp_path / "o").rglob("*") if ".partial" in p.name]

@@ -127,3 +127,45 @@ def test_gate_writes_tidy_counts_membership_and_errors(tmp_path):
     assert len(written) == 2 and "c.parquet" in written and all("/" not in n and " " not in n for n in written)
     member = pd.read_parquet(out / "membership" / "c.parquet")
     assert list(member.columns) == ["Low", "LowY"] and len(member) == 500
+
+
+def test_info_and_the_batch_expand_a_folder_alike(tmp_path):
+    from pathlib import Path
+
+    from engine import resolve_inputs
+
+    folder = tmp_path / "fcs"
+    (folder / "sub").mkdir(parents=True)
+    write_fcs(folder / "a.fcs", np.ones((3, 1)), ["A"])
+    write_fcs(folder / "sub" / "b.FCS", np.ones((4, 1)), ["A"])
+    (folder / "._a.fcs").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")  # AppleDouble
+    (folder / "notes.txt").write_text("not FCS\n")
+    result = CliRunner().invoke(main, ["info", str(folder)])
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[0] for line in result.output.splitlines()[1:]]
+    batch = [Path(i.path).name for i in resolve_inputs([folder])]
+    assert listed == batch == ["a.fcs", "b.FCS"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = CliRunner().invoke(main, ["info", str(empty)])
+    assert nothing.exit_code == 2 and "no FCS files given" in nothing.output
+
+
+def test_one_progress_display_quiet_loops_and_batch_lines():
+    import io
+    import json
+
+    from engine import ErrorRecord, TaskOutcome
+    from engine.cli._progress import Progress, track
+
+    stream = io.StringIO()
+    assert list(track([1, 2, 3], label="reading", stream=stream)) == [1, 2, 3]
+    assert stream.getvalue() == ""  # off a terminal a short loop stays silent
+    error = ErrorRecord(path="b.fcs", sample="b", stat=(0, 0), error_type="FCSTruncatedError",
+                        message="file ends after 0 bytes")
+    with Progress(2, label="gating", json_lines=True, every=0.0, stream=stream) as progress:
+        progress.update(TaskOutcome(key="k1", path="a.fcs", sample="a", n_events=100, seconds=0.1))
+        progress.update(TaskOutcome(key="k2", path="b.fcs", sample="b", error=error))
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["done"], r["total"], r["failed"]) for r in lines] == [(1, 2, 0), (2, 2, 1)]
+    assert lines[-1]["events_per_s"] > 0
