@@ -1,8 +1,9 @@
 """Headless expression plots: size factors, mean-SD, volcano and paired pre/post scores.
 
-Every function draws on plain :class:`matplotlib.figure.Figure` objects with the Agg canvas (no
-``matplotlib.use()``, no pyplot state), returns the figure and, given ``out=``, writes it as
-``.png`` or ``.svg``. :func:`paired_slope_plot` draws into axes the caller owns, so other
+Every function draws on plain :class:`matplotlib.figure.Figure` objects with the Agg canvas
+(:func:`engine.runtime.new_figure`: no ``matplotlib.use()``, no pyplot state, the house DPI),
+returns the figure and, given ``out=``, writes it as ``.png`` or ``.svg``. matplotlib is
+imported when a plot is drawn, not when :mod:`expression` is imported. :func:`paired_slope_plot` draws into axes the caller owns, so other
 figures (the study report's clinical scores and flow populations) reuse it.
 """
 
@@ -13,14 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from engine.runtime import DPI, format_p, new_figure
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "paired_slope_plot",
@@ -32,7 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DPI = 150
 UP, DOWN, FLAT = "#c0392b", "#1f5fa8", "#7f7f7f"  # increase, decrease, no change / NA
 _STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
           "xtick.labelsize": 8, "ytick.labelsize": 8, "svg.fonttype": "none"}  # fmt: skip
@@ -43,6 +45,8 @@ _MAX_LABELS = 150  # sample names on a size-factor plot
 
 @contextmanager
 def _style() -> Iterator[None]:
+    import matplotlib as mpl
+
     with mpl.rc_context(_STYLE):
         yield
 
@@ -50,8 +54,7 @@ def _style() -> Iterator[None]:
 def _figure(
     width: float, height: float, ncols: int = 1, nrows: int = 1, **kw: Any
 ) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(width, height))
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
 
 
@@ -429,10 +432,6 @@ def paired_slope_plot(
     return ax
 
 
-def _format_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
-
-
 def plot_paired_scores(
     scores: pd.DataFrame,
     sample_sheet: pd.DataFrame,
@@ -510,8 +509,8 @@ def plot_paired_scores(
             if by_set is not None and gene_set in by_set.index:
                 row = by_set.loc[gene_set]
                 lines.append(
-                    f"paired t P = {_format_p(float(row['t_pvalue']))}, "
-                    f"Wilcoxon P = {_format_p(float(row['wilcoxon_pvalue']))}"
+                    f"paired t P = {format_p(float(row['t_pvalue']))}, "
+                    f"Wilcoxon P = {format_p(float(row['wilcoxon_pvalue']))}"
                 )
             ax.set_title("\n".join(lines), fontsize=8 if len(lines[0]) > 32 else 9)
             ax.set_ylabel(f"{method} score")

@@ -10,7 +10,7 @@ from gating._errors import (
     FCSTruncatedError,
     FCSWarning,
 )
-from gating._evaluate import COUNT_COLUMNS, GatingResult, apply_plan
+from gating._evaluate import COUNT_COLUMNS, Evaluator, GatingResult, apply_plan, evaluate_plan
 from gating._fcs import FCSData, read_fcs, write_fcs
 from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flowjo
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
@@ -59,6 +59,7 @@ __all__ = [
     "Dimension",
     "Divider",
     "EllipsoidGate",
+    "Evaluator",
     "FCSData",
     "FCSDataLengthError",
     "FCSDatatypeError",
@@ -94,6 +95,7 @@ __all__ = [
     "Transform",
     "apply_plan",
     "compile_plan",
+    "evaluate_plan",
     "load_strategy",
     "plan_from_dict",
     "plot_gate",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from engine._compare._tables import Comparison
+from engine.runtime import new_figure
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
+    from matplotlib.figure import Figure
 
 __all__ = ["format_score", "pair_labels", "plot_agreement"]
 
@@ -88,12 +91,11 @@ def plot_agreement(comparison: Comparison, *, path: str | os.PathLike[str] | Non
     Returns
     -------
     matplotlib.figure.Figure
-        A figure on the Agg canvas (no pyplot, no global state).
+        A figure on the Agg canvas (no pyplot, no global state; :func:`engine.runtime.new_figure`).
     """
     summary, per_file = comparison.summary, comparison.per_file
     n = len(summary)
-    fig = Figure(figsize=(8.0, 1.8 + 0.3 * max(n, 1)), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(8.0, 1.8 + 0.3 * max(n, 1)))
     ax = fig.add_subplot()
     a, b = comparison.labels
     if n == 0:

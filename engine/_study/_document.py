@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.runtime import format_p
+
 __all__ = ["FigureRef", "Section", "Table", "format_value", "write_report"]
 
 _CSS = """
@@ -68,7 +70,27 @@ class Section:
 
 
 def format_value(value: object, column: str = "") -> str:
-    """Format one table cell: P values in scientific notation when small, 4 significant digits."""
+    """Format one table cell of the report.
+
+    Parameters
+    ----------
+    value
+        The cell.
+    column
+        Its column: in a P-value column (``pvalue``, ``P``, ``*pvalue``, ``padj*``) a number
+        is written by :func:`engine.runtime.format_p`, the one P-value rule of the project.
+
+    Returns
+    -------
+    str
+        ``NA`` for a missing value, ``yes``/``no`` for booleans, integers as they are, other
+        numbers with 4 significant digits (scientific notation when very large or small).
+
+    Examples
+    --------
+    >>> format_value(0.01234, "pvalue"), format_value(0.01234, "r"), format_value(None)
+    ('0.012', '0.01234', 'NA')
+    """
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return "NA"
     if isinstance(value, bool | np.bool_):
@@ -79,8 +101,9 @@ def format_value(value: object, column: str = "") -> str:
         v = float(value)
         if not np.isfinite(v):
             return str(v)
-        if column.lower() in ("pvalue", "padj", "p") or column.lower().endswith("pvalue"):
-            return f"{v:.2e}" if v < 0.001 else f"{v:.4f}"
+        name = column.lower()
+        if name in ("pvalue", "p") or name.endswith("pvalue") or name.startswith("padj"):
+            return format_p(v)
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
             return f"{v:.3e}"
         return f"{v:.4g}"

@@ -1,8 +1,9 @@
 """Figures of the study report: paired slope plots, correlation scatter, volcano.
 
 Every function returns a matplotlib :class:`~matplotlib.figure.Figure` built without pyplot
-(no global state, safe in worker threads); :func:`save_figure` writes it as PNG and SVG with
-fixed metadata so that re-running a study gives the same files.
+by :func:`engine.runtime.new_figure` (no global state, safe in worker threads, the house DPI);
+:func:`save_figure` writes it as PNG and SVG with fixed metadata so that re-running a study
+gives the same files. P values are written by :func:`engine.runtime.format_p`.
 """
 
 from __future__ import annotations
@@ -10,31 +11,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
+from engine.runtime import format_p, new_figure
 from expression import paired_slope_plot, plot_volcano
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
+    from matplotlib.figure import Figure
 
 __all__ = [
     "correlation_figure",
-    "format_p",
     "save_figure",
     "slope_grid",
     "volcano_figure",
 ]
-
-_DPI = 110
-
-
-def format_p(p: float | None) -> str:
-    """A P value for a figure or table: ``P = 0.003``, ``P < 0.001``, ``P = NA``."""
-    if p is None or not np.isfinite(p):
-        return "P = NA"
-    if p < 0.001:
-        return f"P = {p:.1e}"
-    return f"P = {p:.3f}" if p < 0.1 else f"P = {p:.2f}"
 
 
 def _panel_grid(
@@ -47,8 +40,7 @@ def _panel_grid(
     n = max(n_panels, 1)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(width * cols, height * rows + (0.4 if title else 0.0)), dpi=_DPI,
-                 layout="constrained")
+    fig = new_figure(figsize=(width * cols, height * rows + (0.4 if title else 0.0)))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -104,7 +96,7 @@ def slope_grid(
         n_pairs = int(part.pivot_table(index=subject, columns=time, values=value,
                                        aggfunc="first").reindex(columns=list(order)).dropna().shape[0])
         p = (pvalues or {}).get(name)
-        ax.set_title(f"{name}\n{format_p(p)}, n = {n_pairs}", fontsize=10)
+        ax.set_title(f"{name}\nP = {format_p(p)}, n = {n_pairs}", fontsize=10)
         ax.set_ylabel((ylabels or {}).get(name, name), fontsize=9)
     return fig
 
@@ -150,7 +142,7 @@ def correlation_figure(
             ax.plot(xs, intercept + slope * xs, "-", color="#c0392b", lw=1.5)
         symbol = "ρ" if row.method == "spearman" else "r"
         text = (f"{symbol} = {row.r:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]\n"
-                f"{format_p(row.pvalue)}, n = {int(row.n)}")
+                f"P = {format_p(row.pvalue)}, n = {int(row.n)}")
         ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", ha="left", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "#bbbbbb", "alpha": 0.9})
         scope = "timepoints pooled" if row.timepoint == "pooled" else f"{row.timepoint}"

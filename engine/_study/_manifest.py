@@ -35,7 +35,10 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from gating import FlowJoWorkspace, Strategy
 
 __all__ = [
     "Correlation",
@@ -131,7 +134,13 @@ class ExpressionSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """A validated study manifest (see the module docstring for the keys)."""
+    """A validated study manifest (see the module docstring for the keys).
+
+    ``strategy`` is where the gating strategy came from (a file path or a preset name);
+    ``loaded_strategy`` is the strategy itself, read once by :func:`load_study` and reused by
+    the whole run (populations check, strategy hash, gate figures). A :class:`Study` built by
+    hand may leave it ``None``: :func:`engine.run_study` then reads it once.
+    """
 
     manifest: Path
     name: str
@@ -154,6 +163,9 @@ class Study:
     gate_plot_patient: str | None
     key_populations: tuple[str, ...]
     truth: Path | None
+    loaded_strategy: Strategy | FlowJoWorkspace | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def timepoints(self) -> tuple[str, str]:
@@ -239,13 +251,19 @@ def _clinical_table(r: _Reader, path: Path) -> Any:
         raise r.fail("clinical", f"cannot read {path}: {exc}") from exc
 
 
-def _populations(r: _Reader, strategy: str) -> list[Population]:
-    from gating import Strategy, load_strategy
+def _load_strategy(r: _Reader, strategy: str) -> Strategy | FlowJoWorkspace:
+    """Read the strategy (the study's only read of it: the loaded object travels in the Study)."""
+    from gating import load_strategy
 
     try:
-        loaded = load_strategy(strategy)
+        return load_strategy(strategy)
     except Exception as exc:
         raise r.fail("strategy", f"cannot load {strategy}: {type(exc).__name__}: {exc}") from exc
+
+
+def _populations(r: _Reader, loaded: Strategy | FlowJoWorkspace) -> list[Population]:
+    from gating import Strategy
+
     known: set[str] | None = None
     if isinstance(loaded, Strategy):
         known = {loaded.path(pid) for pid in loaded.population_order()}
@@ -436,7 +454,8 @@ def load_study(path: str | os.PathLike[str]) -> Study:
         if strategy_raw not in presets():
             raise r.fail("strategy", f"file not found and not a preset: {strategy_path}")
         strategy = strategy_raw
-    populations = _populations(r, strategy)
+    loaded = _load_strategy(r, strategy)
+    populations = _populations(r, loaded)
     timepoints = (pre, post)
     fcs = _fcs(r, subject, time, timepoints)
     patients_raw = raw.get("patients")
@@ -507,4 +526,5 @@ def load_study(path: str | os.PathLike[str]) -> Study:
         expression=expression, correlations=tuple(correlations), paired_test=paired_test,
         correlation_method=correlation_method, confidence=float(confidence),
         gate_plot_patient=gate_patient, key_populations=key_pops, truth=truth_path,
+        loaded_strategy=loaded,
     )

@@ -18,7 +18,8 @@ from engine._study._figures import (
     volcano_figure,
 )
 from engine._study._manifest import Study
-from engine.runtime import safe_name
+from engine._study._stages import ExpressionResult, ReportFiles
+from engine.runtime import new_figure, safe_name
 
 __all__ = ["build_report"]
 
@@ -69,10 +70,12 @@ def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[st
 
     Returns (timepoint, sample, figure) triples. File and folder names come from
     :func:`engine.runtime.safe_name` of the sample: a manifest's sample names are untrusted.
-    """
-    from matplotlib.figure import Figure
 
-    from gating import Strategy, compile_plan, load_strategy, plot_gate, plot_gates, read_fcs
+    The strategy is the study's loaded one (not read again). Each drawn sample is evaluated
+    once (:func:`gating.evaluate_plan`) and all its figures, the per-gate PNGs and the
+    panels, are drawn from that evaluation; one sample's evaluation is held at a time.
+    """
+    from gating import Strategy, compile_plan, evaluate_plan, plot_gate, plot_gates, read_fcs
 
     ok = set(gating.files.loc[gating.files["status"] == "ok", "sample"])
     patient = study.gate_plot_patient
@@ -84,7 +87,7 @@ def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[st
         patient = next((p for p, tps in have.items() if tps == set(study.timepoints)), None)
     if patient is None:
         return []
-    loaded = load_strategy(study.strategy)
+    loaded = study.loaded_strategy
     if not isinstance(loaded, Strategy):
         return []  # a FlowJo workspace: per-sample strategies, not drawn here
     key = next((p for p in study.populations if p.name in study.key_populations),
@@ -97,31 +100,34 @@ def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[st
             continue
         sample = read_fcs(s.path)
         plan = compile_plan(loaded, sample)
+        evaluation = evaluate_plan(plan, sample)  # the one evaluation of this sample here
         stem = safe_name(s.sample)
-        plot_gates(plan, sample, folder / "gates" / stem, populations=wanted)
+        plot_gates(plan, sample, folder / "gates" / stem, populations=wanted,
+                   evaluation=evaluation)
         cols = 3
         rows = int(np.ceil(len(wanted) / cols))
-        fig = Figure(figsize=(5.2 * cols, 4.4 * rows), dpi=90, layout="constrained")
+        fig = new_figure(figsize=(5.2 * cols, 4.4 * rows))
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, pop in zip(axes, wanted, strict=False):
-            plot_gate(plan, sample, pop, ax=ax, events=20_000)
+            plot_gate(plan, sample, pop, ax=ax, events=20_000, evaluation=evaluation)
         for ax in axes[len(wanted):]:
             ax.set_visible(False)
         fig.suptitle(f"{_label(s.sample)}: gating of {_label(key.name)} ({_label(s.timepoint)})",
                      fontsize=12)
         out.append((s.timepoint, s.sample, save_figure(fig, folder / f"gates_{stem}")[0]))
+        del evaluation, sample  # before the next sample is read
     order = {tp: i for i, tp in enumerate(study.timepoints)}
     return sorted(out, key=lambda t: order.get(t[0], 9))
 
 
-def _cohort(study: Study, tables: dict[str, pd.DataFrame], expr: dict[str, Any] | None,
+def _cohort(study: Study, tables: dict[str, pd.DataFrame], expr: ExpressionResult | None,
             gating: BatchRun) -> pd.DataFrame:
     visits = tables["visits"]
     ok = set(gating.files.loc[gating.files["status"] == "ok", "sample"])
     flow = {(s.patient, s.timepoint): s.sample in ok for s in study.fcs}
     rna = set()
     if expr is not None:
-        sf = expr["size_factors"]
+        sf = expr.size_factors
         rna = set(zip(sf[study.subject].astype(str), sf[study.time].astype(str), strict=True))
     clin = set(zip(visits[study.subject], visits[study.time], strict=True))
     rows = []
@@ -140,14 +146,29 @@ def _cohort(study: Study, tables: dict[str, pd.DataFrame], expr: dict[str, Any] 
 
 
 def build_report(
-    study: Study, out: Path, *, tables: dict[str, pd.DataFrame], expr: dict[str, Any] | None,
+    study: Study, out: Path, *, tables: dict[str, pd.DataFrame], expr: ExpressionResult | None,
     gating: BatchRun, strategy_hash: str, versions: dict[str, str],
-) -> tuple[Path, Path, list[Path]]:
+) -> ReportFiles:
     """Draw the figures and write ``report.html`` and ``report.md``.
+
+    Parameters
+    ----------
+    study
+        The validated manifest (holding its loaded strategy).
+    out
+        The run's output folder (``figures/`` and the reports are written into it).
+    tables
+        The result tables by name (``clinical_tests``, ``visits``, ...).
+    expr
+        The skin RNA stage, or None when the study has no counts.
+    gating
+        The batch gating run.
+    strategy_hash, versions
+        For the methods section.
 
     Returns
     -------
-    tuple
+    ReportFiles
         The HTML report, the Markdown report and every PNG written.
     """
     figs = out / "figures"
@@ -219,11 +240,11 @@ def build_report(
     # skin RNA
     if expr is not None and study.expression is not None:
         ex = study.expression
-        de = expr["de"].set_index("gene")
+        de = expr.de.set_index("gene")
         n_sig = int((de["padj"] < ex.alpha).sum())
         n_down = int(((de["padj"] < ex.alpha) & (de["log2FoldChange"] < 0)).sum())
         highlight: dict[str, list[str]] = {}
-        for name, genes in expr["sets"].items():  # distinct sets only, at most three
+        for name, genes in expr.sets.items():  # distinct sets only, at most three
             shown = {g for v in highlight.values() for g in v}
             if len(highlight) < 3 and len(set(genes) - shown) > len(genes) / 2:
                 highlight[name] = genes
@@ -231,30 +252,30 @@ def build_report(
                              title=f"{ex.contrast[1]} vs {ex.contrast[2]} ({ex.design})")
         volcano = save_figure(fig, figs / "volcano")[0]
         figures.append(volcano)
-        gs_tests = tables["geneset_tests"]
-        png = _slopes(expr["scores"], gs_tests, list(gs_tests["variable"]), study,
+        gs_tests = expr.tests
+        png = _slopes(expr.scores, gs_tests, list(gs_tests["variable"]), study,
                       figs / "geneset_slopes", value="score", variable="gene_set",
                       title=f"Gene-set scores ({ex.score}), paired")
         figures.append(png)
         from expression import plot_mean_sd, plot_size_factors
 
-        adata = expr["adata"]
+        adata = expr.adata
         sf_png = save_figure(plot_size_factors(adata.obs["size_factors"]), figs / "size_factors")[0]
         meansd_png = save_figure(plot_mean_sd({
             "log2(normalised + 1)": np.asarray(adata.layers["log2p1"]).T,
-            "VST": np.asarray(adata.layers[expr["layer"]]).T,
+            "VST": np.asarray(adata.layers[expr.layer]).T,
         }), figs / "mean_sd")[0]
         figures += [sf_png, meansd_png]
-        top = expr["de"].dropna(subset=["padj"]).sort_values(["padj", "gene"]).head(25)
-        sizes = dict(zip(expr["scores"]["gene_set"], expr["scores"]["n_genes"], strict=False))
+        top = expr.de.dropna(subset=["padj"]).sort_values(["padj", "gene"]).head(25)
+        sizes = dict(zip(expr.scores["gene_set"], expr.scores["n_genes"], strict=False))
         gs_table = paper_table(gs_tests, pre=pre, post=post)
         gs_table.insert(1, "genes used", gs_table["variable"].map(sizes))
         sections.append(Section("Skin RNA", (
-            f"{expr['n_genes']:,} genes x {expr['n_samples']} biopsy samples. DESeq2 median-of-"
+            f"{expr.n_genes:,} genes x {expr.n_samples} biopsy samples. DESeq2 median-of-"
             f"ratios size factors; paired differential expression (pydeseq2 Wald test, design "
             f"{ex.design}, contrast {', '.join(ex.contrast)}, independent filtering at alpha "
             f"{ex.alpha:g}): {n_sig} genes with padj < {ex.alpha:g} ({n_down} down). Gene-set "
-            f"scores ({ex.score}) on {expr['layer_note']}, {test_name} test pre vs post.",
+            f"scores ({ex.score}) on {expr.layer_note}, {test_name} test pre vs post.",
             Table("Gene-set scores: paired tests", gs_table),
             FigureRef("Gene-set scores per patient", png, "One line per patient; score = "
                       f"{ex.score} of the set's genes."),
@@ -266,7 +287,7 @@ def build_report(
             FigureRef("Mean-SD", meansd_png, "Per-gene SD against the rank of its mean (red: running "
                       "median): the VST damps the inflated SD of low-count genes that "
                       "log2(x + 1) shows."),
-            Table("Size factors", expr["size_factors"]),
+            Table("Size factors", expr.size_factors),
         )))
 
     # correlations
@@ -312,8 +333,8 @@ def build_report(
         ex = study.expression
         params += [("DE design", ex.design), ("DE contrast", ", ".join(ex.contrast)),
                    ("DE alpha", f"{ex.alpha:g}"), ("gene-set score", ex.score),
-                   ("score input", expr["layer_note"]),
-                   ("gene sets", ", ".join(f"{k} ({len(v)})" for k, v in expr["sets"].items()))]
+                   ("score input", expr.layer_note),
+                   ("gene sets", ", ".join(f"{k} ({len(v)})" for k, v in expr.sets.items()))]
     sections.append(Section("Methods", (
         "Gating: the strategy compiled per file and evaluated by phenoflow's kernels (batch "
         "engine, resumable). Frequencies: count / count of the named parent, and count / all "
@@ -331,4 +352,4 @@ def build_report(
               "(PNG and SVG).",
     )
     log.debug("report: %d figures", len(figures))
-    return html, md, figures
+    return ReportFiles(html=html, markdown=md, figures=tuple(figures))

@@ -13,6 +13,12 @@ computes the requested correlations and subgroup summaries and writes::
 
 The tables depend only on the inputs, so re-running with the same inputs gives identical
 tables.
+
+Each stage hands the next a frozen record (:mod:`engine._study._stages`). The strategy is
+read once, by :func:`engine.load_study`, and travels in :attr:`Study.loaded_strategy`. Each
+FCS file is gated once by the batch engine (in its workers; a resumed file not at all); the
+few files drawn as gate figures (one patient, pre and post) are evaluated once more in this
+process, and every figure of such a file reuses that one evaluation.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ import pandas as pd
 
 from engine._batch import BatchRun, ExecutorSpec, InputFile, run_batch
 from engine._study._manifest import Study, StudyError, file_hash, load_study
+from engine._study._stages import (
+    ClinicalResult,
+    CorrelationResult,
+    ExpressionResult,
+    FlowResult,
+)
 
 __all__ = ["StudyRun", "run_study"]
 
@@ -167,8 +179,9 @@ def _gene_sets(study: Study) -> dict[str, list[str]]:
     return sets
 
 
-def _expression(study: Study) -> dict[str, Any]:
-    """Size factors, DE, gene-set scores (long table) and what was done."""
+def _expression(study: Study, common: dict[str, Any]) -> ExpressionResult:
+    """Size factors, DE, gene-set scores (long table), their paired tests and what was done."""
+    from engine._stats import paired_tests
     from expression import (
         differential_expression,
         geneset_scores,
@@ -209,11 +222,12 @@ def _expression(study: Study) -> dict[str, Any]:
     long["n_genes"] = long["gene_set"].map(scores.attrs["n_genes"]).astype("Int64")
     long["method"] = ex.score
     long = long[["sample", study.subject, study.time, "gene_set", "n_genes", "method", "score"]]
-    de_table = de.table.reset_index()
-    return {"size_factors": size_factors, "de": de_table, "de_params": de.params,
-            "scores": long, "sets": sets, "layer": layer, "layer_note": layer_note,
-            "adata": adata,
-            "n_samples": int(adata.n_obs), "n_genes": int(adata.n_vars)}
+    return ExpressionResult(
+        size_factors=size_factors, de=de.table.reset_index(), de_params=de.params, scores=long,
+        tests=paired_tests(long, variable="gene_set", value="score", **common), sets=sets,
+        layer=layer, layer_note=layer_note, adata=adata, n_samples=int(adata.n_obs),
+        n_genes=int(adata.n_vars),
+    )
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -240,7 +254,7 @@ def _wide_by_visit(study: Study, clinical: pd.DataFrame, freq: pd.DataFrame,
                             kind="stable").reset_index(drop=True)
 
 
-def _correlations(study: Study, wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _correlations(study: Study, wide: pd.DataFrame) -> CorrelationResult:
     """The manifest's correlations, and the points behind each (for the scatter plots)."""
     from engine._stats import correlations
 
@@ -259,7 +273,7 @@ def _correlations(study: Study, wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
                            confidence=study.confidence)
         results.append(res)
     if not results:
-        return pd.DataFrame(), pd.DataFrame(columns=["panel", "x_value", "y_value"])
+        return CorrelationResult(pd.DataFrame(), pd.DataFrame(columns=["panel", "x_value", "y_value"]))
     table = pd.concat(results, ignore_index=True)
     for k, row in enumerate(table.itertuples(index=False)):
         sub = wide if str(row.timepoint) == "pooled" else wide[wide[study.time] == str(row.timepoint)]
@@ -269,7 +283,7 @@ def _correlations(study: Study, wide: pd.DataFrame) -> tuple[pd.DataFrame, pd.Da
                                     "x": row.x, "y": row.y,
                                     "x_value": sub[row.x].to_numpy(dtype=float),
                                     "y_value": sub[row.y].to_numpy(dtype=float)}))
-    return table, pd.concat(points, ignore_index=True)
+    return CorrelationResult(table, pd.concat(points, ignore_index=True))
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -297,10 +311,45 @@ def _versions() -> dict[str, str]:
 
 
 def _strategy_hash(study: Study) -> str:
-    from gating import Strategy, load_strategy, strategy_hash
+    from gating import Strategy, strategy_hash
 
-    loaded = load_strategy(study.strategy)
+    loaded = study.loaded_strategy
     return strategy_hash(loaded) if isinstance(loaded, Strategy) else "workspace"
+
+
+def _with_strategy(study: Study) -> Study:
+    """``study`` holding its loaded strategy (read here only for a Study built by hand)."""
+    if study.loaded_strategy is not None:
+        return study
+    from gating import load_strategy
+
+    try:
+        loaded = load_strategy(study.strategy)
+    except Exception as exc:
+        raise StudyError(study.manifest, "strategy",
+                         f"cannot load {study.strategy}: {type(exc).__name__}: {exc}") from exc
+    return dataclasses.replace(study, loaded_strategy=loaded)
+
+
+def _clinical(study: Study, common: dict[str, Any]) -> ClinicalResult:
+    """The clinical table of the study's subjects and the paired tests of the outcomes."""
+    from engine._stats import paired_tests
+
+    clinical = pd.read_csv(study.clinical)
+    clinical[[study.subject, study.time]] = clinical[[study.subject, study.time]].astype(str)
+    clinical = clinical[clinical[study.subject].isin(study.patients)]
+    for k, o in enumerate(study.outcomes):
+        if not pd.api.types.is_numeric_dtype(clinical[o]):
+            raise StudyError(study.manifest, f"outcomes[{k}]", f"column {o!r} is not numeric")
+    return ClinicalResult(clinical, paired_tests(clinical, variables=list(study.outcomes), **common))
+
+
+def _flow(study: Study, gating: BatchRun, common: dict[str, Any]) -> FlowResult:
+    """Population frequencies from the batch's counts and their paired tests."""
+    from engine._stats import paired_tests
+
+    freq = population_frequencies(gating.populations, study)
+    return FlowResult(freq, paired_tests(freq, variable="variable", value="percent", **common))
 
 
 def run_study(
@@ -334,10 +383,9 @@ def run_study(
     StudyError
         For an invalid manifest or inputs that do not fit it.
     """
-    from engine._stats import paired_tests
     from engine._study._report import build_report
 
-    study = manifest if isinstance(manifest, Study) else load_study(manifest)
+    study = _with_strategy(manifest if isinstance(manifest, Study) else load_study(manifest))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -352,43 +400,39 @@ def run_study(
     method = study.paired_test
     common = {"subject": study.subject, "time": study.time, "pre": study.pre, "post": study.post,
               "method": method}
-    clinical = pd.read_csv(study.clinical)
-    clinical[[study.subject, study.time]] = clinical[[study.subject, study.time]].astype(str)
-    clinical = clinical[clinical[study.subject].isin(study.patients)]
-    for k, o in enumerate(study.outcomes):
-        if not pd.api.types.is_numeric_dtype(clinical[o]):
-            raise StudyError(study.manifest, f"outcomes[{k}]", f"column {o!r} is not numeric")
-    tables: dict[str, pd.DataFrame] = {}
-    tables["clinical_tests"] = paired_tests(clinical, variables=list(study.outcomes), **common)
-    freq = population_frequencies(gating.populations, study)
-    tables["population_frequencies"] = freq
-    tables["population_tests"] = paired_tests(freq, variable="variable", value="percent", **common)
+    clinical = _clinical(study, common)
+    flow = _flow(study, gating, common)
+    tables: dict[str, pd.DataFrame] = {
+        "clinical_tests": clinical.tests,
+        "population_frequencies": flow.frequencies,
+        "population_tests": flow.tests,
+    }
     timings["statistics_flow_clinical"] = time.perf_counter() - t0
 
-    expr: dict[str, Any] | None = None
+    expr: ExpressionResult | None = None
     if study.expression is not None:
         t0 = time.perf_counter()
-        expr = _expression(study)
-        tables["size_factors"] = expr["size_factors"]
-        tables["differential_expression"] = expr["de"]
-        tables["geneset_scores"] = expr["scores"]
-        tables["geneset_tests"] = paired_tests(expr["scores"], variable="gene_set", value="score",
-                                               **common)
+        expr = _expression(study, common)
+        tables["size_factors"] = expr.size_factors
+        tables["differential_expression"] = expr.de
+        tables["geneset_scores"] = expr.scores
+        tables["geneset_tests"] = expr.tests
         timings["expression"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    wide = _wide_by_visit(study, clinical, freq, expr["scores"] if expr else None)
+    wide = _wide_by_visit(study, clinical.table, flow.frequencies,
+                          expr.scores if expr is not None else None)
     tables["visits"] = wide
-    corr, points = _correlations(study, wide)
-    if not corr.empty:
-        tables["correlations"] = corr
-        tables["correlation_points"] = points
+    corr = _correlations(study, wide)
+    if not corr.table.empty:
+        tables["correlations"] = corr.table
+        tables["correlation_points"] = corr.points
     if study.subgroup is not None:
         from engine._stats import subgroup_summary
 
         variables = [*study.outcomes, *[p.name for p in study.populations if p.name in wide]]
         if expr is not None:
-            variables += [s for s in expr["scores"]["gene_set"].unique() if s in wide]
+            variables += [s for s in expr.scores["gene_set"].unique() if s in wide]
         tables["subgroup_summary"] = subgroup_summary(wide, by=study.subgroup, variables=variables,
                                                       **common)
     timings["statistics"] = time.perf_counter() - t0
@@ -397,7 +441,7 @@ def run_study(
 
     t0 = time.perf_counter()
     digest, versions = _strategy_hash(study), _versions()
-    report_html, report_md, figures = build_report(
+    report = build_report(
         study, out, tables=tables, expr=expr, gating=gating,
         strategy_hash=digest, versions=versions,
     )
@@ -417,17 +461,18 @@ def run_study(
                    "resumed": gating.resumed, "executor": gating.executor},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "outputs": {"tables": {k: str(v.relative_to(out)) for k, v in paths.items()},
-                    "figures": [str(f.relative_to(out)) for f in figures],
+                    "figures": [str(f.relative_to(out)) for f in report.figures],
                     "report": "report.html", "report_md": "report.md"},
     }
     record_path = out / "study.json"
     record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    log.info("study: report %s (%.1f s)", report_html, timings["total"])
-    return StudyRun(out_dir=out, study=study, tables=paths, figures=tuple(figures),
-                    report=report_html, report_md=report_md, record=record_path, gating=gating)
+    log.info("study: report %s (%.1f s)", report.html, timings["total"])
+    return StudyRun(out_dir=out, study=study, tables=paths, figures=report.figures,
+                    report=report.html, report_md=report.markdown, record=record_path,
+                    gating=gating)
 
 
-def _parameters(study: Study, expr: dict[str, Any] | None) -> dict[str, Any]:
+def _parameters(study: Study, expr: ExpressionResult | None) -> dict[str, Any]:
     params: dict[str, Any] = {
         "subject": study.subject, "time": study.time, "pre": study.pre, "post": study.post,
         "paired_test": study.paired_test, "correlation_method": study.correlation_method,
@@ -440,7 +485,7 @@ def _parameters(study: Study, expr: dict[str, Any] | None) -> dict[str, Any]:
         params["expression"] = {
             "design": study.expression.design, "contrast": list(study.expression.contrast),
             "alpha": study.expression.alpha, "score": study.expression.score,
-            "gene_sets": list(study.expression.gene_sets), "score_input": expr["layer_note"],
-            "de": expr["de_params"],
+            "gene_sets": list(study.expression.gene_sets), "score_input": expr.layer_note,
+            "de": expr.de_params,
         }
     return params

@@ -9,6 +9,7 @@ import click
 
 from engine.cli._gate import executor_from_options
 from engine.cli._gate import gate as _gate_command
+from engine.runtime import format_p
 
 __all__ = ["executor_options", "executor_spec", "headline", "run_with_progress", "study"]
 
@@ -57,10 +58,6 @@ def run_with_progress(manifest: Path, out_dir: Path, spec, *, json_lines: bool):
         progress.close()
 
 
-def _fmt_p(p: float) -> str:
-    return "NA" if p != p else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
-
-
 def headline(run) -> list[str]:
     """A few lines of results for the terminal: clinical, flow, gene-set tests, correlations."""
     lines = []
@@ -77,12 +74,12 @@ def headline(run) -> list[str]:
         lines.append(f"{label}:")
         for r in t.itertuples(index=False):
             lines.append(f"  {r.variable}: {r.pre_mean:.3g} -> {r.post_mean:.3g} (mean, n = {r.n}), "
-                         f"P = {_fmt_p(r.pvalue)}, padj = {_fmt_p(r.padj)}")
+                         f"P = {format_p(r.pvalue)}, padj = {format_p(r.padj)}")
     if "correlations" in run.tables:
         lines.append("correlations:")
         for r in run.table("correlations").itertuples(index=False):
             lines.append(f"  {r.x} vs {r.y} ({r.method}, {r.timepoint}): r = {r.r:.2f} "
-                         f"[{r.ci_low:.2f}, {r.ci_high:.2f}], P = {_fmt_p(r.pvalue)}, n = {r.n}")
+                         f"[{r.ci_low:.2f}, {r.ci_high:.2f}], P = {format_p(r.pvalue)}, n = {r.n}")
     return lines
 
 

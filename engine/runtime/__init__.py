@@ -8,6 +8,7 @@ the imports to keep it so).
 """
 
 from engine.runtime._atomic import atomic_path, atomic_write_bytes, atomic_write_text, partial_name
+from engine.runtime._figures import DPI, format_p, new_figure
 from engine.runtime._numba import (
     SERIAL_BELOW,
     default_threads,
@@ -20,6 +21,7 @@ from engine.runtime._paths import safe_name
 from engine.runtime._yaml import MAX_YAML_NODES, load_yaml_bounded
 
 __all__ = [
+    "DPI",
     "MAX_YAML_NODES",
     "SERIAL_BELOW",
     "atomic_path",
@@ -27,7 +29,9 @@ __all__ = [
     "atomic_write_text",
     "default_threads",
     "ensure_cache_dir",
+    "format_p",
     "load_yaml_bounded",
+    "new_figure",
     "njit",
     "partial_name",
     "safe_name",

@@ -7,41 +7,47 @@ into a figure on the Agg canvas; :func:`gating._plot._gates.plot_gate` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap, LogNorm
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from engine.runtime import thread_limit
+from engine.runtime import DPI, new_figure, thread_limit
 from gating._evaluate import Evaluator
 from gating._fcs import FCSData
 from gating._plan import PlanGate
 
+if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+
 __all__ = ["DPI", "FIGSIZE", "GATE_COLOUR", "OPERAND_COLOUR", "draw_gate", "new_axes"]
 
 FIGSIZE = (7.0, 6.0)  # inches
-DPI = 100
 GATE_COLOUR = "#d62728"
 OPERAND_COLOUR = "#1f4e9c"
-# greys from light to black, without the white end (a bin with one event must show)
-_GREYS = ListedColormap(
-    [(g, g, g) for g in np.linspace(0.75, 0.0, 256)], name="phenoflow_greys"
-)
+
+
+@functools.cache
+def _greys() -> Colormap:
+    """Greys from light to black, without the white end (a bin with one event must show)."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([(g, g, g) for g in np.linspace(0.75, 0.0, 256)], name="phenoflow_greys")
 
 
 def new_axes(ax: Axes | None) -> tuple[Figure, Axes]:
+    """The root figure of ``ax``, or a new house figure (:func:`engine.runtime.new_figure`)."""
+    from matplotlib.figure import Figure
+
     if ax is not None:
         fig: Any = ax.figure
         while not isinstance(fig, Figure):  # a SubFigure: its root figure
             fig = fig.figure
         return fig, ax
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=FIGSIZE)
     return fig, fig.add_subplot()
 
 
@@ -80,6 +86,8 @@ def draw_gate(
     else:
         _outline(ax, step, limits, ev, by_id)
     if image is not None:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
         bar = fig.colorbar(image, ax=ax, label="events per bin", pad=0.02)
         bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
@@ -135,6 +143,8 @@ def _density(
     grey: bool,
 ) -> Any:
     """Histogram of the parent's events; returns the image of a 2-D density (else None)."""
+    from matplotlib.colors import LogNorm
+
     if len(values) == 1:
         counts, edges = np.histogram(values[0], bins=bins, range=limits[0])
         ax.stairs(counts, edges, fill=True, color="#9a9a9a" if grey else "#4c72b0",
@@ -148,7 +158,7 @@ def _density(
         return None
     return ax.imshow(
         np.ma.masked_equal(counts2.T, 0), origin="lower", aspect="auto",
-        extent=(*limits[0], *limits[1]), cmap=_GREYS if grey else "viridis",
+        extent=(*limits[0], *limits[1]), cmap=_greys() if grey else "viridis",
         norm=LogNorm(vmin=1, vmax=max(2.0, float(counts2.max()))), interpolation="nearest",
         label="parent",
     )

@@ -1,13 +1,15 @@
 """Headless gate plots: one population's gate drawn over its parent's events.
 
 Plots are drawn in the gate's own (compensated, transformed) axes with the values the gating
-core computed: :func:`gating._evaluate._apply.evaluate_plan` runs the plan exactly as
-:func:`gating.apply_plan` does, and its evaluator supplies the populations (counts,
-highlighted events) and the per-parent feature values (the axes). Nothing is re-gated here.
+core computed: :func:`gating.evaluate_plan` runs the plan exactly as :func:`gating.apply_plan`
+does, and its :class:`gating.Evaluator` supplies the populations (counts, highlighted events)
+and the per-parent feature values (the axes). Nothing is re-gated here: a caller that draws
+several figures of one sample evaluates it once and passes ``evaluation=`` to each.
 
-Figures are plain :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas: no
-``matplotlib.use()``, no pyplot state, safe in worker processes and on machines with no
-display.
+Figures are plain :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas
+(:func:`engine.runtime.new_figure`): no ``matplotlib.use()``, no pyplot state, safe in worker
+processes and on machines with no display. matplotlib is imported when a plot is drawn, not
+when :mod:`gating` is imported.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
-from gating._evaluate import evaluate_plan
+from gating._evaluate import Evaluator, evaluate_plan
 from gating._fcs import FCSData
 from gating._plan import Plan, PlanGate
 from gating._plot._draw import DPI as DPI  # re-exported, as are FIGSIZE and the colours
@@ -31,6 +32,10 @@ from gating._plot._draw import GATE_COLOUR as GATE_COLOUR
 from gating._plot._draw import OPERAND_COLOUR as OPERAND_COLOUR
 from gating._plot._draw import draw_gate
 from gating._plot._draw import new_axes as new_axes  # re-exported (tests/gating/test_plot.py)
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_gate", "plot_gates"]
 
@@ -48,6 +53,7 @@ def plot_gate(
     ax: Axes | None = None,
     bins: int = 256,
     events: int | None = None,
+    evaluation: Evaluator | None = None,
 ) -> Figure:
     """Draw one population's gate over its parent's events.
 
@@ -82,6 +88,10 @@ def plot_gate(
     events
         Draw at most this many of the parent's events (a fixed-seed random subset); counts
         and percentages in the annotations always use every event.
+    evaluation
+        ``plan`` already evaluated on ``sample`` by :func:`gating.evaluate_plan`: reused, so
+        the sample is not gated again (draw many figures of one sample from one evaluation).
+        Default: the plan is evaluated here.
 
     Returns
     -------
@@ -92,14 +102,24 @@ def plot_gate(
     ------
     ValueError
         Unknown or ambiguous ``population``, a Boolean gate with no geometric operand, bad
-        ``bins``/``events``, or a ``path`` suffix other than ``.png``/``.svg``.
+        ``bins``/``events``, a ``path`` suffix other than ``.png``/``.svg``, or an
+        ``evaluation`` of another plan or sample.
+
+    Examples
+    --------
+    >>> from gating import compile_plan, evaluate_plan, plot_gate, preset, read_fcs
+    >>> sample = read_fcs("P01_pre.fcs")  # doctest: +SKIP
+    >>> plan = compile_plan(preset("study_panel"), sample)  # doctest: +SKIP
+    >>> ev = evaluate_plan(plan, sample)  # doctest: +SKIP
+    >>> for pop in ("/Lymphocytes", "/Lymphocytes/Singlets"):  # doctest: +SKIP
+    ...     plot_gate(plan, sample, pop, evaluation=ev, path=f"{pop.rsplit('/', 1)[-1]}.png")
     """
     _check_options(bins, events)
     step = _find(plan, population)
     out = Path(path) if path is not None else None
     if out is not None:
         _suffix(out)
-    ev = evaluate_plan(plan, sample)
+    ev = _evaluation(plan, sample, evaluation)
     fig = draw_gate(ev, sample, step, ax=ax, bins=bins, events=events)
     if out is not None:
         _save(fig, out)
@@ -112,6 +132,7 @@ def plot_gates(
     out_dir: str | Path,
     *,
     populations: Sequence[str] | None = None,
+    evaluation: Evaluator | None = None,
 ) -> list[Path]:
     """Write one PNG per population (see :func:`plot_gate`) into ``out_dir``.
 
@@ -129,16 +150,32 @@ def plot_gates(
         Folder to write into (created if needed).
     populations
         Ids, paths or unique names; default every population of the plan, in plan order.
+    evaluation
+        ``plan`` already evaluated on ``sample`` (:func:`gating.evaluate_plan`), reused;
+        default: the plan is evaluated here, once for all the figures.
 
     Returns
     -------
     list of Path
         The PNG files, in the order of ``populations``.
+
+    Raises
+    ------
+    ValueError
+        An unknown or ambiguous population, or an ``evaluation`` of another plan or sample.
+
+    Examples
+    --------
+    >>> from gating import compile_plan, plot_gates, preset, read_fcs
+    >>> sample = read_fcs("P01_pre.fcs")  # doctest: +SKIP
+    >>> plan = compile_plan(preset("study_panel"), sample)  # doctest: +SKIP
+    >>> plot_gates(plan, sample, "gates/P01_pre")  # doctest: +SKIP
+    [PosixPath('gates/P01_pre/Lymphocytes.png'), ...]
     """
     steps = list(plan.gates) if populations is None else [_find(plan, p) for p in populations]
+    ev = _evaluation(plan, sample, evaluation)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    ev = evaluate_plan(plan, sample)
     written: list[Path] = []
     used: set[str] = set()
     for step in steps:
@@ -154,6 +191,18 @@ def plot_gates(
 
 
 # ---- resolving and saving --------------------------------------------------------------------
+def _evaluation(plan: Plan, sample: FCSData, evaluation: Evaluator | None) -> Evaluator:
+    """``evaluation`` when it is ``plan`` evaluated on ``sample``; a new evaluation if None."""
+    if evaluation is None:
+        return evaluate_plan(plan, sample)
+    if not isinstance(evaluation, Evaluator):
+        raise TypeError(f"evaluation must come from gating.evaluate_plan, got {type(evaluation).__name__}")
+    if evaluation.plan is not plan or evaluation.sample is not sample:
+        raise ValueError("evaluation was made for another plan or sample: pass "
+                         "evaluate_plan(plan, sample) of the plan and sample drawn")
+    return evaluation
+
+
 def _check_options(bins: int, events: int | None) -> None:
     if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins!r}")

@@ -234,3 +234,74 @@ def test_manifest_accepts_a_preset_and_defaults(
     assert study.patients == tuple(dict.fromkeys(clinical["patient"]))
     assert (study.subject, study.time, study.paired_test) == ("patient", "timepoint", "wilcoxon")
     assert study.key_populations == tuple(p.name for p in study.populations)
+
+
+# --- one strategy read, one evaluation per sample and place -------------------------------------
+
+
+def test_strategy_read_once_and_each_sample_evaluated_once_per_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real demo study run, counted: ``gating.load_strategy`` calls (by calling module) and
+    evaluations (every evaluation builds one ``gating.Evaluator``) by sample file."""
+    import collections
+    import sys
+
+    import gating
+
+    demo = make_demo_study(tmp_path / "data", n_events=2000, n_genes=300)
+    loads: list[str] = []
+    evaluated: collections.Counter[str] = collections.Counter()
+    load, init = gating.load_strategy, gating.Evaluator.__init__
+
+    def counting_load(*args: Any, **kwargs: Any) -> Any:
+        loads.append(sys._getframe(1).f_globals["__name__"])
+        return load(*args, **kwargs)
+
+    def counting_init(self: Any, plan: Any, sample: Any) -> None:
+        evaluated[Path(sample.path).name] += 1
+        init(self, plan, sample)
+
+    monkeypatch.setattr(gating, "load_strategy", counting_load)
+    monkeypatch.setattr(gating.Evaluator, "__init__", counting_init)
+
+    study = load_study(demo.study)
+    assert loads == ["engine._study._manifest"] and study.loaded_strategy is not None
+    loads.clear()
+    run = run_study(study, out_dir=tmp_path / "out", executor=ExecutorSpec(kind="inprocess"))
+    # the study never reads its strategy again; the batch engine reads the source once
+    # (its API takes a strategy source, see engine._batch.prepare_batch)
+    assert [m for m in loads if not m.startswith("engine._batch")] == []
+    assert len(loads) <= 1
+    drawn = {s.path.name for s in study.fcs if s.patient == study.gate_plot_patient}
+    assert len(drawn) == 2 and sum(p.stem.startswith("gates_") for p in run.figures) == 2
+    files = {s.path.name for s in study.fcs}
+    # the batch gates every file once; a drawn file is evaluated once more, for all its figures
+    assert evaluated == {name: 1 + (name in drawn) for name in files}
+    assert sum(evaluated.values()) == len(files) + len(drawn)
+
+    loads.clear()
+    evaluated.clear()
+    again = run_study(study, out_dir=tmp_path / "out", executor=ExecutorSpec(kind="inprocess"))
+    assert again.gating.resumed == len(files)
+    assert [m for m in loads if not m.startswith("engine._batch")] == []
+    assert evaluated == {name: 1 for name in drawn}  # resumed: only the figures evaluate
+
+
+def test_one_p_value_text_in_figures_tables_and_terminal(run: StudyRun) -> None:
+    from engine._study._document import format_value
+    from engine.cli._study import headline
+    from engine.runtime import format_p
+
+    for p in (4e-6, 0.0009, 0.0123, 0.0625, 0.5432):
+        for column in ("pvalue", "padj", "P", "padj (BH)", "wilcoxon_pvalue"):
+            assert format_value(p, column) == format_p(p)
+    assert format_value(0.5432, "r") == "0.5432"  # other numbers: 4 significant digits
+    assert format_p(float("nan")) == format_p(None) == "NA"
+    tests = run.table("clinical_tests")
+    lines = headline(run)
+    row = tests[tests["variable"] == "MMRSS"].iloc[0]
+    assert any(line.startswith("  MMRSS:") and f"P = {format_p(row['pvalue'])}," in line
+               for line in lines)
+    html = run.report.read_text()
+    assert f"<td class=\"n\">{format_p(row['pvalue'])}</td>" in html

@@ -300,3 +300,26 @@ def test_size_factors_many_samples_name_every_kth() -> None:
     assert len(labels) == 134  # every 3rd of 400
     reversed_ids = list(factors.index[::-1])
     assert all(reversed_ids[int(y)] == label for y, label in zip(ticks, labels, strict=True))
+
+
+def test_importing_expression_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import expression\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported by import expression'\n"
+        "import gating, engine.runtime\n"
+        "assert 'matplotlib' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_plots_use_the_house_dpi_and_p_text():
+    from engine.runtime import DPI, format_p
+
+    fig = plot_size_factors(pd.Series([0.5, 1.0, 2.0], index=["a", "b", "c"]))
+    assert fig.dpi == DPI
+    assert [format_p(p) for p in (0.0123, 0.0625, 4e-6)] == ["0.012", "0.062", "4.0e-06"]

@@ -288,3 +288,63 @@ def test_plotting_never_touches_pyplot():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_figures_reuse_a_given_evaluation(demo, tmp_path, monkeypatch):
+    import gating
+    from gating import Evaluator, evaluate_plan
+
+    _, sample, plan, result = demo
+    ev = evaluate_plan(plan, sample)
+    made = []
+    init = Evaluator.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(args)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluator, "__init__", counting)
+    wanted = ["Lymphocytes", "/Lymphocytes/Singlets", "Tc17"]
+    written = gating.plot_gates(plan, sample, tmp_path / "gates", populations=wanted,
+                                evaluation=ev)
+    figs = [gating.plot_gate(plan, sample, pop, evaluation=ev, events=5000) for pop in wanted]
+    assert made == []  # nothing evaluated again
+    assert len(written) == 3 and all(p.is_file() for p in written)
+    title = _main_axes(figs[2]).get_title(loc="left")
+    assert f"{_row(result, f'{CD8}/Tc17')['count']:,} events" in title
+    # without an evaluation each call evaluates once, as before
+    gating.plot_gate(plan, sample, "Lymphocytes")
+    assert len(made) == 1
+
+
+def test_an_evaluation_of_another_plan_or_sample_is_refused(demo):
+    from gating import evaluate_plan
+
+    strategy, sample, plan, _ = demo
+    other_plan = compile_plan(strategy, sample)
+    ev = evaluate_plan(other_plan, sample)
+    with pytest.raises(ValueError, match="another plan or sample"):
+        plot_gate(plan, sample, "Lymphocytes", evaluation=ev)
+    with pytest.raises(ValueError, match="another plan or sample"):
+        plot_gates(plan, sample, "unused", evaluation=ev)
+    with pytest.raises(TypeError, match="evaluate_plan"):
+        plot_gate(plan, sample, "Lymphocytes", evaluation=object())
+
+
+def test_importing_gating_does_not_import_matplotlib():
+    code = (
+        "import sys\n"
+        "import gating\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported by import gating'\n"
+        "from gating import plot_gate, plot_gates, evaluate_plan\n"
+        "assert 'matplotlib' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_gate_plots_use_the_house_dpi(demo):
+    from engine.runtime import DPI
+
+    _, sample, plan, _ = demo
+    assert plot_gate(plan, sample, "Lymphocytes").dpi == DPI
