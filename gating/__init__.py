@@ -15,7 +15,14 @@ from gating._fcs import FCSData, read_fcs, write_fcs
 from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flowjo
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
 from gating._load import load_strategy, resolve_strategy, strategy_format
-from gating._plan import Plan, PlanError, compile_plan, plan_from_dict, strategy_hash
+from gating._plan import (
+    AmbiguousChannelError,
+    Plan,
+    PlanError,
+    compile_plan,
+    plan_from_dict,
+    strategy_hash,
+)
 from gating._plot import plot_gate, plot_gates
 from gating._strategy import (
     BooleanGate,
@@ -54,6 +61,7 @@ from gating._yaml import (
 
 __all__ = [
     "COUNT_COLUMNS",
+    "AmbiguousChannelError",
     "Asinh",
     "BooleanGate",
     "Dimension",

@@ -9,10 +9,10 @@ engine can ship it to workers with a file path, never an event array.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from gating._compensation import unmixing_matrix
 from gating._fcs import FCSData
 from gating._strategy import (
     FILE_SPILLOVER,
+    INCLUSIVE,
     UNCOMPENSATED,
     BooleanGate,
     Dimension,
@@ -34,11 +35,65 @@ from gating._strategy import (
 )
 from gating._transforms import Transform, transform_from_dict
 
-__all__ = ["Channel", "Feature", "Plan", "PlanError", "PlanGate", "compile_plan", "plan_from_dict"]
+__all__ = [
+    "AmbiguousChannelError",
+    "Channel",
+    "Feature",
+    "Plan",
+    "PlanError",
+    "PlanGate",
+    "compile_plan",
+    "flowjo_channel_name",
+    "plan_from_dict",
+]
+
+logger = logging.getLogger(__name__)
 
 
 class PlanError(StrategyError):
     """A strategy does not fit a sample (missing channel, singular matrix, bad spillover)."""
+
+
+class AmbiguousChannelError(PlanError):
+    """A strategy's channel name matches more than one channel of the sample.
+
+    ``candidates`` lists the sample's ``$PnN`` names that could be meant.
+    """
+
+    def __init__(
+        self, message: str, *, source: str = "", gate: str = "", candidates: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, source=source, gate=gate)
+        self.candidates = candidates
+
+    def __reduce__(self):  # keep the candidates across process boundaries
+        return (_rebuild_ambiguous, (self.detail, self.source, self.gate, self.candidates))
+
+
+def _rebuild_ambiguous(
+    message: str, source: str, gate: str, candidates: tuple[str, ...]
+) -> AmbiguousChannelError:
+    return AmbiguousChannelError(message, source=source, gate=gate, candidates=candidates)
+
+
+#: Characters FlowJo (10 and later) replaces by ``_`` in the parameter names it writes.
+FLOWJO_MANGLED_CHARACTERS = "/"
+
+
+def flowjo_channel_name(name: str) -> str:
+    """The name FlowJo 10 writes in a workspace for FCS channel ``name`` (``/`` -> ``_``).
+
+    Parameters
+    ----------
+    name
+        A ``$PnN`` channel name.
+
+    Returns
+    -------
+    str
+        ``v-450_50-B-A`` for ``v-450/50-B-A``; names without such characters unchanged.
+    """
+    return "".join("_" if c in FLOWJO_MANGLED_CHARACTERS else c for c in name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +137,9 @@ class PlanGate:
         Geometry: ``bounds`` (rectangle), ``vertices`` (polygon), ``mean``/``precision``/
         ``distance_square`` (ellipsoid), ``splits``/``cells`` (quadrant: per feature the split
         points and the wanted interval index, -1 for unconstrained), ``op``/``operands``
-        (boolean, operands as ``[population id, complement]``).
+        (boolean, operands as ``[population id, complement]``). Rectangles and quadrants
+        also carry ``inclusive``: ``"min"`` (``min <= x < max``, Gating-ML; the default when
+        absent) or ``"max"`` (``min < x <= max``, FlowJo).
     """
 
     population: str
@@ -95,13 +152,20 @@ class PlanGate:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """A strategy compiled for samples with one channel layout."""
+    """A strategy compiled for samples with one channel layout.
+
+    ``channel_map`` reports every channel name of the strategy that is not literally a
+    ``$PnN`` of the sample, with the ``$PnN`` it was resolved to and how: ``(name, $PnN,
+    rule)``, the rule one of ``"case"`` (case-insensitive ``$PnN``), ``"marker"`` (a unique
+    ``$PnS``) or ``"flowjo"`` (FlowJo's mangled form, see :func:`flowjo_channel_name`).
+    """
 
     strategy_name: str
     strategy_hash: str
     channel_names: tuple[str, ...]
     features: tuple[Feature, ...]
     gates: tuple[PlanGate, ...]
+    channel_map: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def columns(self) -> tuple[int, ...]:
@@ -167,6 +231,9 @@ def _plan_from_dict(d: Mapping[str, Any]) -> Plan:
     return Plan(
         strategy_name=d["strategy_name"], strategy_hash=d["strategy_hash"],
         channel_names=tuple(d["channel_names"]), features=features, gates=gates,
+        channel_map=tuple(
+            (str(a), str(b), str(c)) for a, b, c in d.get("channel_map", ())
+        ),
     )
 
 
@@ -204,6 +271,8 @@ def _check_shapes(plan: Plan, fail: Callable[..., None]) -> None:
             fail(f"parent {g.parent!r} is not an earlier population", pid)
         if not set(g.features) <= keys:
             fail(f"unknown features {sorted(set(g.features) - keys)}", pid)
+        if g.kind in ("rectangle", "quadrant") and p.get("inclusive", "min") not in INCLUSIVE:
+            fail(f"inclusive must be one of {INCLUSIVE}, not {p.get('inclusive')!r}", pid)
         if g.kind == "rectangle":
             ok = n >= 1 and len(p["bounds"]) == n and all(len(b) == 2 for b in p["bounds"])
         elif g.kind == "polygon":
@@ -243,15 +312,67 @@ class _Resolver:
         self.sample = sample
         self.features: dict[str, Feature] = {}
         self._unmixing: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}
+        self._columns: dict[str, int | None] = {}
+        self.channel_map: dict[str, tuple[str, str]] = {}
 
     def fail(self, message: str, gate: str = "") -> PlanError:
         return PlanError(f"{self.sample.path}: {message}", source=self.strategy.source, gate=gate)
 
-    def column(self, name: str, gate: str) -> int:
+    def lookup(self, name: str, gate: str) -> int | None:
+        """The column of a channel name, or ``None``; see :attr:`Strategy.channel_matching`.
+
+        Raises :class:`AmbiguousChannelError` when FlowJo's form of the name fits two
+        channels (or a channel other than the one the name matches exactly).
+        """
+        if name in self._columns:
+            return self._columns[name]
+        names = [str(n) for n in self.sample.names]
         try:
-            return self.sample.channel_index(name)
+            found: int | None = self.sample.channel_index(name)
         except KeyError:
-            raise self.fail(f"the sample has no channel {name!r} (needed by the strategy)", gate) from None
+            found = None
+        rule = ""
+        if found is not None and names[found] != name:
+            rule = "case" if names[found].lower() == name.lower() else "marker"
+        if self.strategy.channel_matching == "flowjo":
+            mangled = flowjo_channel_name(name)
+            hits = [i for i, n in enumerate(names) if flowjo_channel_name(n) == mangled]
+            candidates = list(dict.fromkeys([*([] if found is None else [found]), *hits]))
+            if len(candidates) > 1:
+                both = tuple(names[i] for i in candidates)
+                raise AmbiguousChannelError(
+                    f"{self.sample.path}: channel {name!r} of the workspace could be any of the "
+                    f"sample's channels {list(both)} (FlowJo writes '/' as '_'); rename one "
+                    "of them in the FCS files or the workspace so that one name fits",
+                    source=self.strategy.source,
+                    gate=gate,
+                    candidates=both,
+                )
+            if found is None and hits:
+                found, rule = hits[0], "flowjo"
+        if rule and found is not None:
+            self.channel_map[name] = (names[found], rule)
+            logger.info(
+                "%s: channel %r of %s resolved to %r (%s)",
+                self.sample.path, name, self.strategy.source or "the strategy", names[found], rule,
+            )
+        self._columns[name] = found
+        return found
+
+    def column(self, name: str, gate: str) -> int:
+        found = self.lookup(name, gate)
+        if found is None:
+            hint = (
+                "; FlowJo's form of the sample's names ('/' as '_') was tried too"
+                if self.strategy.channel_matching == "flowjo"
+                else ""
+            )
+            raise self.fail(
+                f"the sample has no channel {name!r} (needed by the strategy){hint}; channels: "
+                f"{list(self.sample.names)}",
+                gate,
+            )
+        return found
 
     def matrix(self, ref: str, gate: str) -> tuple[np.ndarray, list[str], list[str]] | None:
         """(unmixing W detectors x fluorochromes, fluorochrome labels, detector labels)."""
@@ -286,8 +407,9 @@ class _Resolver:
         # the dimension may name a fluorochrome of the matrix, a detector, or a channel by
         # its marker ($PnS) while the matrix is labelled by $PnN
         names = [name]
-        with contextlib.suppress(KeyError):  # not a channel of the file: a fluorochrome name
-            names.append(self.sample.names[self.sample.channel_index(name)])
+        found = self.lookup(name, gate)
+        if found is not None:  # else not a channel of the file: a fluorochrome name
+            names.append(self.sample.names[found])
         j = next((fluor.index(n) for n in names if n in fluor), None)
         if j is None and len(fluor) == len(det):
             j = next((det.index(n) for n in names if n in det), None)
@@ -320,9 +442,11 @@ class _Resolver:
         return key
 
 
-def _interval(splits: Sequence[float], x: float) -> int:
-    """Index of the half-open interval of ``splits`` holding ``x`` (count of splits <= x)."""
-    return int(np.searchsorted(np.asarray(splits, dtype=np.float64), x, side="right"))
+def _interval(splits: Sequence[float], x: float, inclusive: str = "min") -> int:
+    """Index of the half-open interval of ``splits`` holding ``x``: the count of splits
+    ``<= x`` (``inclusive="min"``, Gating-ML) or ``< x`` (``"max"``, FlowJo)."""
+    side = "right" if inclusive == "min" else "left"
+    return int(np.searchsorted(np.asarray(splits, dtype=np.float64), x, side=side))
 
 
 def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
@@ -354,7 +478,10 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
         params: dict[str, Any]
         if isinstance(gate, RectangleGate):
             keys = tuple(res.feature(d, pid) for d in gate.dimensions)
-            params = {"bounds": [[lo, hi] for lo, hi in gate.bounds]}
+            params = {
+                "bounds": [[lo, hi] for lo, hi in gate.bounds],
+                "inclusive": gate.inclusive,
+            }
             kind = "rectangle"
         elif isinstance(gate, PolygonGate):
             keys = tuple(res.feature(d, pid) for d in gate.dimensions)
@@ -380,9 +507,10 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
             params = {
                 "splits": [list(map(float, d.values)) for d in gate.dividers],
                 "cells": [
-                    _interval(d.values, where[d.id]) if d.id in where else -1
+                    _interval(d.values, where[d.id], gate.inclusive) if d.id in where else -1
                     for d in gate.dividers
                 ],
+                "inclusive": gate.inclusive,
             }
             kind = "quadrant"
         elif isinstance(gate, BooleanGate):
@@ -403,4 +531,5 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
         channel_names=tuple(sample.names),
         features=tuple(res.features.values()),
         gates=tuple(steps),
+        channel_map=tuple((k, pnn, rule) for k, (pnn, rule) in res.channel_map.items()),
     )

@@ -8,7 +8,8 @@ follows Gating-ML 2.0 closely because it is the most general of the three:
   fluorochrome of a spectrum matrix, or a ratio (``fratio``); it carries its own compensation
   source (``"uncompensated"``, ``"FCS"`` for the file's spillover, or a matrix id) and its own
   scale transform, so one gate may mix compensated and uncompensated axes;
-* gates are rectangles (half-open ``min <= x < max``, either side optional), polygons (points on
+* gates are rectangles (half-open ``min <= x < max``, either side optional; FlowJo's
+  ``min < x <= max`` for gates read from FlowJo workspaces, see :attr:`RectangleGate.inclusive`), polygons (points on
   an edge are inside; crossing parity for non-simple polygons), ellipsoids (Mahalanobis
   distance ``<= distance_square``), quadrant gates (any number of dividers; each quadrant is a
   population of its own) and Boolean gates (``and``/``or``/``not`` over references that may
@@ -148,9 +149,20 @@ class Matrix:
     inverted: bool = False
 
 
+#: Which bound of a rectangle (or quadrant interval) holds its boundary events: ``"min"`` is
+#: Gating-ML's ``min <= x < max``, ``"max"`` FlowJo's ``min < x <= max``.
+Inclusive = Literal["min", "max"]
+INCLUSIVE = ("min", "max")
+
+
 @dataclasses.dataclass(frozen=True)
 class RectangleGate:
-    """Half-open box ``min <= x < max`` per dimension; ``None`` leaves a side open."""
+    """Half-open box per dimension; ``None`` leaves a side open.
+
+    ``inclusive`` says which bound is closed: ``"min"`` (Gating-ML and YAML, the default) is
+    ``min <= x < max``; ``"max"`` (gates read from FlowJo workspaces: FlowJo counts this way)
+    is ``min < x <= max``. NaN is never inside.
+    """
 
     id: str
     dimensions: tuple[Dimension, ...]
@@ -158,6 +170,7 @@ class RectangleGate:
     parent: str | None = None
     name: str | None = None
     kind: Literal["rectangle"] = "rectangle"
+    inclusive: Inclusive = "min"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +224,12 @@ class Quadrant:
 
 @dataclasses.dataclass(frozen=True)
 class QuadrantGate:
-    """Dividers that split the parent's events into the listed quadrants."""
+    """Dividers that split the parent's events into the listed quadrants.
+
+    ``inclusive`` as for :class:`RectangleGate`: with ``"min"`` (Gating-ML) an event on a
+    split value belongs to the interval above it, with ``"max"`` (FlowJo) to the one below,
+    and a quadrant's ``positions`` are located the same way.
+    """
 
     id: str
     dividers: tuple[Divider, ...]
@@ -219,6 +237,7 @@ class QuadrantGate:
     parent: str | None = None
     name: str | None = None
     kind: Literal["quadrant"] = "quadrant"
+    inclusive: Inclusive = "min"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +277,12 @@ class Strategy:
     notes
         Free text kept from the source (Gating-ML ``custom_info``): key ``""`` for the
         document, else a gate or population id.
+    channel_matching
+        How :func:`gating.compile_plan` finds a dimension's channel in a sample:
+        ``"exact"`` (the default: ``$PnN``, then case-insensitively, then a unique ``$PnS``)
+        or ``"flowjo"`` (strategies read from FlowJo workspaces: the same, then FlowJo's
+        mangled form of a ``$PnN``, e.g. ``v-450_50-B-A`` for ``v-450/50-B-A``; two candidate
+        channels are an error, never a guess).
     """
 
     gates: tuple[Gate, ...]
@@ -267,6 +292,7 @@ class Strategy:
     name: str = ""
     source: str = ""
     notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    channel_matching: Literal["exact", "flowjo"] = "exact"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -346,6 +372,11 @@ class Strategy:
     # ---- checks -------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`StrategyError` for unknown references, cycles or bad geometry."""
+        if self.channel_matching not in ("exact", "flowjo"):
+            raise StrategyError(
+                f"channel_matching must be 'exact' or 'flowjo', not {self.channel_matching!r}",
+                source=self.source,
+            )
         for gate in self.gates:
             _check_gate(gate, self)
         for dim in self.dimensions():
@@ -380,15 +411,27 @@ class Strategy:
     # ---- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable description; :func:`strategy_from_dict` inverts it."""
-        return {
+        out = {
             "name": self.name,
             "source": self.source,
             "transforms": {k: t.to_dict() for k, t in self.transforms.items()},
             "ratios": {k: dataclasses.asdict(r) for k, r in self.ratios.items()},
             "matrices": {k: dataclasses.asdict(m) for k, m in self.matrices.items()},
-            "gates": [dataclasses.asdict(g) for g in self.gates],
+            "gates": [_gate_dict(g) for g in self.gates],
             "notes": dict(self.notes),
         }
+        if self.channel_matching != "exact":  # absent by default: earlier hashes still hold
+            out["channel_matching"] = self.channel_matching
+        return out
+
+
+def _gate_dict(gate: Gate) -> dict[str, Any]:
+    """A gate as a plain dict; the default ``inclusive="min"`` is left out, so strategies
+    without FlowJo's convention keep the dicts (and :func:`gating.strategy_hash`) they had."""
+    out = dataclasses.asdict(gate)
+    if out.get("inclusive") == "min":
+        del out["inclusive"]
+    return out
 
 
 def _dependencies(gate: Gate) -> list[str]:
@@ -402,6 +445,8 @@ def _check_gate(gate: Gate, strategy: Strategy) -> None:
     def fail(message: str) -> None:
         raise StrategyError(message, source=strategy.source, gate=gate.id)
 
+    if isinstance(gate, RectangleGate | QuadrantGate) and gate.inclusive not in INCLUSIVE:
+        fail(f"inclusive must be one of {INCLUSIVE}, not {gate.inclusive!r}")
     if isinstance(gate, RectangleGate):
         if not gate.dimensions or len(gate.bounds) != len(gate.dimensions):
             fail("a rectangle needs one (min, max) per dimension")
@@ -523,4 +568,5 @@ def strategy_from_dict(d: Mapping[str, Any]) -> Strategy:
         name=d.get("name", ""),
         source=d.get("source", ""),
         notes=dict(d.get("notes", {})),
+        channel_matching=d.get("channel_matching", "exact"),
     )

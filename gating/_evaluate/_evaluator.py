@@ -68,7 +68,7 @@ class Evaluator:
         self._channels: dict[tuple[Channel, str | None], np.ndarray] = {}
         self._values: dict[tuple[str, str | None], np.ndarray] = {}
         self._raw: dict[tuple[str, str | None], np.ndarray] = {}
-        self._codes: dict[tuple[str, str | None, tuple[float, ...]], np.ndarray] = {}
+        self._codes: dict[tuple[str, str | None, tuple[float, ...], str], np.ndarray] = {}
         self._inside: dict[str, np.ndarray] = {}  # a gate's flags on its parent's rows
         self._wanted: dict[str | None, list[Channel]] = {}
         parent_of = {g.population: g.parent for g in plan.gates}
@@ -205,8 +205,11 @@ class Evaluator:
         self._values[(key, parent)] = values
         return values
 
-    def _range(self, key: str, parent: str | None, lo: float | None, hi: float | None) -> np.ndarray:
-        """``lo <= T(u) < hi`` without transforming every value when ``T`` allows it.
+    def _range(
+        self, key: str, parent: str | None, lo: float | None, hi: float | None, inclusive: str
+    ) -> np.ndarray:
+        """``lo <= T(u) < hi`` (``inclusive="min"``; ``lo < T(u) <= hi`` with ``"max"``)
+        without transforming every value when ``T`` allows it.
 
         A strictly increasing transform turns the bounds into raw-space bounds; only values
         within a relative band of them (and non-finite ones) are transformed and compared
@@ -216,7 +219,7 @@ class Evaluator:
         lo_t = -np.inf if lo is None else float(lo)
         hi_t = np.inf if hi is None else float(hi)
         if (key, parent) in self._values or not _raw_comparable(transform):
-            return _half_open(self.feature(key, parent), lo_t, hi_t, open_max=hi is None)
+            return _half_open(self.feature(key, parent), lo, hi, inclusive)
         assert transform is not None
         u = self.untransformed(key, parent)
         raw = transform.inverse(np.array([lo_t, hi_t]))
@@ -231,7 +234,7 @@ class Evaluator:
         if len(unsure):
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = transform.apply(u[unsure])
-            inside[unsure] = _half_open(t, lo_t, hi_t, open_max=hi is None)
+            inside[unsure] = _half_open(t, lo, hi, inclusive)
         return inside
 
     def evaluate(self, step: PlanGate) -> None:
@@ -287,8 +290,9 @@ class Evaluator:
         p = step.params
         if step.kind == "rectangle":
             inside = np.ones(m, dtype=np.bool_)
+            inclusive = p.get("inclusive", "min")
             for key, (lo, hi) in zip(step.features, p["bounds"], strict=True):
-                inside &= self._range(key, step.parent, lo, hi)
+                inside &= self._range(key, step.parent, lo, hi, inclusive)
             self._rows[step.population] = _select(rows, inside)
             self._inside[step.population] = inside
             return
@@ -298,7 +302,7 @@ class Evaluator:
         elif step.kind == "quadrant":
             inside[:] = True
             for key, splits, cell in zip(step.features, p["splits"], p["cells"], strict=True):
-                codes = self._intervals(key, step.parent, splits)
+                codes = self._intervals(key, step.parent, splits, p.get("inclusive", "min"))
                 inside &= codes >= 0  # NaN is in no quadrant
                 if cell >= 0:
                     inside &= codes == cell
@@ -381,14 +385,18 @@ class Evaluator:
         idx = _select(None, keep)
         return idx if len(idx) < 0.8 * len(keep) else None
 
-    def _intervals(self, key: str, parent: str | None, splits: list[float]) -> np.ndarray:
+    def _intervals(
+        self, key: str, parent: str | None, splits: list[float], inclusive: str
+    ) -> np.ndarray:
         """Interval index of each value among a divider's splits; shared by all quadrants."""
-        cache_key = (key, parent, tuple(splits))
+        cache_key = (key, parent, tuple(splits), inclusive)
         codes = self._codes.get(cache_key)
         if codes is None:
             values = self.feature(key, parent)
             codes = np.empty(len(values), dtype=np.int16)
-            small_or_parallel(interval_index, len(values))(values, np.asarray(splits, dtype=np.float64), codes)
+            small_or_parallel(interval_index, len(values))(
+                values, np.asarray(splits, dtype=np.float64), inclusive == "max", codes
+            )
             self._codes[cache_key] = codes
         return codes
 
@@ -408,11 +416,17 @@ class Evaluator:
         return result
 
 
-def _half_open(v: np.ndarray, lo: float, hi: float, *, open_max: bool) -> np.ndarray:
-    """``lo <= v < hi``; an open side (``-inf``/``hi`` unset) holds the infinities, never NaN."""
-    inside = v >= lo  # False for NaN; True for -inf when lo is -inf (an open minimum)
-    if not open_max:
-        inside &= v < hi
+def _half_open(v: np.ndarray, lo: float | None, hi: float | None, inclusive: str) -> np.ndarray:
+    """``lo <= v < hi`` (``inclusive="min"``) or ``lo < v <= hi`` (``"max"``); an open side
+    (``None``) holds the infinities on its side, never NaN."""
+    if inclusive == "max":
+        inside = v <= (np.inf if hi is None else float(hi))  # False for NaN
+        if lo is not None:
+            inside &= v > float(lo)
+        return inside
+    inside = v >= (-np.inf if lo is None else float(lo))  # False for NaN
+    if hi is not None:
+        inside &= v < float(hi)
     return inside
 
 

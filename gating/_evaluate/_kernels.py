@@ -134,9 +134,10 @@ def in_ellipsoid(
 
 
 @njit(parallel=True)
-def interval_index(values: np.ndarray, splits: np.ndarray, out: np.ndarray) -> None:
-    """``out[i]`` = number of ``splits`` that are ``<= values[i]`` (its half-open interval);
-    ``-1`` for NaN, which lies in no interval."""
+def interval_index(values: np.ndarray, splits: np.ndarray, upper_closed: bool, out: np.ndarray) -> None:
+    """``out[i]`` = number of ``splits`` that are ``<= values[i]`` (its half-open interval
+    ``[s_k, s_k+1)``, Gating-ML), or with ``upper_closed`` the number that are ``< values[i]``
+    (intervals ``(s_k, s_k+1]``, FlowJo); ``-1`` for NaN, which lies in no interval."""
     k = splits.shape[0]
     for i in numba.prange(values.shape[0]):
         v = values[i]
@@ -145,7 +146,7 @@ def interval_index(values: np.ndarray, splits: np.ndarray, out: np.ndarray) -> N
             continue
         c = 0
         for s in range(k):
-            if splits[s] <= v:
+            if splits[s] < v or (splits[s] == v and not upper_closed):
                 c += 1
         out[i] = c
 

@@ -122,7 +122,7 @@ class _Builder:
     def shape(self, node: WsNode, gid: str, parent: str | None, name: str) -> Gate:
         if node.kind == "rectangle":
             dims = tuple(self.dimension(p, node.id, scaled=False)[0] for p in node.params)
-            return RectangleGate(gid, dims, node.bounds, parent, name)
+            return RectangleGate(gid, dims, node.bounds, parent, name, inclusive="max")
         if node.kind == "polygon":
             resolved = [self.dimension(p, node.id, scaled=True)[0] for p in node.params]
             if len(resolved) != 2:
@@ -145,21 +145,26 @@ class _Builder:
 def _ellipse(
     node: WsNode, lengths: list[float], fail: Callable[[str, str], FlowJoError]
 ) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
-    """Mean and covariance (scale units) of a FlowJo ellipse given in display pixels."""
-    f1, f2, e0, e1, _, _ = (np.asarray(v, dtype=np.float64) for v in node.vertices)
-    centre = (f1 + f2) / 2.0
-    c = float(np.linalg.norm(f1 - f2)) / 2.0
-    a = float(np.linalg.norm(e0 - e1)) / 2.0
-    if not a > c:
+    """Mean and covariance (scale units) of a FlowJo ellipse given in display pixels.
+
+    Built from FlowJo's four handles alone, in display space: the first two edge points are
+    the ends of one axis (direction and semi-axis ``a``), the last two the ends of the
+    other (semi-axis ``b``, perpendicular to the first); the centre is the mean of the four.
+    The foci are not used (FlowJo derives them from the handles).
+    """
+    e0, e1, e2, e3 = (np.asarray(v, dtype=np.float64) for v in node.vertices[2:])
+    centre = (e0 + e1 + e2 + e3) / 4.0
+    a = float(np.linalg.norm(e1 - e0)) / 2.0
+    b = float(np.linalg.norm(e3 - e2)) / 2.0
+    if not (a > 0.0 and b > 0.0):
         raise fail(
-            f"ellipse major semi-axis {a} is not longer than the focal distance {c}", node.id
+            f"ellipse handles give semi-axes {a} and {b}: both must be positive "
+            "(redraw the ellipse in FlowJo)",
+            node.id,
         )
-    if c == 0.0:
-        cov = np.eye(2) * a * a
-    else:
-        u = (f1 - f2) / (2.0 * c)
-        v = np.array([-u[1], u[0]])
-        cov = a * a * np.outer(u, u) + (a * a - c * c) * np.outer(v, v)
+    u = (e1 - e0) / (2.0 * a)
+    v = np.array([-u[1], u[0]])
+    cov = a * a * np.outer(u, u) + b * b * np.outer(v, v)
     scale = np.asarray(lengths, dtype=np.float64)
     cov = cov / np.outer(scale, scale)
     return tuple(map(float, centre / scale)), tuple(tuple(map(float, r)) for r in cov)
@@ -200,8 +205,10 @@ def tree_strategy(nodes: tuple[WsNode, ...], ctx: Context, *, name: str, version
                 gates.append(_quadrant_gate(quads[node.id], build, parent))
                 done.update(m.id for m in quads[node.id])
         elif node.kind in ("and", "or", "not"):
+            negated = node.negated or (False,) * len(node.dependents)
             operands = tuple(
-                (_dependent(d, node, parent, ids, build), False) for d in node.dependents
+                (_dependent(d, node, parent, ids, build), bool(neg))
+                for d, neg in zip(node.dependents, negated, strict=True)
             )
             if (node.kind == "not") != (len(operands) == 1) or not operands:
                 raise build.fail(f"{node.kind} node with {len(operands)} dependents", node.id)
@@ -222,6 +229,7 @@ def tree_strategy(nodes: tuple[WsNode, ...], ctx: Context, *, name: str, version
             name=name,
             source=ctx.source,
             notes=notes,
+            channel_matching="flowjo",
         )
     except FlowJoError:
         raise
@@ -245,15 +253,18 @@ def _quadrant_gate(members: list[WsNode], build: _Builder, parent: str | None) -
         Divider(f"split {i}: {p}", d, (float(s),))
         for i, (p, d, s) in enumerate(zip(first.params, dims, splits, strict=True))
     )
+    # FlowJo's intervals are (-inf, s] and (s, inf): s itself locates the lower quadrant
     quadrants = tuple(
         Quadrant(
             m.id,
             tuple(
-                (div.id, lo if hi is None else math.nextafter(hi, -math.inf))
+                (div.id, math.nextafter(lo, math.inf) if hi is None else hi)
                 for div, (lo, hi) in zip(dividers, m.bounds, strict=True)
             ),
             m.path[-1],
         )
         for m in members
     )
-    return QuadrantGate(f"{first.id}#quadrants", dividers, quadrants, parent, None)
+    return QuadrantGate(
+        f"{first.id}#quadrants", dividers, quadrants, parent, None, inclusive="max"
+    )

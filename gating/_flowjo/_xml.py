@@ -81,6 +81,7 @@ class WsNode:
     dependents: tuple[str, ...] = ()
     inside: bool = True
     count: int = -1
+    negated: tuple[bool, ...] = ()  # per dependent: complemented (FlowJo 9 ``! G0``)
 
     @property
     def id(self) -> str:
@@ -253,9 +254,19 @@ def _shape(pop: ET.Element, path: tuple[str, ...], count: int, src: str) -> WsNo
         raise FlowJoError(f"unsupported FlowJo gate type {local(el.tag)!r}", source=src, gate=gid)
     params, bounds = [], []
     for dim in kids(el, "dimension"):
+        # FlowJo 10.1+ writes <data-type:fcs-dimension>, FlowJo 7 and 10.0 <data-type:parameter>
         fcs = kid(dim, "fcs-dimension")
         if fcs is None:
-            raise FlowJoError("only fcs-dimension gate axes are supported", source=src, gate=gid)
+            fcs = kid(dim, "parameter")
+        if fcs is None:
+            found = [local(c.tag) for c in dim]
+            raise FlowJoError(
+                f"gate axis <{found[0] if found else 'dimension'}> is not supported: only "
+                "<data-type:fcs-dimension> and <data-type:parameter> axes name an FCS channel "
+                "(derived or ratio parameters are not read; gate on the FCS channels instead)",
+                source=src,
+                gate=gid,
+            )
         params.append(attr_of(fcs, "name") or "")
         lo, hi = attr_of(dim, "min"), attr_of(dim, "max")
         bounds.append(

@@ -267,6 +267,14 @@ class _Writer:
         )
 
     def gate(self, gate: Gate) -> _Node:
+        if isinstance(gate, RectangleGate | QuadrantGate) and gate.inclusive != "min":
+            raise self.fail(
+                "this gate counts events with min < x <= max (FlowJo's convention); Gating-ML "
+                "2.0 defines min <= x < max, so a reader would count events on a bound "
+                "differently. Write it as phenoflow YAML (write_strategy_yaml), which keeps the "
+                "convention",
+                f"gating:{type(gate).__name__}", gate.id,
+            )
         names = [(gate.id, gate.name)]
         if isinstance(gate, QuadrantGate):
             names += [(q.id, q.name) for q in gate.quadrants]

@@ -21,6 +21,7 @@ from gating._transforms import (
 )
 
 __all__ = [
+    "BOUNDED_SHAPES",
     "COMPENSATION",
     "GATE_KEYS",
     "OPTIONAL_PARAMETERS",
@@ -35,10 +36,12 @@ __all__ = [
 ]
 
 VERSION = 1
-TOP_KEYS = ("phenoflow-strategy", "name", "description", "compensation", "matrices",
-             "transforms", "dimensions", "gates")
+TOP_KEYS = ("phenoflow-strategy", "name", "description", "channel_matching", "compensation",
+             "matrices", "transforms", "dimensions", "gates")
 SHAPES = ("range", "rectangle", "polygon", "ellipse", "quadrant", "boolean")
-GATE_KEYS = ("name", "parent", "description", *SHAPES)
+GATE_KEYS = ("name", "parent", "description", "inclusive", *SHAPES)
+#: shapes whose bounds have a closed side to choose (``inclusive: min`` or ``max``)
+BOUNDED_SHAPES = ("range", "rectangle", "quadrant")
 COMPENSATION = {"none": UNCOMPENSATED, "spillover": FILE_SPILLOVER}
 RESERVED = {"none", "spillover", UNCOMPENSATED, FILE_SPILLOVER}
 QUADRANT_SIGNS = ("+,+", "-,+", "-,-", "+,-")

@@ -55,6 +55,10 @@ class Reader(SyntaxReader):
         if isinstance(version, bool) or version != VERSION:
             self.fail(f"unsupported format version {version!r}; this phenoflow reads version "
                       f"{VERSION}", "phenoflow-strategy")
+        matching = top.get("channel_matching", "exact")
+        if matching not in ("exact", "flowjo"):
+            self.fail(f"expected 'exact' or 'flowjo' (workspace names with '/' written as '_'), "
+                      f"got {matching!r}", "channel_matching")
         name = top.get("name", "")
         if name != "":
             name = self.text(name, "name")
@@ -73,7 +77,8 @@ class Reader(SyntaxReader):
         built, notes = self.build(entries, notes)
         try:
             return Strategy(gates=tuple(built), transforms=self.transforms, ratios=self.ratios,
-                            matrices=self.matrices, name=name, source=self.source, notes=notes)
+                            matrices=self.matrices, name=name, source=self.source, notes=notes,
+                            channel_matching=matching)
         except StrategyFormatError:
             raise
         except StrategyError as exc:
@@ -295,7 +300,8 @@ class Reader(SyntaxReader):
         common = {"parent": e.parent_id, "name": e.name}
         if kind is QuadrantGate:
             quads = tuple(Quadrant(_child(e.parent_id, c), pos, c) for c, pos in spec["cells"])
-            return [QuadrantGate(gid, spec["dividers"], quads, **common)]
+            return [QuadrantGate(gid, spec["dividers"], quads, **common,
+                                 inclusive=spec.get("inclusive", "min"))]
         if kind is not BooleanGate:
             return [kind(gid, **spec, **common)]
         expr, out = spec["expr"], []

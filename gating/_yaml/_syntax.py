@@ -26,7 +26,13 @@ from gating._strategy import (
     RectangleGate,
 )
 from gating._yaml._bool import bool_expression
-from gating._yaml._format import GATE_KEYS, QUADRANT_SIGNS, SHAPES, StrategyFormatError
+from gating._yaml._format import (
+    BOUNDED_SHAPES,
+    GATE_KEYS,
+    QUADRANT_SIGNS,
+    SHAPES,
+    StrategyFormatError,
+)
 
 __all__ = ["Entry", "SyntaxReader"]
 
@@ -159,10 +165,31 @@ class SyntaxReader:
                       f"{' and '.join(map(repr, shapes)) or 'none'}")
         shape = shapes[0]
         spec = getattr(self, f"shape_{shape}")(item[shape], shape)
+        if "inclusive" in item:
+            if shape not in BOUNDED_SHAPES:
+                self.fail(f"'inclusive' applies to {', '.join(BOUNDED_SHAPES)} gates, not {shape}",
+                          "inclusive")
+            if item["inclusive"] not in ("min", "max"):
+                self.fail(f"expected 'min' (min <= x < max, Gating-ML) or 'max' (min < x <= max, "
+                          f"FlowJo), got {item['inclusive']!r}", "inclusive")
+            spec["inclusive"] = item["inclusive"]
+            if shape == "quadrant" and item["inclusive"] == "max":
+                spec["cells"] = self.closed_above(spec)
         entry = Entry(index, name, parent, shape, spec, item.get("description"))
         if shape == "quadrant":
             entry.cells = tuple(name for name, _ in spec["cells"])
         return entry
+
+    @staticmethod
+    def closed_above(spec: dict[str, Any]) -> list[tuple[str, tuple[tuple[str, float], ...]]]:
+        """Cell positions for ``min < x <= max`` intervals: a split closes the cell below it, so
+        a cell above a split is located just above it."""
+        splits = {d.id: d.values for d in spec["dividers"]}
+        return [
+            (cell, tuple((ref, math.nextafter(x, math.inf) if x in splits[ref] else x)
+                         for ref, x in positions))
+            for cell, positions in spec["cells"]
+        ]
 
     def shape_range(self, value: Any, field: str) -> dict[str, Any]:
         spec = self.mapping(value, field, ("dim", "min", "max"), ("dim",))

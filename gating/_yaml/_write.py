@@ -211,6 +211,8 @@ class Writer:
             out["quadrant"] = self.quadrant(g)
         else:
             out["boolean"] = _Expression(self.expression(g, g.id))
+        if isinstance(g, RectangleGate | QuadrantGate) and g.inclusive != "min":
+            out["inclusive"] = g.inclusive
         if g.id in self.s.notes:
             out["description"] = self.s.notes[g.id]
         return out
@@ -219,9 +221,10 @@ class Writer:
         keys = self.dim_keys([d.dimension for d in g.dividers], g.id)
         key_of = {d.id: k for d, k in zip(g.dividers, keys, strict=True)}
         splits = {d.id: [float(v) for v in d.values] for d in g.dividers}
+        # the interval holding each cell's position, under the gate's boundary convention
+        locate = bisect.bisect_right if g.inclusive == "min" else bisect.bisect_left
         cells = {
-            (q.name or q.id): {key_of[ref]: bisect.bisect_right(splits[ref], loc)
-                               for ref, loc in q.positions}
+            (q.name or q.id): {key_of[ref]: locate(splits[ref], loc) for ref, loc in q.positions}
             for q in g.quadrants
         }
         if len(cells) != len(g.quadrants):
@@ -244,6 +247,8 @@ class Writer:
                 self.fail(f"the note on {key!r} belongs to no gate")
         if self.s.notes.get(""):
             doc["description"] = self.s.notes[""]
+        if self.s.channel_matching != "exact":
+            doc["channel_matching"] = self.s.channel_matching
         dims = self.dimensions()
         doc["compensation"] = self.compensation(self.default)
         for key, m in self.s.matrices.items():

@@ -204,8 +204,10 @@ def test_events_outside_a_gate(tmp_path):
     strategy = read_flowjo(workspace(tmp_path, sample("1", "s.fcs", gates))).strategy_for("1")
     assert isinstance(strategy.populations()["/out"], BooleanGate)
     data = fcs(tmp_path, [[5, 0, 0], [10, 0, 0], [19, 0, 0], [20, 0, 0], [25, 0, 0]])
-    # inside [10, 20): 10 and 19; outside: 5, 20, 25
+    # inside (10, 20] (FlowJo's convention): 19 and 20; outside: 5, 10, 25
     assert counts(strategy, data) == {"/out#inside": 2, "/out": 3}
+    member = apply_plan(compile_plan(strategy, data), data, membership=True).membership
+    assert list(np.flatnonzero(member["/out"].to_numpy())) == [0, 1, 4]
 
 
 def test_quadrant_rectangles_become_one_quadrant_gate(tmp_path):
@@ -226,8 +228,9 @@ def test_quadrant_rectangles_become_one_quadrant_gate(tmp_path):
     assert isinstance(gate, QuadrantGate)
     assert [d.values for d in gate.dividers] == [(30.0,), (40.0,)]
     assert [q.id for q in gate.quadrants] == ["/Q1", "/Q2", "/Q3", "/Q4"]
-    # events exactly on a split belong to the upper side (half-open min <= x < max)
-    data = fcs(tmp_path, [[0, 30, 40], [0, 29, 40], [0, 30, 39], [0, 29, 39], [0, 0, 0]])
+    # events exactly on a split belong to the lower side (FlowJo's min < x <= max)
+    assert gate.inclusive == "max"
+    data = fcs(tmp_path, [[0, 31, 41], [0, 30, 41], [0, 31, 40], [0, 30, 40], [0, 0, 0]])
     assert counts(strategy, data) == {"/Q1": 1, "/Q2": 1, "/Q3": 1, "/Q4": 2}
 
 
@@ -490,19 +493,20 @@ def test_ellipse_follows_flowjos_handles():
     assert isinstance(gate, EllipsoidGate) and gate.distance_square == 1.0
     values = [float(v) for v in re.findall(r'data-type:value="([^"]+)"', path.read_text())]
     f1, f2, e0, e1, e2, e3 = np.array(values).reshape(6, 2)
-    # In display pixels (linear 0..262144 on 256 pixels): the major-axis handles are on the
-    # ellipse, the minor-axis handles are 2b apart, and the foci are sqrt(a^2 - b^2) from the
-    # centre.
+    # In display pixels (linear 0..262144 on 256 pixels), from the four handles alone: the
+    # centre is their mean, one semi-axis is half the distance e0-e1 (along e0-e1), the other
+    # half the distance e2-e3 (perpendicular); the foci play no part.
     cov = np.array(gate.covariance) * 256.0**2
     centre = np.array(gate.mean) * 256.0
-    precision = np.linalg.inv(cov)
-    for handle in (e0, e1):
-        d = handle - centre
-        assert d @ precision @ d == pytest.approx(1.0, abs=1e-12)
-    a2, b2 = sorted(np.linalg.eigvalsh(cov))[::-1]
-    assert math.sqrt(b2) == pytest.approx(np.linalg.norm(e2 - e3) / 2, rel=1e-9)
-    assert math.sqrt(a2 - b2) == pytest.approx(np.linalg.norm(f1 - f2) / 2, rel=1e-12)
-    assert np.allclose(centre, (f1 + f2) / 2, rtol=0, atol=1e-12)
+    assert np.allclose(centre, (e0 + e1 + e2 + e3) / 4, rtol=0, atol=1e-9)
+    a, b = np.linalg.norm(e1 - e0) / 2, np.linalg.norm(e3 - e2) / 2
+    u = (e1 - e0) / (2 * a)
+    v = np.array([-u[1], u[0]])
+    assert u @ cov @ u == pytest.approx(a * a, rel=1e-12)
+    assert v @ cov @ v == pytest.approx(b * b, rel=1e-12)
+    assert u @ cov @ v == pytest.approx(0.0, abs=1e-9 * a * a)
+    # FlowJo derives the foci from the handles: they agree with this ellipse's
+    assert math.sqrt(abs(a * a - b * b)) == pytest.approx(np.linalg.norm(f1 - f2) / 2, rel=1e-3)
 
 
 def test_recorded_counts_and_owning_group_template():

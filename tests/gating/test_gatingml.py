@@ -171,6 +171,8 @@ def _x_gate(el: etree._Element) -> dict[str, Any]:
         ]
     if kind in ("RectangleGate", "PolygonGate", "EllipsoidGate"):
         out["dimensions"] = [_x_dimension(d) for d in dims]
+    if kind in ("RectangleGate", "QuadrantGate"):
+        out["inclusive"] = "min"  # Gating-ML 2.0: min <= x < max
     return out
 
 
