@@ -199,8 +199,9 @@ def differential_expression(
     )
     with _pydeseq2_warnings():
         if inference == "numba":
-            from expression._inference import NumbaInference, RDeseqDataSet
+            from expression._inference import NumbaInference, RDeseqDataSet, RDeseqStats
 
+            stats_class: type[DeseqStats] = RDeseqStats
             engine = NumbaInference(used_threads)
             dds = RDeseqDataSet(
                 counts=counts, metadata=meta, design=design, refit_cooks=True,
@@ -213,8 +214,9 @@ def differential_expression(
                 n_cpus=used_threads, quiet=True,
             )
             stats_kwargs = {"n_cpus": used_threads}
+            stats_class = DeseqStats
         dds.deseq2()
-        stats = DeseqStats(
+        stats = stats_class(
             dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
             independent_filter=independent_filtering, quiet=True, **stats_kwargs,
         )

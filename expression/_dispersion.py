@@ -509,8 +509,10 @@ def prior_variance(
 
     ``varLogDispEsts`` is the squared MAD of the log residuals of the gene-wise estimates
     above ``100 * min_disp``; the prior variance subtracts the expected sampling variance
-    ``trigamma((m - p) / 2)`` and is at least 0.25. (R's simulation-based estimate for 1 to 3
-    residual degrees of freedom is not reproduced: the same formula is used there.)
+    ``trigamma((m - p) / 2)`` and is at least 0.25. With 1 to 3 residual degrees of freedom the
+    MAD is a poor estimate and R matches the residuals' histogram by simulation instead
+    (``set.seed(2)``, R's random streams, a KL grid smoothed by ``loess``); that procedure is
+    reproduced exactly by :func:`expression._rprior.small_df_prior_variance`.
     """
     from scipy.special import polygamma
 
@@ -519,6 +521,10 @@ def prior_variance(
     above = disp_gene[ok] >= min_disp * 100
     var_log = _mad(resid[above]) ** 2
     df = n_samples - n_coefs
+    if 0 < df <= 3:
+        from expression._rprior import small_df_prior_variance
+
+        return small_df_prior_variance(resid[above], df), var_log
     if df > 0:
         return max(var_log - float(polygamma(1, df / 2.0)), 0.25), var_log
     return var_log, var_log

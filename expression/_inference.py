@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pydeseq2.dds import DeseqDataSet
 from pydeseq2.default_inference import DefaultInference
+from pydeseq2.ds import DeseqStats
 from pydeseq2.inference import Inference
 
 from engine.runtime import default_threads, small_or_parallel, thread_limit
@@ -321,16 +322,17 @@ class RDeseqDataSet(DeseqDataSet):
         self.var["fitted_dispersions"] = fitted
 
     def fit_dispersion_prior(self) -> None:
-        """R's ``estimateDispersionsPriorVar`` (MAD with R's 1.4826)."""
+        """R's ``estimateDispersionsPriorVar``: MAD with R's 1.4826, or R's simulation when the
+        residual degrees of freedom are 1 to 3."""
         if "fitted_dispersions" not in self.var:
             self.fit_dispersion_trend()
         nz = self.var["non_zero"].to_numpy()
         n, p = self.obsm["design_matrix"].shape
-        if n - p <= 3:
-            warnings.warn(
-                "As the residual degrees of freedom is less than 3, the distribution of log "
-                "dispersions is especially asymmetric and likely to be poorly estimated by the MAD.",
-                UserWarning, stacklevel=2,
+        if 0 < n - p <= 3:
+            log.warning(
+                "only %d residual degrees of freedom: the dispersion prior variance is "
+                "estimated by R DESeq2's simulation (set.seed(2)), reproduced exactly; results "
+                "rest on very few replicates", n - p,
             )
         prior_var, var_log = disp.prior_variance(
             self.var["genewise_dispersions"].to_numpy(dtype=np.float64)[nz],
@@ -427,4 +429,54 @@ class RDeseqDataSet(DeseqDataSet):
         rows = self.obs["replaceable"].to_numpy(dtype=bool)
         cooks[np.ix_(rows, np.flatnonzero(refitted))] = 0.0
         self.layers["replace_cooks"] = cooks
+
+
+def r_filter_threshold(base_mean: np.ndarray, pvalues: np.ndarray, alpha: float
+                       ) -> tuple[np.ndarray, int]:
+    """R DESeq2's independent filtering (``pvalueAdjustment``): BH-adjusted p-values after
+    dropping genes below the chosen mean-count quantile, and the chosen theta's index.
+
+    Theta runs over 50 quantiles from the share of all-zero genes to 0.95 (or 1); the number of
+    rejections per theta is smoothed by R's ``lowess(f = 1/5)`` (clowess, reproduced exactly by
+    :func:`expression._rlowess.lowess`), and the first theta whose rejections exceed the smoothed
+    maximum minus the residuals' root mean square is used (the first theta when at most 10
+    genes are rejected anywhere).
+    """
+    from scipy.stats import false_discovery_control
+
+    from expression._rlowess import lowess
+
+    lower = float(np.mean(base_mean == 0))
+    theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
+    cutoffs = np.quantile(base_mean, theta)  # R's type 7, numpy's default
+    tested = ~np.isnan(pvalues)
+    adjusted = np.full((base_mean.size, theta.size), np.nan)
+    for i, cutoff in enumerate(cutoffs):
+        use = (base_mean >= cutoff) & tested
+        if use.any():
+            adjusted[use, i] = false_discovery_control(pvalues[use], method="bh")
+    with np.errstate(invalid="ignore"):
+        num_rej = (adjusted < alpha).sum(axis=0).astype(np.float64)
+    _, fitted = lowess(theta, num_rej, f=1 / 5)
+    if num_rej.max() <= 10:
+        j = 0
+    else:
+        residual = num_rej[num_rej > 0] - fitted[num_rej > 0]
+        thresh = fitted.max() - np.sqrt(np.mean(residual**2))
+        above = np.flatnonzero(num_rej > thresh)
+        j = int(above[0]) if above.size else 0
+    return adjusted[:, j], j
+
+
+class RDeseqStats(DeseqStats):
+    """pydeseq2's :class:`~pydeseq2.ds.DeseqStats` with R DESeq2's independent filtering."""
+
+    def _independent_filtering(self) -> None:
+        if not hasattr(self, "p_values"):
+            self.run_wald_test()
+        padj, _ = r_filter_threshold(
+            self.base_mean.to_numpy(dtype=np.float64), self.p_values.to_numpy(dtype=np.float64),
+            self.alpha,
+        )
+        self.padj = pd.Series(padj, index=self.dds.var_names)
 
