@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.runtime import atomic_path, safe_name
 from gating._evaluate import Evaluator, evaluate_plan
 from gating._fcs import FCSData
 from gating._plan import Plan, PlanGate
@@ -237,26 +237,16 @@ def _suffix(path: Path) -> str:
 def _save(fig: Figure, path: Path) -> None:
     suffix = _suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"), format="png")
+    with atomic_path(path.with_suffix(".png"), suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
     if suffix == ".svg":
-        fig.savefig(path, format="svg")
+        with atomic_path(path, suffix=".svg") as tmp:
+            fig.savefig(tmp, format="svg")
     log.debug("wrote %s", path)
 
 
-#: Names Windows reserves for devices (case-insensitive, also with any extension).
-_WINDOWS_DEVICES = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{kind}{i}" for kind in ("COM", "LPT") for i in range(1, 10)}
-)
-
-
 def _safe_stem(population_path: str) -> str:
-    """A file stem for a population path: word characters and ``.+-=,()#@`` only.
-
-    Windows device names (``CON``, ``NUL.x``, ``COM1``...) get a leading ``_``.
-    """
-    parts = [p for p in population_path.split("/") if p]
-    stem = re.sub(r"[^\w.+\-=,()#@]", "_", "_".join(parts))
-    stem = stem.strip("._ ")[:_MAX_NAME] or "population"
-    if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
-        stem = f"_{stem}"[:_MAX_NAME]  # Windows matches the part before the first dot
-    return stem
+    """A file stem for a population path: its parts joined by ``_``, made safe by the house
+    rule (:func:`engine.runtime.safe_name`)."""
+    return safe_name("_".join(p for p in population_path.split("/") if p) or "population",
+                     max_length=_MAX_NAME)
