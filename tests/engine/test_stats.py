@@ -349,7 +349,14 @@ def test_correlations_spearman_ci_is_bonett_wright() -> None:
     row = out.iloc[0]
     assert row.method == "spearman"
     assert row.r == pytest.approx(rho, rel=1e-12)
-    assert row.pvalue == pytest.approx(p, rel=1e-12)
+    # R's cor.test: no ties and n <= 9, so P is the exact permutation P of rho
+    ranks_x, ranks_y = stats.rankdata(pre["mmrss"]), stats.rankdata(pre["haq"])
+    perms = np.array(list(itertools.permutations(ranks_y)))
+    rhos = np.array([np.corrcoef(ranks_x, perm)[0, 1] for perm in perms])
+    tail = min((rhos >= rho - 1e-12).mean(), (rhos <= rho + 1e-12).mean())
+    assert row.pvalue == pytest.approx(min(2 * tail, 1.0), rel=1e-12)
+    assert row.pvalue_method == "exact permutation (AS 89)"
+    assert p != pytest.approx(row.pvalue, rel=1e-3)  # scipy's t approximation is not R's P
     expected = (np.tanh(np.arctanh(rho) - half), np.tanh(np.arctanh(rho) + half))
     assert (row.ci_low, row.ci_high) == pytest.approx(expected)
     assert "Bonett-Wright" in row.ci_method
