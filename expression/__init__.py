@@ -9,7 +9,7 @@ from expression._genesets import (
 )
 from expression._io import read_counts, read_sample_sheet, write_matrix
 from expression._normalize import cpm, log2p1, normalize_counts, normalize_file
-from expression._paired import PairedMethod, PairedTest, Summary, paired_test
+from expression._paired import PairedMethod, PairedTest, Summary, WilcoxonExact, paired_test
 from expression._plot import (
     paired_slope_plot,
     plot_mean_sd,
@@ -28,6 +28,7 @@ __all__: list[str] = [
     "PairedTest",
     "SizeFactorFit",
     "Summary",
+    "WilcoxonExact",
     "cpm",
     "de_file",
     "default_gene_sets",

@@ -16,25 +16,38 @@ Conventions (kept identical to R where R has one):
   approximation there). Larger samples get the normal approximation with continuity correction and
   the tie-corrected variance (R's ``exact = FALSE, correct = TRUE``).
 - Missing values are dropped pairwise; every result reports the ``n`` it used.
+- ``wilcoxon_exact="r"`` is R's own rule instead (``wilcox.test(post, pre, paired = TRUE)``
+  with its defaults): an exact P only for fewer than 50 non-zero differences without ties or
+  zeros, else the normal approximation with continuity correction.
+- The paired t test also gives R's confidence interval of the mean difference, and follows
+  R's ``t.test`` where it refuses: differences that are constant up to rounding (standard
+  error below ``10 * eps * |mean|``: "data are essentially constant") or not finite give NaN
+  with a note instead of R's error.
+
+Argument order: ``paired_test(pre, post)`` is R's ``wilcox.test(post, pre, paired = TRUE)`` and
+``t.test(post, pre, paired = TRUE)`` -- R takes the later value first, we take pre first; the
+differences are ``post - pre`` in both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-__all__ = ["PairedMethod", "PairedTest", "Summary", "paired_test"]
+__all__ = ["PairedMethod", "PairedTest", "Summary", "WilcoxonExact", "paired_test"]
 
 logger = logging.getLogger(__name__)
 
 #: The tests :func:`paired_test` offers.
 PairedMethod = Literal["wilcoxon", "t"]
+#: When the Wilcoxon P is exact: ``"ties"`` (ours: up to ``exact_max`` non-zero differences,
+#: also with ties and zeros) or ``"r"`` (R's ``wilcox.test``: fewer than 50, no ties, no zeros).
+WilcoxonExact = Literal["ties", "r"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +96,11 @@ class PairedTest:
         Degrees of freedom of the t test (NaN for Wilcoxon).
     note
         Why the statistic is NaN (empty otherwise).
+    estimate
+        Paired t: the mean difference (R's ``estimate``); NaN for Wilcoxon.
+    ci_low, ci_high, conf_level
+        Paired t: R's confidence interval of the mean difference at ``conf_level``; NaN for
+        Wilcoxon.
     """
 
     n: int
@@ -95,14 +113,19 @@ class PairedTest:
     statistic_name: str = ""
     df: float = float("nan")
     note: str = ""
+    estimate: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    conf_level: float = float("nan")
 
 
 def _summary(values: np.ndarray) -> Summary:
     n = int(values.size)
     if n == 0:
         return Summary(0, *([float("nan")] * 6))
-    sd = float(np.std(values, ddof=1)) if n > 1 else float("nan")
-    q1, median, q3 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
+    with np.errstate(invalid="ignore"):  # an infinite value: sd is NaN, as R's sd() gives
+        sd = float(np.std(values, ddof=1)) if n > 1 else float("nan")
+        q1, median, q3 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
     return Summary(n, float(np.mean(values)), sd, float(sd / np.sqrt(n)), median, q1, q3)
 
 
@@ -137,9 +160,21 @@ def _signed_rank_exact_pvalue(ranks: np.ndarray, positive: np.ndarray) -> tuple[
     return v2 / 2.0, float(min(1.0, 2.0 * min(lower, upper)))
 
 
-def _wilcoxon(diff: np.ndarray, *, zero_method: str, exact_max: int) -> tuple[float, float, str, str]:
-    if zero_method not in ("wilcox", "pratt"):
-        raise ValueError(f"zero_method must be 'wilcox' or 'pratt', got {zero_method!r}")
+def _normal_pvalue(v: float, ranks: np.ndarray, correct: bool) -> float:
+    """R's normal approximation of ``V``: tie-corrected variance, continuity correction."""
+    k = ranks.size
+    z = v - k * (k + 1) / 4.0
+    _, tie_counts = np.unique(ranks, return_counts=True)
+    sigma = np.sqrt(k * (k + 1) * (2 * k + 1) / 24.0
+                    - float(np.sum(tie_counts**3 - tie_counts)) / 48.0)
+    if sigma == 0:
+        return float("nan")
+    z = (z - (np.sign(z) * 0.5 if correct else 0.0)) / sigma
+    return float(min(1.0, 2.0 * min(stats.norm.cdf(z), stats.norm.sf(z))))
+
+
+def _wilcoxon(diff: np.ndarray, *, zero_method: str, exact_max: int,
+              exact: WilcoxonExact) -> tuple[float, float, str, str]:
     zeros = int(np.count_nonzero(diff == 0))
     if zeros == diff.size:
         return np.nan, np.nan, "Wilcoxon signed-rank", "all differences are zero"
@@ -148,27 +183,18 @@ def _wilcoxon(diff: np.ndarray, *, zero_method: str, exact_max: int) -> tuple[fl
     nonzero = ranked != 0
     ranks, signs = ranks[nonzero], ranked[nonzero] > 0
     k = int(ranks.size)
-    ties = bool(np.unique(ranks).size < k) or (zero_method == "pratt" and zeros > 0)
+    tied = bool(np.unique(ranks).size < k)
+    ties = tied or (zero_method == "pratt" and zeros > 0)
     v = float(ranks[signs].sum())
-    if k <= exact_max:
-        if ties:
-            v, pvalue = _signed_rank_exact_pvalue(ranks, signs)
-            tied = np.unique(ranks).size < k
-            method = "Wilcoxon signed-rank, exact (permutation" + (
-                ", mid-ranks for ties)" if tied else ")"
-            )
-        else:
-            result = stats.wilcoxon(ranked[nonzero], method="exact", alternative="two-sided")
-            pvalue = float(result.pvalue)
-            method = "Wilcoxon signed-rank, exact"
+    use_exact = k <= exact_max if exact == "ties" else (k < 50 and not tied and zeros == 0)
+    if use_exact:
+        v, pvalue = _signed_rank_exact_pvalue(ranks, signs)
+        method = "Wilcoxon signed-rank, exact" + (
+            " (permutation, mid-ranks for ties)" if tied
+            else " (permutation)" if ties else ""
+        )
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # scipy's notes about zeros/ties
-            result = stats.wilcoxon(
-                diff, zero_method=zero_method, correction=True, method="approx",
-                alternative="two-sided",
-            )
-        pvalue = float(result.pvalue)
+        pvalue = _normal_pvalue(v, ranks, correct=True)
         method = "Wilcoxon signed-rank, normal approximation with continuity correction"
         if ties:
             method += " (tie-corrected variance)"
@@ -178,6 +204,26 @@ def _wilcoxon(diff: np.ndarray, *, zero_method: str, exact_max: int) -> tuple[fl
     return v, pvalue, method, ""
 
 
+def _paired_t(diff: np.ndarray, conf_level: float) -> dict[str, float | str]:
+    """R's ``t.test(post, pre, paired = TRUE)`` on the differences."""
+    n = diff.size
+    out: dict[str, float | str] = {"df": n - 1.0, "conf_level": conf_level}
+    if not np.isfinite(diff).all():
+        out["note"] = "a difference is not finite: t undefined (R stops here)"
+        return out
+    mean = float(np.mean(diff))
+    stderr = float(np.sqrt(np.var(diff, ddof=1) / n))
+    out["estimate"] = mean
+    if stderr < 10 * np.finfo(float).eps * abs(mean) or stderr == 0:
+        out["note"] = "differences are essentially constant: t undefined (R's t.test stops here)"
+        return out
+    t = mean / stderr
+    half = float(stats.t.ppf(0.5 + conf_level / 2.0, n - 1)) * stderr
+    out.update(statistic=t, pvalue=float(2.0 * stats.t.sf(abs(t), n - 1)),
+               ci_low=mean - half, ci_high=mean + half)
+    return out
+
+
 def paired_test(
     pre: ArrayLike,
     post: ArrayLike,
@@ -185,6 +231,8 @@ def paired_test(
     method: PairedMethod = "wilcoxon",
     zero_method: Literal["wilcox", "pratt"] = "wilcox",
     exact_max: int = 50,
+    wilcoxon_exact: WilcoxonExact = "ties",
+    conf_level: float = 0.95,
 ) -> PairedTest:
     """Test post against pre for paired values (two-sided).
 
@@ -200,8 +248,12 @@ def paired_test(
     exact_max
         Wilcoxon only: the largest number of non-zero differences that gets an exact P
         (tie-aware); above it the normal approximation with continuity correction and
-        tie-corrected variance is used. ``exact_max=0`` reproduces R's ``wilcox.test`` for data
-        with ties or zeros (R does not compute an exact P there).
+        tie-corrected variance is used (``wilcoxon_exact="ties"``).
+    wilcoxon_exact
+        ``"ties"`` (default, above) or ``"r"``: R's ``wilcox.test`` rule (exact only for fewer
+        than 50 non-zero differences without ties or zeros; ``exact_max`` is then unused).
+    conf_level
+        Paired t: level of the confidence interval of the mean difference.
 
     Returns
     -------
@@ -224,6 +276,14 @@ def paired_test(
     """
     if method not in ("wilcoxon", "t"):
         raise ValueError(f"method must be 'wilcoxon' or 't', got {method!r}")
+    if zero_method not in ("wilcox", "pratt"):
+        raise ValueError(f"zero_method must be 'wilcox' or 'pratt', got {zero_method!r}")
+    if isinstance(exact_max, bool) or not isinstance(exact_max, int | np.integer) or exact_max < 0:
+        raise ValueError(f"exact_max must be an integer >= 0, got {exact_max!r}")
+    if wilcoxon_exact not in ("ties", "r"):
+        raise ValueError(f"wilcoxon_exact must be 'ties' or 'r', got {wilcoxon_exact!r}")
+    if not 0.0 < conf_level < 1.0:
+        raise ValueError(f"conf_level must lie in (0, 1), got {conf_level!r}")
     x, y = _as_vector(pre, "pre"), _as_vector(post, "post")
     if x.size != y.size:
         raise ValueError(f"pre and post have different lengths ({x.size} vs {y.size})")
@@ -238,12 +298,13 @@ def paired_test(
         note = f"fewer than 2 complete pairs (n = {n})"
         return PairedTest(n, label, np.nan, np.nan, note=note, **base)
     if method == "t":
-        if np.ptp(diff) == 0:
-            note = "differences are constant (zero variance): t undefined"
-            return PairedTest(n, label, np.nan, np.nan, note=note, df=n - 1.0, **base)
-        result = stats.ttest_rel(y, x)
+        fit = _paired_t(diff, conf_level)
         return PairedTest(
-            n, label, float(result.statistic), float(result.pvalue), df=n - 1.0, **base
+            n, label, float(fit.get("statistic", np.nan)), float(fit.get("pvalue", np.nan)),
+            df=float(fit["df"]), note=str(fit.get("note", "")),
+            estimate=float(fit.get("estimate", np.nan)), ci_low=float(fit.get("ci_low", np.nan)),
+            ci_high=float(fit.get("ci_high", np.nan)), conf_level=conf_level, **base,
         )
-    v, pvalue, label, note = _wilcoxon(diff, zero_method=zero_method, exact_max=exact_max)
+    v, pvalue, label, note = _wilcoxon(diff, zero_method=zero_method, exact_max=int(exact_max),
+                                       exact=wilcoxon_exact)
     return PairedTest(n, label, v, pvalue, note=note, **base)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from expression import PairedMethod, PairedTest, Summary, paired_test
+from expression import PairedMethod, PairedTest, Summary, WilcoxonExact, paired_test
 
 __all__ = [
     "PairedTest",
@@ -119,6 +120,12 @@ def _wide(
     return wide, names
 
 
+def _options(**options: Any) -> dict[str, Any]:
+    """The test options, validated once (so a typo fails before any row is computed)."""
+    paired_test([0.0, 1.0], [1.0, 3.0], **options)
+    return options
+
+
 def check_levels(table: pd.DataFrame, time: str, levels: Sequence[str], what: str) -> None:
     present = set(table[time].dropna().unique())
     missing = [level for level in levels if level not in present]
@@ -131,7 +138,7 @@ def check_levels(table: pd.DataFrame, time: str, levels: Sequence[str], what: st
 
 def _test_rows(
     wide: pd.DataFrame, names: Sequence[str], *, subject: str, time: str, pre: str, post: str,
-    method: PairedMethod,
+    method: PairedMethod, options: dict[str, Any],
 ) -> pd.DataFrame:
     before = wide.loc[wide[time] == pre].set_index(subject)
     after = wide.loc[wide[time] == post].set_index(subject)
@@ -140,7 +147,7 @@ def _test_rows(
     for name in names:
         x = before[name].reindex(subjects).to_numpy(dtype=float)
         y = after[name].reindex(subjects).to_numpy(dtype=float)
-        result = paired_test(x, y, method=method)
+        result = paired_test(x, y, method=method, **options)
         row: dict[str, object] = {"variable": name, "n": result.n}
         for part in ("pre", "post", "diff"):
             summary = getattr(result, part)
@@ -148,12 +155,14 @@ def _test_rows(
         row.update(
             statistic=result.statistic, statistic_name=result.statistic_name, df=result.df,
             pvalue=result.pvalue, method=result.method, note=result.note,
+            estimate=result.estimate, ci_low=result.ci_low, ci_high=result.ci_high,
         )
         rows.append(row)
     columns = (
         ["variable", "n"]
         + [f"{p}_{f}" for p in ("pre", "post", "diff") for f in _SUMMARY_FIELDS]
-        + ["statistic", "statistic_name", "df", "pvalue", "padj", "method", "note"]
+        + ["statistic", "statistic_name", "df", "pvalue", "padj", "method", "note", "estimate",
+           "ci_low", "ci_high"]
     )
     out = pd.DataFrame(rows, columns=[c for c in columns if c != "padj"])
     out.insert(out.columns.get_loc("pvalue") + 1, "padj", bh_adjust(out["pvalue"].to_numpy()))
@@ -171,6 +180,10 @@ def paired_tests(
     variable: str | None = None,
     value: str | None = None,
     method: PairedMethod = "wilcoxon",
+    zero_method: Literal["wilcox", "pratt"] = "wilcox",
+    exact_max: int = 50,
+    wilcoxon_exact: WilcoxonExact = "ties",
+    conf_level: float = 0.95,
 ) -> pd.DataFrame:
     """Paired pre/post tests of many variables, with Benjamini-Hochberg over the table.
 
@@ -190,6 +203,8 @@ def paired_tests(
         Long input: the columns holding the variable name and its value.
     method
         ``"wilcoxon"`` (default) or ``"t"``; see :func:`paired_test`.
+    zero_method, exact_max, wilcoxon_exact, conf_level
+        Passed to :func:`paired_test` (``wilcoxon_exact="r"`` is R's ``wilcox.test`` rule).
 
     Returns
     -------
@@ -197,7 +212,8 @@ def paired_tests(
         One row per variable: ``variable``, ``n`` (complete pairs), ``pre_*``, ``post_*``,
         ``diff_*`` (``post - pre``) summaries (``n``, ``mean``, ``sd``, ``sem``, ``median``,
         ``q1``, ``q3``; over the complete pairs), ``statistic``, ``statistic_name``, ``df``,
-        ``pvalue``, ``padj`` (BH over this table's rows), ``method`` and ``note``.
+        ``pvalue``, ``padj`` (BH over this table's rows), ``method``, ``note``, and for the
+        paired t ``estimate`` (mean difference) with its ``ci_low``/``ci_high``.
 
     Raises
     ------
@@ -211,7 +227,10 @@ def paired_tests(
         what=what,
     )
     check_levels(wide, time, [pre, post], what)
-    return _test_rows(wide, names, subject=subject, time=time, pre=pre, post=post, method=method)
+    options = _options(zero_method=zero_method, exact_max=exact_max,
+                       wilcoxon_exact=wilcoxon_exact, conf_level=conf_level)
+    return _test_rows(wide, names, subject=subject, time=time, pre=pre, post=post, method=method,
+                      options=options)
 
 
 def subgroup_summary(
@@ -224,6 +243,10 @@ def subgroup_summary(
     pre: str = "pre",
     post: str = "post",
     method: PairedMethod = "wilcoxon",
+    zero_method: Literal["wilcox", "pratt"] = "wilcox",
+    exact_max: int = 50,
+    wilcoxon_exact: WilcoxonExact = "ties",
+    conf_level: float = 0.95,
 ) -> pd.DataFrame:
     """:func:`paired_tests` within each level of a subject-level grouping column.
 
@@ -234,7 +257,7 @@ def subgroup_summary(
     by
         Subgroup column (e.g. treatment-naive vs maintenance). A subject's level is its one
         non-missing value over its rows; subjects without one are left out.
-    variables, subject, time, pre, post, method
+    variables, subject, time, pre, post, method, zero_method, exact_max, wilcoxon_exact, conf_level
         As in :func:`paired_tests`.
 
     Returns
@@ -249,6 +272,8 @@ def subgroup_summary(
         A named column is missing, or a subject has two different ``by`` values.
     """
     what = "subgroup_summary"
+    options = _options(zero_method=zero_method, exact_max=exact_max,
+                       wilcoxon_exact=wilcoxon_exact, conf_level=conf_level)
     require_columns(table, [subject, time, by], what)
     wide, names = _wide(
         table, subject=subject, time=time, variables=variables, variable=None, value=None,
@@ -266,12 +291,13 @@ def subgroup_summary(
     frames = []
     for level in pd.unique(group_of.dropna()):
         part = wide.loc[group_of == level]
-        rows = _test_rows(part, names, subject=subject, time=time, pre=pre, post=post, method=method)
+        rows = _test_rows(part, names, subject=subject, time=time, pre=pre, post=post,
+                          method=method, options=options)
         rows.insert(0, "subgroup", level)
         frames.append(rows)
         logger.debug("subgroup %r: %d subjects", level, part[subject].nunique())
     if not frames:
         empty = _test_rows(wide.iloc[:0], [], subject=subject, time=time, pre=pre, post=post,
-                           method=method)
+                           method=method, options=options)
         return empty.reindex(columns=["subgroup", *empty.columns])
     return pd.concat(frames, ignore_index=True)

@@ -29,3 +29,32 @@ for (n in c(3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 20, 30, 60)) {
 for (n in c(5, 9, 10, 12)) add(1:n, 1:n)          # perfect
 for (n in c(5, 9)) add(1:n, n:1)                  # perfect, negative
 write.csv(do.call(rbind, rows), "cor_test.csv", row.names = FALSE)
+
+# Paired tests: wilcox.test(post, pre, paired = TRUE) with R's defaults, t.test(post, pre,
+# paired = TRUE) with its 95% CI, on cohorts with ties, zeros, 49/50/51 pairs.
+set.seed(12)
+rows <- list()
+k <- 0
+for (n in c(2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 49, 50, 51)) {
+  for (rep in 1:5) {
+    pre <- rnorm(n, 10, 2)
+    post <- pre + rnorm(n, if (rep %% 2) 0.8 else 0, 1)
+    if (rep == 3) { post <- round(post); pre <- round(pre) }   # ties and zero differences
+    if (rep == 4) post[seq(1, n, 3)] <- pre[seq(1, n, 3)]      # zeros
+    k <- k + 1
+    w <- tryCatch(suppressWarnings(wilcox.test(post, pre, paired = TRUE)), error = function(e) NULL)
+    t <- tryCatch(t.test(post, pre, paired = TRUE), error = function(e) NULL)
+    f <- function(v) if (is.null(v)) "NA" else sprintf("%.17g", v)
+    rows[[k]] <- data.frame(
+      case = k, n = n, pre = paste(sprintf("%.17g", pre), collapse = ";"),
+      post = paste(sprintf("%.17g", post), collapse = ";"),
+      V = f(unname(w$statistic)), wilcox_p = f(w$p.value),
+      t = f(unname(t$statistic)), df = f(unname(t$parameter)), t_p = f(t$p.value),
+      estimate = f(unname(t$estimate)), ci_low = f(t$conf.int[1]), ci_high = f(t$conf.int[2]))
+  }
+}
+write.csv(do.call(rbind, rows), "paired_tests.csv", row.names = FALSE)
+set.seed(13)
+p <- c(runif(40), 0, 1, 1e-12, rep(0.03, 5))
+write.csv(data.frame(p = sprintf("%.17g", p), padj = sprintf("%.17g", p.adjust(p, "BH"))),
+          "p_adjust_bh.csv", row.names = FALSE)
