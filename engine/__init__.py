@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "InputFile": "engine._batch",
     "SlurmOptions": "engine._batch",
     "TaskOutcome": "engine._batch",
+    "check_mfi_channels": "engine._batch",
     "expand_inputs": "engine._batch",
     "prepare_batch": "engine._batch",
     "resolve_inputs": "engine._batch",

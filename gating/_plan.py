@@ -36,12 +36,16 @@ from gating._strategy import (
 from gating._transforms import Transform, transform_from_dict
 
 __all__ = [
+    "UNCOMPENSATED_MODES",
     "AmbiguousChannelError",
     "Channel",
+    "CompensationError",
     "Feature",
     "Plan",
     "PlanError",
     "PlanGate",
+    "SpilloverCheck",
+    "check_spillover",
     "compile_plan",
     "flowjo_channel_name",
     "plan_from_dict",
@@ -74,6 +78,191 @@ def _rebuild_ambiguous(
     message: str, source: str, gate: str, candidates: tuple[str, ...]
 ) -> AmbiguousChannelError:
     return AmbiguousChannelError(message, source=source, gate=gate, candidates=candidates)
+
+
+#: What :func:`compile_plan` does with compensation that cannot be applied: refuse the sample
+#: (``"error"``, the default) or gate it uncompensated and say so (``"allow"``).
+UNCOMPENSATED_MODES = ("error", "allow")
+
+#: Channels that no spillover matrix holds: an ``FCS``-compensated axis on one of these needs no
+#: matrix (a file without ``$SPILLOVER`` is still fine for a scatter or time gate).
+_NEVER_COMPENSATED = ("fsc", "ssc", "time")
+
+#: The fix printed with a :class:`CompensationError`, by reason.
+_COMPENSATION_FIX = {
+    "none": "fix: use a file that has its spillover matrix, or give the strategy a compensation "
+            "matrix",
+    "labels": "fix: correct the file's $SPILLOVER labels (or the strategy's matrix) so that they "
+              "name the file's channels",
+    "singular": "fix: correct the matrix's values",
+}
+_ALLOW_HINT = ("or gate it uncompensated on purpose with uncompensated='allow' "
+               "(phenoflow gate --allow-uncompensated)")
+
+
+class CompensationError(PlanError):
+    """A gate needs compensation that cannot be applied to a sample.
+
+    The sample has no spillover matrix, its matrix labels do not name its channels, or the
+    matrix cannot be inverted. Only :func:`compile_plan`'s ``uncompensated="allow"`` gates such
+    a sample, uncompensated (and :attr:`Plan.uncompensated` says why).
+
+    Attributes
+    ----------
+    path
+        The FCS file.
+    matrix
+        The compensation reference (``"FCS"`` for the file's spillover, or a matrix id).
+    reason
+        ``"none"`` (no matrix), ``"labels"`` (labels that are not channels) or ``"singular"``.
+    labels
+        The matrix labels that name no channel of the file.
+    hints
+        ``(label, channel)`` for labels that differ from a channel only by ``-``, ``_``,
+        spaces or case.
+    """
+
+    def __init__(
+        self, message: str, *, source: str = "", gate: str = "", path: str = "",
+        matrix: str = "", reason: str = "", labels: tuple[str, ...] = (),
+        hints: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message, source=source, gate=gate)
+        self.path = path
+        self.matrix = matrix
+        self.reason = reason
+        self.labels = labels
+        self.hints = hints
+
+    def __reduce__(self):  # keep the details across process boundaries
+        return (
+            _rebuild_compensation,
+            (self.detail, self.source, self.gate, self.path, self.matrix, self.reason,
+             self.labels, self.hints),
+        )
+
+
+def _rebuild_compensation(
+    message: str, source: str, gate: str, path: str, matrix: str, reason: str,
+    labels: tuple[str, ...], hints: tuple[tuple[str, str], ...],
+) -> CompensationError:
+    return CompensationError(message, source=source, gate=gate, path=path, matrix=matrix,
+                             reason=reason, labels=labels, hints=hints)
+
+
+def _squash(label: str) -> str:
+    """``label`` without ``-``, ``_``, spaces and case: the form near-miss labels share."""
+    return "".join(c for c in label.lower() if c not in "-_ ")
+
+
+def _near_misses(labels: Sequence[str], channels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``(label, channel)`` where ``label`` differs from exactly one channel only by ``-``,
+    ``_``, spaces or case."""
+    squashed: dict[str, list[str]] = {}
+    for c in channels:
+        squashed.setdefault(_squash(str(c)), []).append(str(c))
+    out = []
+    for label in labels:
+        hits = squashed.get(_squash(label), [])
+        if len(hits) == 1:
+            out.append((label, hits[0]))
+    return tuple(out)
+
+
+def _label_problem(labels: Sequence[str], hints: Sequence[tuple[str, str]], n_labels: int) -> str:
+    """``labels do not match (BV510_A, ...)`` with the hints, for messages and ``info``."""
+    shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+    text = f"{len(labels)} of its {n_labels} labels name no channel of the file ({shown})"
+    if hints:
+        near = "; ".join(f"{a!r} looks like channel {b!r}" for a, b in hints[:6])
+        text += f"; near misses: {near}"
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class SpilloverCheck:
+    """Whether a sample's own spillover matrix can compensate it (:func:`check_spillover`).
+
+    Attributes
+    ----------
+    status
+        ``"ok"``, ``"none"`` (no ``$SPILLOVER``/``SPILL``), ``"labels"`` (labels that are not
+        channels) or ``"singular"`` (cannot be inverted).
+    shape
+        The matrix's shape (``(0, 0)`` without one).
+    labels
+        The labels that name no channel.
+    hints
+        ``(label, channel)`` near misses.
+    """
+
+    status: Literal["ok", "none", "labels", "singular"]
+    shape: tuple[int, int] = (0, 0)
+    labels: tuple[str, ...] = ()
+    hints: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the matrix exists and can be applied."""
+        return self.status == "ok"
+
+    @property
+    def text(self) -> str:
+        """One short phrase: ``ok (10x10)``, ``none``, ``labels do not match (BV510_A -> BV510-A)``,
+        ``singular (10x10)``."""
+        n, m = self.shape
+        if self.status == "ok":
+            return f"ok ({n}x{m})"
+        if self.status == "none":
+            return "none"
+        if self.status == "singular":
+            return f"singular ({n}x{m})"
+        near = dict(self.hints)
+        shown = ", ".join(f"{a} -> {near[a]}" if a in near else a for a in self.labels[:4])
+        more = ", ..." if len(self.labels) > 4 else ""
+        return f"labels do not match ({shown}{more})"
+
+
+def check_spillover(sample: FCSData) -> SpilloverCheck:
+    """Check that a sample's own spillover matrix fits its channels and can be inverted.
+
+    Labels are matched as :func:`compile_plan` matches them: a ``$PnN`` name (exactly, then
+    ignoring case) or a unique ``$PnS`` marker.
+
+    Parameters
+    ----------
+    sample
+        An FCS sample (only its TEXT is used).
+
+    Returns
+    -------
+    SpilloverCheck
+        The status, with the labels that name no channel and near-miss hints.
+
+    Raises
+    ------
+    FCSKeywordError
+        The spillover keyword is malformed.
+    """
+    spill = sample.spill
+    if spill is None:
+        return SpilloverCheck("none")
+    shape = (int(spill.shape[0]), int(spill.shape[1]))
+    labels = [str(c) for c in spill.columns]
+    missing = []
+    for label in labels:
+        try:
+            sample.channel_index(label)
+        except KeyError:
+            missing.append(label)
+    if missing:
+        return SpilloverCheck("labels", shape, tuple(missing),
+                              _near_misses(missing, [str(n) for n in sample.names]))
+    try:
+        unmixing_matrix(spill.to_numpy(), inverted=False)
+    except np.linalg.LinAlgError:
+        return SpilloverCheck("singular", shape)
+    return SpilloverCheck("ok", shape)
 
 
 #: Characters FlowJo (10 and later) replaces by ``_`` in the parameter names it writes.
@@ -158,6 +347,10 @@ class Plan:
     ``$PnN`` of the sample, with the ``$PnN`` it was resolved to and how: ``(name, $PnN,
     rule)``, the rule one of ``"case"`` (case-insensitive ``$PnN``), ``"marker"`` (a unique
     ``$PnS``) or ``"flowjo"`` (FlowJo's mangled form, see :func:`flowjo_channel_name`).
+
+    ``uncompensated`` is empty unless the plan was compiled with ``uncompensated="allow"``
+    and some compensation could not be applied: then it holds why (one line per matrix), and
+    the axes it concerns read the raw channels.
     """
 
     strategy_name: str
@@ -166,6 +359,7 @@ class Plan:
     features: tuple[Feature, ...]
     gates: tuple[PlanGate, ...]
     channel_map: tuple[tuple[str, str, str], ...] = ()
+    uncompensated: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[int, ...]:
@@ -234,6 +428,7 @@ def _plan_from_dict(d: Mapping[str, Any]) -> Plan:
         channel_map=tuple(
             (str(a), str(b), str(c)) for a, b, c in d.get("channel_map", ())
         ),
+        uncompensated=tuple(str(u) for u in d.get("uncompensated", ())),
     )
 
 
@@ -307,13 +502,15 @@ def strategy_hash(strategy: Strategy) -> str:
 class _Resolver:
     """Turns dimensions into features for one sample, caching shared work."""
 
-    def __init__(self, strategy: Strategy, sample: FCSData) -> None:
+    def __init__(self, strategy: Strategy, sample: FCSData, *, uncompensated: str = "error") -> None:
         self.strategy = strategy
         self.sample = sample
         self.features: dict[str, Feature] = {}
-        self._unmixing: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}
+        self._unmixing: dict[str, tuple[np.ndarray, list[str], list[str]] | None] = {}
         self._columns: dict[str, int | None] = {}
         self.channel_map: dict[str, tuple[str, str]] = {}
+        self.allow_uncompensated = uncompensated == "allow"
+        self.uncompensated: dict[str, str] = {}  # matrix ref -> why it was not applied
 
     def fail(self, message: str, gate: str = "") -> PlanError:
         return PlanError(f"{self.sample.path}: {message}", source=self.strategy.source, gate=gate)
@@ -374,14 +571,34 @@ class _Resolver:
             )
         return found
 
+    def refuse(self, ref: str, gate: str, reason: str, problem: str, *,
+               labels: tuple[str, ...] = (), hints: tuple[tuple[str, str], ...] = ()) -> None:
+        """Compensation ``ref`` cannot be applied: a :class:`CompensationError`, or (allowed)
+        a logged, recorded uncompensated gate."""
+        which = "the file's spillover" if ref == FILE_SPILLOVER else f"matrix {ref!r}"
+        if self.allow_uncompensated:
+            if ref not in self.uncompensated:
+                self.uncompensated[ref] = f"{which}: {problem}"
+                logger.warning("%s: gated UNCOMPENSATED as asked (%s: %s)", self.sample.path,
+                               which, problem)
+            return
+        raise CompensationError(
+            f"{self.sample.path}: compensation {ref!r} ({which}) cannot be applied: {problem}; "
+            f"{_COMPENSATION_FIX[reason]}, {_ALLOW_HINT}",
+            source=self.strategy.source, gate=gate, path=str(self.sample.path), matrix=ref,
+            reason=reason, labels=labels, hints=hints,
+        )
+
     def matrix(self, ref: str, gate: str) -> tuple[np.ndarray, list[str], list[str]] | None:
-        """(unmixing W detectors x fluorochromes, fluorochrome labels, detector labels)."""
+        """(unmixing W detectors x fluorochromes, fluorochrome labels, detector labels), or
+        ``None`` for the file's spillover of a file that has none; a matrix that cannot be
+        applied is refused (:meth:`refuse`), or ``None`` when that is allowed."""
         if ref in self._unmixing:
             return self._unmixing[ref]
         if ref == FILE_SPILLOVER:
             spill = self.sample.spill
             if spill is None:
-                self._unmixing[ref] = None  # type: ignore[assignment]
+                self._unmixing[ref] = None
                 return None
             values, fluor, det = spill.to_numpy(), list(spill.index), list(spill.columns)
             inverted = False
@@ -390,18 +607,30 @@ class _Resolver:
             values, fluor, det, inverted = np.array(m.values), list(m.fluorochromes), list(
                 m.detectors
             ), m.inverted
+        missing = tuple(str(d) for d in det if self.lookup(str(d), gate) is None)
+        if missing:
+            hints = _near_misses(missing, [str(n) for n in self.sample.names])
+            self._unmixing[ref] = None
+            self.refuse(ref, gate, "labels", _label_problem(missing, hints, len(det)),
+                        labels=missing, hints=hints)
+            return None
         try:
             w = unmixing_matrix(values, inverted=inverted)
         except np.linalg.LinAlgError as exc:
-            raise self.fail(f"compensation {ref!r}: {exc}", gate) from None
+            self._unmixing[ref] = None
+            self.refuse(ref, gate, "singular", str(exc))
+            return None
         self._unmixing[ref] = (w, fluor, det)
         return self._unmixing[ref]
 
     def channel(self, name: str, compensation: str, gate: str) -> Channel:
-        if compensation == UNCOMPENSATED:
+        if compensation == UNCOMPENSATED or self.scatter_outside_spillover(name, compensation, gate):
             return Channel((self.column(name, gate),))
         resolved = self.matrix(compensation, gate)
-        if resolved is None:  # "FCS" on a file without spillover: nothing to compensate
+        if resolved is None:
+            if compensation == FILE_SPILLOVER and self.sample.spill is None:
+                self.refuse(compensation, gate, "none",
+                            "the file has no spillover matrix ($SPILLOVER, SPILL or $SPILL)")
             return Channel((self.column(name, gate),))
         w, fluor, det = resolved
         # the dimension may name a fluorochrome of the matrix, a detector, or a channel by
@@ -417,6 +646,22 @@ class _Resolver:
             return Channel((self.column(name, gate),))
         cols = tuple(self.column(d, gate) for d in det)
         return Channel(cols, tuple(float(c) for c in w[:, j]))
+
+    def scatter_outside_spillover(self, name: str, compensation: str, gate: str) -> bool:
+        """Whether ``name`` is a scatter or time channel that the file's spillover does not
+        list (so an ``FCS``-compensated axis on it reads the raw channel, matrix or not)."""
+        if compensation != FILE_SPILLOVER:
+            return False
+        pnn = self.column_name(name, gate)
+        if not pnn.lower().startswith(_NEVER_COMPENSATED):
+            return False
+        spill = self.sample.spill
+        return spill is None or not ({name, pnn} & {str(c) for c in spill.columns})
+
+    def column_name(self, name: str, gate: str) -> str:
+        """The ``$PnN`` a strategy channel name resolves to (``name`` itself if none)."""
+        found = self.lookup(name, gate)
+        return str(self.sample.names[found]) if found is not None else name
 
     def feature(self, dim: Dimension, gate: str) -> str:
         key = f"{dim.name}|{dim.compensation}|{dim.transform}|{'ratio' if dim.ratio else 'ch'}"
@@ -449,7 +694,9 @@ def _interval(splits: Sequence[float], x: float, inclusive: str = "min") -> int:
     return int(np.searchsorted(np.asarray(splits, dtype=np.float64), x, side=side))
 
 
-def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
+def compile_plan(
+    strategy: Strategy, sample: FCSData, *, uncompensated: Literal["error", "allow"] = "error"
+) -> Plan:
     """Resolve ``strategy`` against ``sample``: columns, compensation, transforms, order.
 
     Parameters
@@ -458,6 +705,13 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
         A parsed strategy (Gating-ML, FlowJo or YAML).
     sample
         The sample whose channel layout the plan is for.
+    uncompensated
+        What to do when a gate needs compensation that cannot be applied (the file has no
+        spillover matrix for an ``FCS``-compensated fluorescence axis, the matrix's labels
+        are not the file's channels, or the matrix is singular): ``"error"`` (the default)
+        raises :class:`CompensationError`; ``"allow"`` gates those axes uncompensated, logs a
+        warning and records why in :attr:`Plan.uncompensated`. Scatter and time axes
+        (``FSC*``, ``SSC*``, ``Time*``) with ``FCS`` compensation need no matrix.
 
     Returns
     -------
@@ -466,10 +720,14 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
 
     Raises
     ------
+    CompensationError
+        Compensation a gate needs cannot be applied (see ``uncompensated``).
     PlanError
-        A channel the strategy needs is missing, or a matrix cannot be inverted.
+        A channel the strategy needs is missing, or a covariance matrix cannot be inverted.
     """
-    res = _Resolver(strategy, sample)
+    if uncompensated not in UNCOMPENSATED_MODES:
+        raise ValueError(f"uncompensated must be one of {UNCOMPENSATED_MODES}, not {uncompensated!r}")
+    res = _Resolver(strategy, sample, uncompensated=uncompensated)
     pops = strategy.populations()
     steps: list[PlanGate] = []
     for pid in strategy.population_order():
@@ -532,4 +790,5 @@ def compile_plan(strategy: Strategy, sample: FCSData) -> Plan:
         features=tuple(res.features.values()),
         gates=tuple(steps),
         channel_map=tuple((k, pnn, rule) for k, (pnn, rule) in res.channel_map.items()),
+        uncompensated=tuple(res.uncompensated.values()),
     )

@@ -3,7 +3,14 @@
 from engine._batch._executor import ExecutorSpec, SlurmOptions, open_executor, slurm_job_script
 from engine._batch._inputs import InputError, InputFile, expand_inputs, resolve_inputs
 from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
-from engine._batch._run import BatchOptions, BatchRun, gate_task, prepare_batch, run_batch
+from engine._batch._run import (
+    BatchOptions,
+    BatchRun,
+    check_mfi_channels,
+    gate_task,
+    prepare_batch,
+    run_batch,
+)
 
 __all__ = [
     "BatchOptions",
@@ -15,6 +22,7 @@ __all__ = [
     "InputFile",
     "SlurmOptions",
     "TaskOutcome",
+    "check_mfi_channels",
     "expand_inputs",
     "gate_task",
     "open_executor",

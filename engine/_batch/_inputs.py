@@ -109,6 +109,93 @@ def _read_list(path: Path) -> list[Path]:
     return out
 
 
+#: Manifest columns with a meaning: the file (``path``, or ``file``) and its sample name.
+MANIFEST_KEYS = ("path", "file", "sample")
+
+#: Columns of the gating outputs that a manifest metadata column may not overwrite.
+RESERVED_COLUMNS = ("population", "parent", "count", "parent_count", "percent_of_parent",
+                    "percent_of_total", "id", "dataset", "uncompensated")
+
+
+def _closest(word: str, options: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _read_manifest(manifest: Path) -> list[tuple[Path, str | None, dict[str, str]]]:
+    """``(path, sample or None, metadata)`` per manifest row, refusing what would be dropped
+    or replaced silently: unreadable headers, misspelt or clashing columns, repeated files and
+    repeated sample names."""
+    import csv
+
+    if not manifest.is_file():
+        raise InputError(f"manifest {manifest} does not exist")
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"manifest {manifest}: cannot read its header ({exc})") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise InputError(f"manifest {manifest} is empty; it needs a header row with a 'path' column")
+    for i, name in enumerate(header):
+        if not name:
+            raise InputError(f"manifest {manifest}: column {i + 1} has no name; name it or remove it")
+        if header.count(name) > 1:
+            raise InputError(f"manifest {manifest}: column {name!r} appears {header.count(name)} "
+                             "times; keep one")
+    if "path" in header and "file" in header:
+        raise InputError(f"manifest {manifest} has both a 'path' and a 'file' column; keep one "
+                         "(the file of each row)")
+    for name in header:
+        if name in MANIFEST_KEYS:
+            continue
+        if name.lower() in RESERVED_COLUMNS:
+            raise InputError(f"manifest {manifest}: column {name!r} would overwrite the gating "
+                             f"output's own column; rename it (reserved: {', '.join(RESERVED_COLUMNS)})")
+        hint = _closest(name, MANIFEST_KEYS)
+        if hint and name.lower().replace("_", "").replace(" ", "") not in ("patient", "timepoint"):
+            raise InputError(f"manifest {manifest}: unknown column {name!r}{hint} (columns with a "
+                             f"meaning: {', '.join(MANIFEST_KEYS)}; other columns are metadata)")
+    column = "path" if "path" in header else "file" if "file" in header else None
+    if column is None:
+        hint = next((_closest(h, ("path", "file")) for h in header if _closest(h, ("path", "file"))), "")
+        raise InputError(f"manifest {manifest} needs a 'path' (or 'file') column{hint}; it has "
+                         f"{header}")
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(f"manifest {manifest}: {exc}") from None
+    table.columns = header
+    base = manifest.parent
+    rows: list[tuple[Path, str | None, dict[str, str]]] = []
+    seen_paths: dict[str, int] = {}
+    seen_samples: dict[str, int] = {}
+    for i, row in enumerate(table.to_dict("records")):
+        line = i + 2  # the header is line 1
+        raw = str(row.pop(column)).strip()
+        if not raw:
+            raise InputError(f"manifest {manifest}, line {line}: the {column!r} cell is empty")
+        p = Path(raw)
+        p = p if p.is_absolute() else base / p
+        key = os.path.abspath(p)
+        if key in seen_paths:
+            raise InputError(f"manifest {manifest}, line {line}: {column} {raw!r} is already on line "
+                             f"{seen_paths[key]}; list each file once")
+        seen_paths[key] = line
+        sample = str(row.pop("sample", "") or "").strip() or None
+        if sample is not None:
+            if sample in seen_samples:
+                raise InputError(f"manifest {manifest}, line {line}: sample {sample!r} is already on "
+                                 f"line {seen_samples[sample]}; sample names must be unique")
+            seen_samples[sample] = line
+        rows.append((p, sample, {k: str(v) for k, v in row.items()}))
+    return rows
+
+
 def _unique_names(paths: list[Path], names: list[str]) -> list[str]:
     counts: dict[str, int] = {}
     for n in names:
@@ -141,7 +228,16 @@ def resolve_inputs(
     Returns
     -------
     tuple of InputFile
-        Files in the order given (directories sorted), duplicates removed.
+        Files in the order given (directories sorted), duplicates removed (a manifest row for a
+        file also given in ``items`` adds its metadata to it).
+
+    Raises
+    ------
+    InputError
+        Nothing to gate, or a manifest that would be read wrongly: a column without a name or
+        twice, both ``path`` and ``file``, a column that misspells ``path``/``file``/``sample``
+        (named with the closest one) or overwrites an output column, an empty path, a file or a
+        sample name on two rows (both lines named).
     """
     paths: list[Path] = []
     meta: list[dict[str, str]] = []
@@ -151,16 +247,10 @@ def resolve_inputs(
         meta.append({})
         given.append(None)
     if manifest is not None:
-        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-        column = "path" if "path" in table.columns else "file" if "file" in table.columns else None
-        if column is None:
-            raise InputError(f"manifest {manifest} needs a 'path' (or 'file') column; it has {list(table.columns)}")
-        base = Path(manifest).parent
-        for row in table.to_dict("records"):
-            p = Path(row.pop(column))
-            paths.append(p if p.is_absolute() else base / p)
-            given.append(row.pop("sample", None) or None)
-            meta.append({k: str(v) for k, v in row.items()})
+        for p, g, m in _read_manifest(Path(manifest)):
+            paths.append(p)
+            given.append(g)
+            meta.append(m)
     if not paths:
         raise InputError("no FCS files given")
     seen: dict[str, int] = {}

@@ -130,6 +130,9 @@ class BatchTask:
         Write ``membership/<sample>.parquet``.
     mfi
         Channels for per-population medians.
+    uncompensated
+        ``"error"`` (a file whose compensation cannot be applied fails) or ``"allow"`` (it is
+        gated uncompensated, and its rows say so).
     problem
         Set when the file's strategy could not be resolved: the task then fails without a
         worker.
@@ -149,6 +152,7 @@ class BatchTask:
     strategy_hash: str
     membership: bool = False
     mfi: tuple[str, ...] = ()
+    uncompensated: str = "error"
     problem: ErrorRecord | None = None
     strategy: str = ""
     threads: int = 1

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -30,19 +30,29 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine._batch._executor import ExecutorSpec, open_executor
-from engine._batch._inputs import InputFile
+from engine._batch._inputs import InputError, InputFile
 from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
-from engine.runtime import atomic_path, atomic_write_bytes, safe_name
+from engine.runtime import (
+    atomic_path,
+    atomic_write_bytes,
+    check_output_dir,
+    output_lock,
+    remove_stale_partials,
+    safe_name,
+)
 
 if TYPE_CHECKING:
-    from gating import Strategy
+    from gating import FlowJoWorkspace, Strategy
 
-__all__ = ["BatchOptions", "BatchRun", "gate_task", "prepare_batch", "run_batch"]
+    StrategyLike = str | os.PathLike[str] | Strategy | FlowJoWorkspace
+
+__all__ = ["BatchOptions", "BatchRun", "check_mfi_channels", "gate_task", "prepare_batch", "run_batch"]
 
 log = logging.getLogger(__name__)
 
 ERROR_COLUMNS = ["path", "error_type", "message"]
-FILE_COLUMNS = ["path", "sample", "size", "blake2b", "n_datasets", "n_events", "status", "seconds"]
+FILE_COLUMNS = ["path", "sample", "size", "blake2b", "n_datasets", "n_events", "status", "seconds",
+                "uncompensated"]
 _HASH_CHUNK = 1 << 22
 
 
@@ -60,12 +70,23 @@ class BatchOptions:
         For a FlowJo workspace: use this group's gates for every file.
     h5ad
         Also write ``populations.h5ad`` (samples x populations).
+    uncompensated
+        ``"error"`` (the default): a file whose compensation cannot be applied (no spillover
+        matrix, ``$SPILLOVER`` labels that are not its channels, a singular matrix) fails with
+        a :class:`gating.CompensationError` in ``errors.parquet``. ``"allow"``: such a file is
+        gated uncompensated; ``run.json`` records the option and each such file with why, and
+        the populations and files tables get an ``uncompensated`` column.
     """
 
     membership: bool = False
     mfi: tuple[str, ...] = ()
     group: str | None = None
     h5ad: bool = False
+    uncompensated: Literal["error", "allow"] = "error"
+
+    def __post_init__(self) -> None:
+        if self.uncompensated not in ("error", "allow"):
+            raise ValueError(f"uncompensated must be 'error' or 'allow', not {self.uncompensated!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,22 +173,25 @@ def gate_task(task: BatchTask) -> TaskOutcome:
         digest = _file_hash(path)
         strategy = _strategy(task.strategy)
         frames, medians, n_events = [], [], 0
-        plans: dict[tuple[str, ...], Any] = {}
+        skipped: list[str] = []  # why compensation was not applied, when that is allowed
+        mode: Any = task.uncompensated
         for k in range(first.n_datasets):
             sample = first if k == 0 else read_fcs(path, dataset=k)
-            layout = tuple(sample.names)
-            if layout not in plans:
-                plans[layout] = compile_plan(strategy, sample)
+            # compiled per dataset: the plan holds the dataset's own spillover coefficients
+            plan = compile_plan(strategy, sample, uncompensated=mode)
             name = task.name if k == 0 else f"{task.name}#{k}"
             result = apply_plan(
-                plans[layout], sample, membership=task.membership, mfi=list(task.mfi) or None,
-                sample_name=name, threads=task.threads,
+                plan, sample, membership=task.membership, mfi=list(task.mfi) or None,
+                sample_name=name, threads=task.threads, uncompensated=mode,
             )
+            skipped += [f"{name}: {why}" for why in result.uncompensated]
             counts = result.counts
             for column, value in task.metadata.items():
                 counts[column] = value
             counts["file"] = path
             counts["dataset"] = k
+            if mode == "allow":
+                counts["uncompensated"] = bool(result.uncompensated)
             frames.append(counts)
             n_events += sample.n_events
             if result.membership is not None:
@@ -181,7 +205,8 @@ def gate_task(task: BatchTask) -> TaskOutcome:
                 medians.append(result.mfi)
         seconds = time.perf_counter() - start
         meta = {"path": path, "sample": task.name, "stat": list(task.stat), "blake2b": digest,
-                "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds}
+                "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds,
+                "uncompensated": skipped}
         if medians:
             _write_parquet(
                 pa.Table.from_pandas(pd.concat(medians, ignore_index=True), preserve_index=False),
@@ -213,8 +238,91 @@ def _stat(path: str) -> tuple[int, int]:
     return (st.st_size, st.st_mtime_ns)
 
 
+def _load(strategy: StrategyLike) -> Strategy | FlowJoWorkspace:
+    """A loaded strategy as is; a path or preset name read once."""
+    from gating import FlowJoWorkspace, Strategy, load_strategy
+
+    return strategy if isinstance(strategy, Strategy | FlowJoWorkspace) else load_strategy(strategy)
+
+
+def _check_group(loaded: Strategy | FlowJoWorkspace, group: str | None) -> None:
+    """Refuse a FlowJo group the workspace does not have, or a group for a plain strategy."""
+    import difflib
+
+    from gating import FlowJoWorkspace, StrategyError
+
+    if group is None:
+        return
+    if not isinstance(loaded, FlowJoWorkspace):
+        raise StrategyError(
+            f"a group ({group!r}) applies to FlowJo workspaces only, and this strategy is not "
+            "one; drop the group", source=loaded.source,
+        )
+    groups = list(loaded.groups)
+    if group not in groups:
+        close = difflib.get_close_matches(group, groups, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise StrategyError(
+            f"the workspace has no group {group!r}{hint} (groups: {', '.join(map(repr, groups))})",
+            source=loaded.source,
+        )
+
+
+def check_mfi_channels(inputs: Sequence[InputFile], channels: Sequence[str]) -> None:
+    """Refuse MFI channels that no input file has, reading FCS TEXT segments only.
+
+    The first readable file is read; only when a channel is missing there are the others read
+    too (a typo therefore costs one pass over the TEXT segments, a correct name one file).
+
+    Parameters
+    ----------
+    inputs
+        The batch's files.
+    channels
+        ``$PnN`` names or ``$PnS`` markers, as :meth:`gating.FCSData.channel_index` takes them.
+
+    Raises
+    ------
+    InputError
+        A channel is in no readable file; the message names it, the closest channel name and
+        the file whose channels were listed.
+    """
+    import difflib
+
+    from gating import FCSError, read_fcs
+
+    missing = list(dict.fromkeys(channels))
+    first_names: list[str] = []
+    first_path = ""
+    for item in inputs:
+        if not missing:
+            return
+        try:
+            sample = read_fcs(item.path)
+        except (FCSError, OSError):
+            continue  # the file's own error is recorded by its task
+        if not first_path:
+            first_path = item.path
+            first_names = [str(n) for n in sample.names] + [
+                str(m) for m in sample.channels["marker"] if str(m)]
+        still = []
+        for channel in missing:
+            try:
+                sample.channel_index(channel)
+            except KeyError:
+                still.append(channel)
+        missing = still
+    if missing and first_path:
+        close = difflib.get_close_matches(missing[0], first_names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise InputError(
+            f"MFI channel {missing[0]!r} is in none of the {len(inputs)} files{hint} "
+            f"(channels of {first_path}: {', '.join(first_names)})"
+        )
+
+
 def prepare_batch(
-    strategy: str | os.PathLike[str], inputs: Sequence[InputFile], *, out_dir: Path,
+    strategy: StrategyLike, inputs: Sequence[InputFile], *, out_dir: Path,
     options: BatchOptions,
 ) -> tuple[list[BatchTask], dict[str, str]]:
     """One task per input file, and each distinct strategy's JSON text by its hash.
@@ -229,13 +337,14 @@ def prepare_batch(
     Parameters
     ----------
     strategy
-        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name.
+        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name, or an already loaded
+        :class:`gating.Strategy` or :class:`gating.FlowJoWorkspace` (not read again).
     inputs
         From :func:`engine.resolve_inputs`.
     out_dir
         The batch's output folder.
     options
-        Membership, MFI channels, FlowJo group.
+        Membership, MFI channels, FlowJo group, compensation rule.
 
     Returns
     -------
@@ -243,10 +352,17 @@ def prepare_batch(
         In input order, without the strategy text.
     texts : dict
         Strategy hash -> the strategy's JSON text.
-    """
-    from gating import Strategy, load_strategy, resolve_strategy, strategy_hash
 
-    loaded = load_strategy(strategy)
+    Raises
+    ------
+    StrategyError
+        The strategy cannot be read, or ``options.group`` is not a group of the workspace (or
+        is given for a strategy that is not a workspace).
+    """
+    from gating import Strategy, resolve_strategy, strategy_hash
+
+    loaded = _load(strategy)
+    _check_group(loaded, options.group)
     texts: dict[str, str] = {}  # strategy hash -> JSON text
     resolved: dict[str, str] = {}  # which strategy a file gets -> its hash
     tasks = []
@@ -268,16 +384,17 @@ def prepare_batch(
                 digest = strategy_hash(chosen)
                 texts.setdefault(digest, json.dumps(chosen.to_dict(), default=repr))
                 resolved[which] = digest
-        signature = json.dumps(
-            [os.path.abspath(item.path), digest, options.membership, list(options.mfi),
-             item.name, sorted(item.metadata.items())]
-        )
+        signed: list[Any] = [os.path.abspath(item.path), digest, options.membership,
+                             list(options.mfi), item.name, sorted(item.metadata.items())]
+        if options.uncompensated != "error":  # keys of default runs stay as they were
+            signed.append(f"uncompensated={options.uncompensated}")
+        signature = json.dumps(signed)
         tasks.append(
             BatchTask(
                 key=hashlib.sha1(signature.encode()).hexdigest()[:24], path=item.path,
                 name=item.name, metadata=dict(item.metadata), stat=stat, out_dir=str(out_dir),
                 strategy_hash=digest, membership=options.membership, mfi=tuple(options.mfi),
-                problem=problem,
+                uncompensated=options.uncompensated, problem=problem,
             )
         )
     return tasks, texts
@@ -308,7 +425,7 @@ def _failing_task(task: BatchTask, problem: ErrorRecord) -> TaskOutcome:
 
 
 def run_batch(
-    strategy: str | os.PathLike[str],
+    strategy: StrategyLike,
     inputs: Sequence[InputFile],
     *,
     out_dir: str | os.PathLike[str],
@@ -318,10 +435,16 @@ def run_batch(
 ) -> BatchRun:
     """Gate every input file, resuming from part files left by an earlier run.
 
+    Before any file is gated, the run checks what it can cheaply: the output folder can be
+    created or written to, the strategy reads, the FlowJo group exists, each MFI channel is in
+    some file. It then holds the output folder's lock (:func:`engine.runtime.output_lock`)
+    until it is done, and removes temporary files that killed runs left there.
+
     Parameters
     ----------
     strategy
-        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name.
+        Strategy file (Gating-ML, FlowJo, YAML/JSON) or preset name, or an already loaded
+        :class:`gating.Strategy` or :class:`gating.FlowJoWorkspace` (not read again).
     inputs
         From :func:`engine.resolve_inputs`.
     out_dir
@@ -329,7 +452,7 @@ def run_batch(
     executor
         Where to run (default: a local Dask cluster).
     options
-        Membership, MFI channels, FlowJo group, AnnData output.
+        Membership, MFI channels, FlowJo group, AnnData output, compensation rule.
     on_result
         Called with each finished task's :class:`TaskOutcome` (progress reporting).
 
@@ -337,11 +460,39 @@ def run_batch(
     -------
     BatchRun
         The final tables.
+
+    Raises
+    ------
+    OutputDirError
+        The output folder cannot be created or written to.
+    OutputLockedError
+        Another run is writing into the output folder.
+    StrategyError
+        The strategy cannot be read, or the group is not one of the workspace.
+    InputError
+        An MFI channel is in none of the files.
     """
     options = options or BatchOptions()
     out = Path(out_dir)
+    check_output_dir(out)
+    loaded = _load(strategy)
+    _check_group(loaded, options.group)
+    if options.mfi:
+        check_mfi_channels(inputs, options.mfi)
     (out / "parts").mkdir(parents=True, exist_ok=True)
-    tasks, hashes = prepare_batch(strategy, inputs, out_dir=out, options=options)
+    with output_lock(out):
+        remove_stale_partials(out, out / "parts", out / "membership")
+        return _run_locked(loaded, inputs, out=out, executor=executor, options=options,
+                           on_result=on_result)
+
+
+def _run_locked(
+    loaded: Strategy | FlowJoWorkspace, inputs: Sequence[InputFile], *, out: Path,
+    executor: ExecutorSpec | None, options: BatchOptions,
+    on_result: Callable[[TaskOutcome], None] | None,
+) -> BatchRun:
+    """:func:`run_batch` once the folder is checked and locked."""
+    tasks, hashes = prepare_batch(loaded, inputs, out_dir=out, options=options)
     todo = [t for t in tasks if not _done(t, out / "parts")]
     resumed = len(tasks) - len(todo)
     if resumed:
@@ -390,8 +541,8 @@ def _finalize(
 
     parts = out / "parts"
     failed = sum(not (parts / f"{t.key}.parquet").exists() for t in tasks)
-    run_meta = {"phenoflow_version": __version__, "strategy_hashes": hashes,
-                "files": len(tasks), "failed": failed}
+    run_meta: dict[str, Any] = {"phenoflow_version": __version__, "strategy_hashes": hashes,
+                                "files": len(tasks), "failed": failed}
     meta_bytes = {b"phenoflow": json.dumps(run_meta).encode()}
     metadata_keys = list(dict.fromkeys(k for t in tasks for k in t.metadata))
     with atomic_path(out / "populations.csv") as tmp_csv, \
@@ -401,12 +552,19 @@ def _finalize(
             meta_bytes=meta_bytes,
         )
     error_table = pd.DataFrame(errors, columns=ERROR_COLUMNS)
-    file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
     _write_parquet(pa.Table.from_pandas(error_table, preserve_index=False), out / "errors.parquet")
-    _write_parquet(pa.Table.from_pandas(file_table, preserve_index=False), out / "files.parquet")
     if mfi_tables:
         _write_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
-    atomic_write_bytes(out / "run.json", json.dumps({**run_meta, "executor": description}, indent=2).encode())
+    record: dict[str, Any] = {**run_meta, "executor": description,
+                              "uncompensated": options.uncompensated}
+    if options.uncompensated != "error":  # which files were gated uncompensated, and why
+        record["uncompensated_files"] = {
+            str(f["path"]): list(f["uncompensated_why"]) for f in files if f["uncompensated_why"]}
+    for f in files:
+        f.pop("uncompensated_why", None)
+    file_table = pd.DataFrame(files, columns=FILE_COLUMNS)
+    _write_parquet(pa.Table.from_pandas(file_table, preserve_index=False), out / "files.parquet")
+    atomic_write_bytes(out / "run.json", json.dumps(record, indent=2).encode())
     if options.h5ad and wrote:
         _write_h5ad(pd.read_parquet(out / "populations.parquet"), out / "populations.h5ad", run_meta)
     return BatchRun(out_dir=out, errors=error_table, files=file_table, resumed=resumed,
@@ -452,7 +610,9 @@ def _stream_parts(
                     flush()
                 files.append({"path": task.path, "sample": task.name, "size": meta["stat"][0],
                               "blake2b": meta["blake2b"], "n_datasets": meta["n_datasets"],
-                              "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"]})
+                              "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"],
+                              "uncompensated": bool(meta.get("uncompensated")),
+                              "uncompensated_why": meta.get("uncompensated", [])})
                 mfi = parts / f"{task.key}.mfi.parquet"
                 if mfi.exists():
                     mfi_tables.append(pq.read_table(mfi))
@@ -461,7 +621,7 @@ def _stream_parts(
                 errors.append({"path": err.path, "error_type": err.error_type, "message": err.message})
                 files.append({"path": task.path, "sample": task.name, "size": err.stat[0],
                               "blake2b": None, "n_datasets": 0, "n_events": 0, "status": "error",
-                              "seconds": err.seconds})
+                              "seconds": err.seconds, "uncompensated": False, "uncompensated_why": []})
         flush()
     finally:
         for w in (writer, csv_writer):

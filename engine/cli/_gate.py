@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from engine.cli._errors import UsageProblem, check_output_folder, load_strategy_option
+
 if TYPE_CHECKING:
     from engine._batch import ExecutorSpec, InputFile
+    from gating import FlowJoWorkspace, Strategy
 
 __all__ = ["gate"]
 
@@ -46,6 +49,10 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
 @click.option("--group", default=None, help="FlowJo workspace group whose gates apply to every file.")
 @click.option("--mfi", default=None, help="Comma-separated channels for per-population medians.")
 @click.option("--h5ad", is_flag=True, help="Also write populations.h5ad (samples x populations).")
+@click.option("--allow-uncompensated", is_flag=True,
+              help="Gate files whose compensation cannot be applied (no spillover, $SPILLOVER "
+                   "labels that are not channels, a singular matrix) uncompensated instead of "
+                   "failing them; recorded in run.json and an 'uncompensated' column.")
 @click.option("--workers", type=int, default=None, help="Local worker processes (default: the job's CPUs).")
 @click.option("--in-process", is_flag=True, help="Run in this process (debugging).")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
@@ -65,7 +72,8 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Progress lines off a terminal.")
 def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Path, membership: bool,
-         group: str | None, mfi: str | None, h5ad: bool, workers: int | None, in_process: bool,
+         group: str | None, mfi: str | None, h5ad: bool, allow_uncompensated: bool,
+         workers: int | None, in_process: bool,
          scheduler: str | None, scheduler_file: Path | None, slurm: bool, slurm_cores: int,
          slurm_memory: str, slurm_walltime: str, slurm_jobs: int, slurm_processes: int,
          slurm_account: str | None, slurm_queue: str | None, slurm_extra: tuple[str, ...],
@@ -73,9 +81,18 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
     """Gate FCS files with a strategy; write tidy populations.parquet (and more) to --out.
 
     Files that fail are recorded in errors.parquet and the others go on; running the same
-    command again after an interruption gates only the files not yet done.
+    command again after an interruption gates only the files not yet done. The strategy, the
+    output folder, the FlowJo group and the MFI channels are checked before any file is gated;
+    a second run into the same --out stops at once while the first one holds it.
     """
-    from engine._batch import BatchOptions, InputError, resolve_inputs, run_batch, slurm_job_script
+    from engine._batch import (
+        BatchOptions,
+        InputError,
+        check_mfi_channels,
+        resolve_inputs,
+        run_batch,
+        slurm_job_script,
+    )
     from engine.cli._progress import Progress
 
     slurm_options = {"cores": slurm_cores, "memory": slurm_memory, "walltime": slurm_walltime,
@@ -89,18 +106,30 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
     spec = executor_from_options(in_process, workers, scheduler, scheduler_file, slurm, slurm_options)
     if not fcs and manifest is None:
         raise click.UsageError("give FCS input with --fcs (files, directories, globs, @lists) or --manifest")
+    loaded = load_strategy_option(strategy)
+    _check_group(loaded, group)
+    check_output_folder(out_dir)
     try:
         inputs = resolve_inputs(fcs, manifest=manifest)
     except InputError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     if dry_run:
-        _dry_run(strategy, inputs, group, out_dir)
+        _dry_run(loaded, strategy, inputs, group, out_dir)
         return
-    options = BatchOptions(membership=membership, group=group, h5ad=h5ad,
-                           mfi=tuple(c.strip() for c in mfi.split(",")) if mfi else ())
+    channels = tuple(c.strip() for c in mfi.split(",") if c.strip()) if mfi else ()
+    try:
+        check_mfi_channels(inputs, channels)
+    except InputError as exc:
+        raise UsageProblem(f"--mfi: {exc}") from None
+    options = BatchOptions(membership=membership, group=group, h5ad=h5ad, mfi=channels,
+                           uncompensated="allow" if allow_uncompensated else "error")
     with Progress(len(inputs), label="gating", json_lines=log_format == "json") as progress:
-        run = run_batch(strategy, inputs, out_dir=out_dir, executor=spec, options=options,
+        run = run_batch(loaded, inputs, out_dir=out_dir, executor=spec, options=options,
                         on_result=progress.update)
+    if allow_uncompensated and bool(run.files["uncompensated"].any()):
+        n = int(run.files["uncompensated"].sum())
+        click.echo(f"WARNING: {n} file(s) gated UNCOMPENSATED (--allow-uncompensated); see "
+                   f"{run.out_dir / 'run.json'}", err=True)
     ok = int((run.files["status"] == "ok").sum())
     click.echo(f"gated {ok} of {len(inputs)} files ({run.resumed} from an earlier run) on "
                f"{run.executor} -> {run.out_dir / 'populations.parquet'}")
@@ -110,14 +139,34 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
         raise SystemExit(1)
 
 
-def _dry_run(strategy: str, inputs: Sequence[InputFile], group: str | None, out_dir: Path) -> None:
+def _check_group(loaded: Strategy | FlowJoWorkspace, group: str | None) -> None:
+    """``--group`` must name a group of a FlowJo workspace."""
+    import difflib
+
+    from gating import FlowJoWorkspace
+
+    if group is None:
+        return
+    if not isinstance(loaded, FlowJoWorkspace):
+        raise UsageProblem(f"--group {group!r}: groups belong to FlowJo workspaces, and the "
+                           "strategy is not one; drop --group")
+    groups = list(loaded.groups)
+    if group not in groups:
+        close = difflib.get_close_matches(group, groups, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageProblem(f"--group {group!r}: the workspace {loaded.source} has no such group"
+                           f"{hint} (groups: {', '.join(map(repr, groups))})")
+
+
+def _dry_run(loaded: Strategy | FlowJoWorkspace, strategy: str, inputs: Sequence[InputFile],
+             group: str | None, out_dir: Path) -> None:
     """What a run would do: the same strategy resolution as the batch, nothing gated."""
     import json
 
     from engine._batch import BatchOptions, prepare_batch
     from gating import strategy_from_dict
 
-    tasks, texts = prepare_batch(strategy, inputs, out_dir=out_dir, options=BatchOptions(group=group))
+    tasks, texts = prepare_batch(loaded, inputs, out_dir=out_dir, options=BatchOptions(group=group))
     for digest, text in texts.items():
         resolved = strategy_from_dict(json.loads(text))
         click.echo(f"strategy {resolved.name or strategy} (sha256 {digest[:16]}):")

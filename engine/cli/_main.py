@@ -10,6 +10,14 @@ from pathlib import Path
 import click
 
 from engine import __version__
+from engine.cli._errors import (
+    PhenoflowGroup,
+    UsageProblem,
+    check_output_file,
+    check_output_folder,
+    debugging,
+    load_strategy_option,
+)
 from engine.cli._gate import gate as _gate_command
 from engine.cli._progress import track
 from engine.cli._study import executor_options
@@ -25,7 +33,7 @@ def _fcs_files(items: Sequence[str | Path], *, hint: str) -> list[Path]:
     try:
         files = list(expand_inputs(items))
     except InputError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     if not files:
         raise click.UsageError(f"no FCS files given ({hint})")
     return files
@@ -40,11 +48,17 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("distributed").setLevel(max(level, logging.WARNING) if verbose < 2 else level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PhenoflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="phenoflow")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """phenoflow: cytometry and transcriptomics processing for paired clinical studies."""
+@click.option("--debug", is_flag=True,
+              help="Show the full traceback of an error instead of its one-line summary.")
+def main(verbose: int, debug: bool) -> None:
+    """phenoflow: cytometry and transcriptomics processing for paired clinical studies.
+
+    Usage mistakes (a missing or unreadable input, an output that cannot be written, an
+    unknown channel or group) stop before any work with one line and exit code 2.
+    """
     _setup_logging(verbose)
     _ensure_cache_dir()
 
@@ -63,6 +77,16 @@ def _ensure_cache_dir() -> None:
     ensure_cache_dir(*folders)
 
 
+def _spillover_text(data: object) -> str:
+    """``ok (10x10)``, ``none``, ``labels do not match (BV510_A -> BV510-A)``, ``singular``."""
+    from gating import FCSError, check_spillover
+
+    try:
+        return check_spillover(data).text  # type: ignore[arg-type]
+    except FCSError as exc:
+        return f"malformed ({exc.detail if hasattr(exc, 'detail') else exc})"
+
+
 def _fcs_summary(paths: Sequence[Path]) -> tuple[list[dict[str, object]], int]:
     from gating import FCSError, read_fcs
 
@@ -75,15 +99,14 @@ def _fcs_summary(paths: Sequence[Path]) -> tuple[list[dict[str, object]], int]:
             failures += 1
             rows.append({"file": path.name, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        spill = data.spill
         rows.append(
             {
                 "file": path.name,
                 "version": data.version,
                 "events": data.n_events,
                 "channels": data.n_channels,
-                "spillover": f"{spill.shape[0]}x{spill.shape[1]}" if spill is not None else "-",
                 "datasets": data.n_datasets,
+                "spillover": _spillover_text(data),
             }
         )
     return rows, failures
@@ -103,7 +126,8 @@ def _print_rows(rows: Sequence[dict[str, object]]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def info(files: tuple[Path, ...]) -> None:
     """Summarise FCS FILES (files, directories, globs, @list files): version, events, channels,
-    spillover, datasets."""
+    datasets, and whether the spillover matrix fits the channels (ok, none, labels do not
+    match, singular)."""
     rows, failures = _fcs_summary(_fcs_files(files, hint="FILES: files, directories, globs or @list files"))
     _print_rows(rows)
     if failures:
@@ -132,28 +156,28 @@ def compare(
         parse_mapping,
         read_mapping,
     )
-    from gating import FlowJoWorkspace, Strategy, load_strategy
+    from gating import FlowJoWorkspace, Strategy
 
     if len(strategies) != 2:
         raise click.UsageError(f"give exactly two --strategy options (A, then B), not {len(strategies)}")
     files = _fcs_files(fcs, hint="--fcs FILE or a directory")
+    check_output_folder(out_dir)
     try:
         mapping = {**(read_mapping(map_file) if map_file else {}), **parse_mapping(maps)}
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    loaded: list[Strategy | FlowJoWorkspace] = []
-    for spec in strategies:
-        try:
-            loaded.append(load_strategy(spec))
-        except (ValueError, OSError) as exc:
-            raise click.BadParameter(f"{spec}: {exc}", param_hint="--strategy") from None
+        raise UsageProblem(str(exc)) from None
+    loaded: list[Strategy | FlowJoWorkspace] = [load_strategy_option(spec) for spec in strategies]
+    for strategy, group, option in ((loaded[0], group_a, "--group-a"), (loaded[1], group_b, "--group-b")):
+        if group is not None and isinstance(strategy, FlowJoWorkspace) and group not in strategy.groups:
+            raise UsageProblem(f"{option} {group!r}: the workspace {strategy.source} has no such "
+                               f"group; groups: {', '.join(map(repr, strategy.groups))}")
     try:
         result = compare_strategies(
             loaded[0], loaded[1], files, mapping=mapping, group_a=group_a, group_b=group_b,
             out_dir=out_dir, labels=(label_a, label_b),
         )
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise UsageProblem(str(exc)) from None
     n_ok = result.per_file["file"].nunique() if not result.per_file.empty else 0
     click.echo(f"compared {n_ok} of {len(files)} files: {label_a} = {strategies[0]}, {label_b} = {strategies[1]}")
     if not result.summary.empty:
@@ -192,13 +216,18 @@ def compare(
 @click.option("--design", default="~ patient + timepoint", show_default=True, help="vst --no-blind: model formula over sample-sheet columns.")
 def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str) -> None:
     """Normalise a count matrix (DESeq2-exact size factors, CPM, log2(x+1) or VST)."""
-    from expression import CountsError, normalize_file
+    check_output_file(out, suffixes=(".csv", ".tsv", ".parquet", ".h5ad"))
+    if sf_out is not None:
+        check_output_file(sf_out, suffixes=(".csv",), option="--size-factors")
+    from expression import normalize_file
 
     try:
         adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out,
                                blind=blind, fit_type=fit_type, design=design)
-    except (CountsError, ValueError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # CountsError and every input mistake are ValueErrors
+        if debugging():
+            raise
+        raise UsageProblem(f"{type(exc).__name__}: {exc}") from None
     click.echo(f"{adata.n_obs} samples x {adata.n_vars} genes ({method}) -> {out}")
 
 
@@ -213,13 +242,16 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 @click.option("--shrink", is_flag=True, help="Add log2FoldChange_shrunk (LFC shrinkage of the contrast's coefficient).")
 def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool) -> None:
     """Differential expression, DESeq2's Wald test (pydeseq2 with R-faithful kernels)."""
+    check_output_file(out, suffixes=(".csv", ".tsv", ".parquet"))
     from expression import de_file
 
     try:
         result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha,
                          inference=inference, shrink=shrink)
-    except ValueError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # CountsError, a design or contrast that does not fit the samples
+        if debugging():
+            raise
+        raise UsageProblem(f"{type(exc).__name__}: {exc}") from None
     click.echo(f"{result.params['n_significant']} of {result.params['n_genes']} genes at padj < {alpha} -> {out}")
 
 
@@ -230,6 +262,7 @@ def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha
 @click.option("--genes", type=int, default=20_000, show_default=True, help="Genes in the count matrix.")
 def demo_data(out_dir: Path, seed: int, events: int, genes: int) -> None:
     """Write the synthetic demo study (FCS files, strategy, counts, clinical table, truth)."""
+    check_output_folder(out_dir, option="OUT_DIR")
     from engine.demo import make_demo_study
 
     study = make_demo_study(out_dir, seed=seed, n_events=events, n_genes=genes)
@@ -251,6 +284,8 @@ def demo(out_dir: Path, seed: int, events: int, genes: int, **options: object) -
 
     from engine.cli._study import executor_spec, headline, run_with_progress
     from engine.demo import make_demo_study
+
+    check_output_folder(out_dir)
 
     study = make_demo_study(out_dir / "study", seed=seed, n_events=events, n_genes=genes)
     spec = executor_spec(dict(options), default="inprocess")

@@ -18,7 +18,9 @@ in ``tests/engine/test_memory_bound.py`` and measured by ``benchmarks/bench_memo
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,9 +29,11 @@ from engine.runtime import thread_limit
 from gating._compensation import unmixing_matrix
 from gating._evaluate._evaluator import Evaluator
 from gating._fcs import FCSData
-from gating._plan import Plan, PlanError
+from gating._plan import CompensationError, Plan, PlanError, check_spillover
 
 __all__ = ["COUNT_COLUMNS", "GatingResult", "apply_plan", "evaluate_plan"]
+
+logger = logging.getLogger(__name__)
 
 COUNT_COLUMNS = [
     "sample",
@@ -62,6 +66,10 @@ class GatingResult:
     mfi
         With ``mfi=[...]``: tidy medians (``sample``, ``population``, ``channel``,
         ``median``) of the compensated channel values in each population.
+    uncompensated
+        Empty unless compensation that could not be applied was skipped on request
+        (``uncompensated="allow"``): then why, one line per matrix (the plan's
+        :attr:`~gating.Plan.uncompensated`, and the MFI's own when it is skipped there).
     """
 
     sample: str
@@ -69,6 +77,7 @@ class GatingResult:
     counts: pd.DataFrame
     membership: pd.DataFrame | None = None
     mfi: pd.DataFrame | None = None
+    uncompensated: tuple[str, ...] = ()
 
 
 def _check_fits(plan: Plan, sample: FCSData) -> None:
@@ -94,6 +103,7 @@ def apply_plan(
     mfi: Sequence[str] | None = None,
     sample_name: str | None = None,
     threads: int | None = None,
+    uncompensated: Literal["error", "allow"] = "error",
 ) -> GatingResult:
     """Gate one sample with a compiled plan.
 
@@ -107,12 +117,18 @@ def apply_plan(
         Also return per-event membership (one boolean column per population id).
     mfi
         Channels whose median (compensated with the file's spillover when it has one) is
-        reported per population.
+        reported per population. A spillover that cannot be applied (labels that are not
+        channels, singular) is a :class:`~gating.CompensationError` unless ``uncompensated``
+        is ``"allow"``.
     sample_name
         Name in the ``sample`` column; default the file name without extension (with
         ``#<dataset>`` for later datasets of a multi-dataset file).
     threads
         Numba threads (default: the job's share of the machine).
+    uncompensated
+        ``"allow"`` reports MFIs uncompensated when the file's spillover cannot be applied
+        (recorded in :attr:`GatingResult.uncompensated`); compile the plan with the same
+        option (:func:`gating.compile_plan`).
 
     Returns
     -------
@@ -169,8 +185,14 @@ def apply_plan(
         )
     counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
     members = pd.DataFrame(masks, copy=False) if membership else None
-    mfis = _medians(sample, plan, masks, mfi, name) if mfi else None
-    return GatingResult(sample=name, n_events=n, counts=counts, membership=members, mfi=mfis)
+    skipped = list(plan.uncompensated)
+    mfis = None
+    if mfi:
+        mfis, why = _medians(sample, plan, masks, mfi, name, allow=uncompensated == "allow")
+        if why and why not in skipped:
+            skipped.append(why)
+    return GatingResult(sample=name, n_events=n, counts=counts, membership=members, mfi=mfis,
+                        uncompensated=tuple(skipped))
 
 
 def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) -> Evaluator:
@@ -209,12 +231,29 @@ def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) ->
 
 
 def _medians(
-    sample: FCSData, plan: Plan, masks: dict[str, np.ndarray], channels: Sequence[str], name: str
-) -> pd.DataFrame:
+    sample: FCSData, plan: Plan, masks: dict[str, np.ndarray], channels: Sequence[str], name: str,
+    *, allow: bool = False,
+) -> tuple[pd.DataFrame, str]:
+    """The medians table, and why the file's spillover was not applied ("" when it was, or
+    when the file has none)."""
     idx = [sample.channel_index(c) for c in channels]
     values = sample.columns(idx, dtype=np.float64)
-    spill = sample.spill
-    if spill is not None:  # the same unmixing the plan uses for the file's spillover
+    why = ""
+    check = check_spillover(sample) if sample.spill is not None else None
+    if check is not None and not check.ok:
+        why = f"the file's spillover for MFI: {check.text}"
+        if not allow:
+            raise CompensationError(
+                f"{sample.path}: the MFI channels are compensated with the file's spillover, "
+                f"which cannot be applied: {check.text}; fix the file's $SPILLOVER labels, or "
+                "report MFIs uncompensated on purpose with uncompensated='allow' "
+                "(phenoflow gate --allow-uncompensated)",
+                path=str(sample.path), matrix="FCS", reason=check.status, labels=check.labels,
+                hints=check.hints,
+            )
+        logger.warning("%s: MFIs reported UNCOMPENSATED as asked (%s)", sample.path, why)
+    elif check is not None:  # the same unmixing the plan uses for the file's spillover
+        spill = sample.spill
         det = [sample.channel_index(d) for d in spill.columns]
         try:
             unmix = unmixing_matrix(spill.to_numpy(), inverted=False)
@@ -237,4 +276,4 @@ def _medians(
                     "median": float(np.median(chosen)) if len(chosen) else np.nan,
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), why
