@@ -1,13 +1,14 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
 from expression._de import DEResult, de_file, design_variables, differential_expression
+from expression._design import PreparedDesign, prepare_design
 from expression._genesets import (
     default_gene_sets,
     geneset_scores,
     paired_score_tests,
     read_gmt,
 )
-from expression._io import read_counts, read_sample_sheet, write_matrix
+from expression._io import OutputError, check_output, read_counts, read_sample_sheet, write_matrix
 from expression._normalize import cpm, log2p1, normalize_counts, normalize_file
 from expression._paired import PairedMethod, PairedTest, Summary, WilcoxonExact, paired_test
 from expression._plot import (
@@ -18,17 +19,21 @@ from expression._plot import (
     plot_volcano,
 )
 from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
-from expression._validate import CountsError, validate_counts
+from expression._validate import CountsError, OrientationError, validate_counts
 from expression._vst import vst
 
 __all__: list[str] = [
     "CountsError",
     "DEResult",
+    "OrientationError",
+    "OutputError",
     "PairedMethod",
     "PairedTest",
+    "PreparedDesign",
     "SizeFactorFit",
     "Summary",
     "WilcoxonExact",
+    "check_output",
     "cpm",
     "de_file",
     "default_gene_sets",
@@ -47,6 +52,7 @@ __all__: list[str] = [
     "plot_paired_scores",
     "plot_size_factors",
     "plot_volcano",
+    "prepare_design",
     "read_counts",
     "read_gmt",
     "read_sample_sheet",

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from expression._compat import renamed_keywords
-from expression._design import as_contrast, design_frame, design_variables, parse_contrast
+from expression._design import as_contrast, design_variables, parse_contrast, prepare_design
+from expression._validate import Orientation
 
 __all__ = ["DEResult", "de_file", "design_variables", "differential_expression", "parse_contrast"]
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: DESeq2's ``results()`` columns, in order.
 RESULT_COLUMNS = ("baseMean", "log2FoldChange", "lfcSE", "stat", "pvalue", "padj")
+
+#: Suffixes :meth:`DEResult.write` writes.
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 #: Compute back-ends of :func:`differential_expression`.
 INFERENCES = ("numba", "pydeseq2")
@@ -66,6 +70,9 @@ class DEResult:
     def write(self, path: str | PathLike[str]) -> Path:
         """Write the table, gene id first: ``.csv``, ``.tsv`` or ``.parquet``.
 
+        The file is written atomically (a temporary file renamed into place): a failure (a full
+        disk, a killed process) leaves the previous file or none, never a truncated table.
+
         Parameters
         ----------
         path
@@ -75,16 +82,28 @@ class DEResult:
         -------
         Path
             The written file.
+
+        Raises
+        ------
+        expression.OutputError
+            An unsupported suffix.
         """
+        from engine.runtime import atomic_path
+        from expression._io import OutputError
+
         path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in TABLE_SUFFIXES:
+            raise OutputError(
+                f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet)", path=path
+            )
         table = self.table.reset_index()
-        if path.suffix == ".parquet":
-            table.to_parquet(path, index=False)
-        elif path.suffix in (".csv", ".tsv"):
-            sep = "\t" if path.suffix == ".tsv" else ","
-            table.to_csv(path, sep=sep, index=False, float_format="%.17g", na_rep="NA")
-        else:
-            raise ValueError(f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet)")
+        with atomic_path(path, suffix=suffix) as tmp:
+            if suffix == ".parquet":
+                table.to_parquet(tmp, index=False)
+            else:
+                sep = "\t" if suffix == ".tsv" else ","
+                table.to_csv(tmp, sep=sep, index=False, float_format="%.17g", na_rep="NA")
         return path
 
 
@@ -124,6 +143,8 @@ def differential_expression(
     threads: int | None = None,
     shrink: bool = False,
     inference: str = "numba",
+    numeric: Sequence[str] = (),
+    orientation: Orientation = "auto",
 ) -> DEResult:
     """Wald-test differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``).
 
@@ -157,6 +178,16 @@ def differential_expression(
         kernels (:class:`expression._inference.NumbaInference` with
         :class:`expression._inference.RDeseqDataSet`); ``"pydeseq2"``: pydeseq2's default
         inference and orchestration.
+    numeric
+        Integer-coded columns of ``obs`` to fit as continuous covariates. By default a numeric
+        column of whole numbers with 3 or more distinct values, at most one per two samples
+        (patient ids ``1..10`` of a paired design, batch codes), is fitted as a factor, with a
+        logged warning (R DESeq2 would fit one slope over the codes); see
+        :mod:`expression._design`. ``params["variables"]`` records each variable's kind.
+    orientation
+        ``"auto"`` refuses an AnnData whose observations look like genes
+        (:class:`expression.OrientationError`: pass ``adata.T``); ``"samples_x_genes"`` skips
+        the check.
 
     Returns
     -------
@@ -168,23 +199,30 @@ def differential_expression(
     ValueError
         On an unparsable design, design variables missing from ``obs`` (or with missing
         values), a contrast whose factor is not in the design or whose levels do not exist,
-        ``alpha`` outside (0, 1), or invalid counts (:class:`expression.CountsError`).
+        ``numeric`` naming a column outside the design, ``alpha`` outside (0, 1), or invalid
+        counts (:class:`expression.CountsError`).
     """
     import pydeseq2
     from pydeseq2.dds import DeseqDataSet
     from pydeseq2.ds import DeseqStats
 
     from engine.runtime import default_threads
-    from expression._validate import counts_matrix, is_sparse, validate_counts
+    from expression._validate import (
+        check_anndata_orientation,
+        counts_matrix,
+        is_sparse,
+        validate_counts,
+    )
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
     contrast_t = as_contrast(tuple(contrast))
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    variables = design_variables(design)
-    meta, levels = design_frame(adata.obs, variables, contrast=contrast_t)
-    validate_counts(adata, layer=layer)
+    check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
+    prepared = prepare_design(adata.obs, design, contrast=contrast_t, numeric=numeric)
+    meta, levels = prepared.frame, dict(prepared.levels)
+    validate_counts(adata, layer=layer, orientation="samples_x_genes")
     matrix = counts_matrix(adata, layer=layer)
     dense = is_sparse(matrix)
     matrix = dense if dense is not None else matrix
@@ -240,6 +278,7 @@ def differential_expression(
         "independent_filtering": bool(independent_filtering),
         "cooks_filter": bool(cooks_filter),
         "shrink": shrink_note,
+        **prepared.record(),
         "reference_levels": {name: lv[0] for name, lv in levels.items()},
         "levels": levels,
         "coefficients": [str(c) for c in dds.varm["LFC"].columns],
@@ -265,8 +304,13 @@ def de_file(
     alpha: float = 0.1,
     inference: str = "numba",
     shrink: bool = False,
+    numeric: Sequence[str] = (),
 ) -> DEResult:
     """Read counts and a sample sheet, run :func:`differential_expression`, write the table.
+
+    The output path (suffix, folder, writability), the inference and alpha are checked before
+    anything is read or computed, and the design and contrast before the fit; the table is
+    written atomically.
 
     Parameters
     ----------
@@ -286,21 +330,35 @@ def de_file(
         ``"numba"`` (phenoflow's R-faithful kernels, default) or ``"pydeseq2"`` (its default).
     shrink
         Add ``log2FoldChange_shrunk`` (see :func:`differential_expression`).
+    numeric
+        Integer-coded design columns to keep continuous (see :func:`differential_expression`).
 
     Returns
     -------
     DEResult
         The result that was written.
+
+    Raises
+    ------
+    expression.OutputError
+        ``out`` has an unsupported suffix, its folder does not exist or cannot be written
+        (before any work).
+    ValueError
+        A bad contrast, alpha, inference, design or counts (before the fit).
     """
-    from expression._io import read_counts
+    from expression._io import check_output, read_counts
 
     parsed = as_contrast(contrast)
-    suffix = Path(out).suffix
-    if suffix not in (".csv", ".tsv", ".parquet"):
-        raise ValueError(f"unsupported output suffix {suffix!r} (.csv, .tsv, .parquet)")
+    if inference not in INFERENCES:
+        raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    design_variables(design)
+    target = check_output(out, suffixes=TABLE_SUFFIXES, what="DE table")
     adata = read_counts(counts, samples=samples)
     result = differential_expression(
-        adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink
+        adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink,
+        numeric=numeric,
     )
-    result.write(out)
+    result.write(target)
     return result

@@ -8,8 +8,22 @@ Rules, as R's ``model.matrix`` with treatment coding:
 
 - a formula starts with ``~``; its variables are the sample-sheet columns it uses;
 - every variable must be a column of the sample sheet, with no missing value;
-- numeric (non-boolean) columns are continuous covariates; every other column is a factor whose
-  levels are its values as text, sorted (the first is the reference);
+- numeric (non-boolean) columns are continuous covariates, except integer codes (below); every
+  other column is a factor whose levels are its values as text, sorted (the first is the
+  reference);
+- **integer codes are factors**: a numeric column whose values are all whole numbers, with at
+  least 3 distinct values and at most half as many distinct values as samples (each value shared
+  by two samples or more on average: patient ids ``1..10`` in a paired design, batch or group
+  codes), is fitted as a factor, with a logged warning naming the column and the opt-out. R
+  DESeq2 fits such a column as one continuous slope (it only warns), which in
+  ``~ patient + timepoint`` replaces the per-patient baselines by a trend over the patient
+  numbers and silently changes the pairing. Pass ``numeric=("age",)`` (CLI ``--numeric age``,
+  study manifest ``expression: {numeric: [age]}``) to keep such a column continuous; write
+  ``C(x)`` in the formula to make any column a factor. Columns with non-integer values (a
+  genuinely continuous covariate) and two-valued columns (whose numeric and factor codings give
+  the same model) stay numeric. Every decision is in :attr:`PreparedDesign.kinds` and in the
+  records of the callers (``DEResult.params["variables"]``, ``uns["vst"]["variables"]``, the
+  study's ``study.json``);
 - ``keep_categories=True`` keeps the level order of pandas categorical columns instead;
 - the contrast ``(factor, level, reference)`` makes ``factor`` a factor (even when numeric),
   checks both levels exist and differ, and puts ``reference`` first (R's ``relevel``).
@@ -17,18 +31,102 @@ Rules, as R's ``model.matrix`` with treatment coding:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
+    "PreparedDesign",
     "as_contrast",
     "design_frame",
     "design_matrix",
     "design_variables",
+    "integer_codes",
+    "model_matrix",
     "parse_contrast",
+    "prepare_design",
 ]
+
+log = logging.getLogger(__name__)
+
+#: An integer-coded column needs at least this many distinct values to become a factor (with two
+#: values the numeric and the factor coding span the same model).
+INTEGER_FACTOR_MIN_LEVELS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedDesign:
+    """A design's columns of the sample sheet, validated, with each variable's kind decided.
+
+    Attributes
+    ----------
+    design
+        The formula.
+    frame
+        Samples x variables: factors as pandas categoricals, covariates unchanged.
+    levels
+        Each factor's levels, baseline first.
+    kinds
+        Each variable's kind: ``"factor"``, ``"factor (integer codes)"`` (an integer-valued
+        numeric column fitted as a factor, see the module docstring), ``"numeric"`` or
+        ``"numeric (requested)"`` (an integer-coded column kept continuous by ``numeric=``).
+    integer_factors
+        The integer-valued numeric columns fitted as factors.
+    numeric
+        The columns the caller asked to keep continuous.
+    """
+
+    design: str
+    frame: pd.DataFrame
+    levels: Mapping[str, list[str]]
+    kinds: Mapping[str, str]
+    integer_factors: tuple[str, ...]
+    numeric: tuple[str, ...]
+
+    def record(self) -> dict[str, object]:
+        """A JSON-able record of the decisions (for ``params`` / ``uns`` / ``study.json``)."""
+        return {
+            "variables": dict(self.kinds),
+            "integer_factors": list(self.integer_factors),
+            "numeric": list(self.numeric),
+            "integer_rule": (
+                "numeric columns of whole numbers with >= 3 distinct values, at most one per "
+                "2 samples, are fitted as factors unless listed in numeric"
+            ),
+        }
+
+
+def integer_codes(column: pd.Series) -> bool:
+    """Whether a sample-sheet column looks like integer codes of a grouping (see module docs).
+
+    Parameters
+    ----------
+    column
+        One column of the sample sheet.
+
+    Returns
+    -------
+    bool
+        True for a numeric, non-boolean column whose values are all finite whole numbers, with
+        at least 3 distinct values and at most ``len(column) / 2`` of them.
+
+    Examples
+    --------
+    >>> integer_codes(pd.Series([1, 1, 2, 2, 3, 3]))
+    True
+    >>> integer_codes(pd.Series([41.5, 41.5, 52.0, 52.0, 60.0, 60.0]))
+    False
+    """
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return False
+    values = np.asarray(column, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all() or (values != np.round(values)).any():
+        return False
+    distinct = np.unique(values).size
+    return INTEGER_FACTOR_MIN_LEVELS <= distinct <= values.size / 2
 
 
 def parse_contrast(text: str) -> tuple[str, str, str]:
@@ -126,12 +224,153 @@ def design_variables(design: str) -> list[str]:
     return sorted(str(n) for n in names)
 
 
+def _check_numeric(numeric: Sequence[str], variables: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(numeric, str):
+        numeric = (numeric,)
+    names = tuple(dict.fromkeys(str(n) for n in numeric))
+    unknown = [n for n in names if n not in variables]
+    if unknown:
+        raise ValueError(f"numeric= names {unknown} that are not design variables ({list(variables)})")
+    return names
+
+
+def _decide(
+    obs: pd.DataFrame,
+    variables: Sequence[str],
+    *,
+    contrast: tuple[str, str, str] | None,
+    keep_categories: bool,
+    numeric: Sequence[str],
+    notify: bool = True,
+) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str], tuple[str, ...], tuple[str, ...]]:
+    """The frame, the levels, each variable's kind, the integer-coded factors, ``numeric``."""
+    variables = list(variables)
+    missing = [v for v in variables if v not in obs.columns]
+    if missing:
+        raise ValueError(
+            f"design variable(s) {missing} not in the sample sheet (columns: {list(obs.columns)})"
+        )
+    keep_numeric = _check_numeric(numeric, variables)
+    factor = None
+    if contrast is not None:
+        factor, level, reference = contrast
+        if factor not in variables:
+            raise ValueError(f"contrast factor {factor!r} is not in the design ({variables})")
+        if factor in keep_numeric:
+            raise ValueError(f"contrast factor {factor!r} cannot also be listed in numeric=")
+    meta = obs.loc[:, variables].copy()
+    levels: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
+    coded: list[str] = []
+    for name in variables:
+        column = meta[name]
+        if column.isna().any():
+            sample = str(column.index[column.isna().to_numpy()][0])
+            raise ValueError(f"design variable {name!r} is missing for sample {sample!r}")
+        kinds[name] = "factor"
+        if name == factor:
+            values = column.astype(str)
+            present = sorted(values.unique())
+            for wanted in (level, reference):
+                if wanted not in present:
+                    raise ValueError(
+                        f"contrast level {wanted!r} not found in {factor!r} (levels: {present})"
+                    )
+            if level == reference:
+                raise ValueError(f"contrast compares {level!r} with itself")
+            present = [reference, *(p for p in present if p != reference)]
+        elif keep_categories and isinstance(column.dtype, pd.CategoricalDtype):
+            levels[name] = [str(c) for c in column.cat.categories]
+            continue
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            if name in keep_numeric:
+                kinds[name] = "numeric (requested)"
+                continue
+            if not integer_codes(column):
+                kinds[name] = "numeric"
+                continue  # continuous covariate
+            kinds[name] = "factor (integer codes)"
+            coded.append(name)
+            values = column.astype(np.int64).astype(str)
+            present = sorted(values.unique(), key=int)
+            (log.warning if notify else log.debug)(
+                "design variable %r holds integer codes (%d distinct whole numbers over %d "
+                "samples): fitted as a factor with %d levels, not as one continuous slope (R "
+                "DESeq2 would fit a slope); to keep it continuous pass numeric=(%r,) (phenoflow "
+                "de/normalize: --numeric %s; study manifest: expression.numeric: [%s])",
+                name, len(present), len(column), len(present), name, name, name,
+            )
+        else:
+            values = column.astype(str)
+            present = sorted(values.unique())
+        meta[name] = pd.Categorical(values, categories=present)
+        levels[name] = present
+    return meta, levels, kinds, tuple(coded), keep_numeric
+
+
+def prepare_design(
+    obs: pd.DataFrame,
+    design: str,
+    *,
+    contrast: str | Sequence[str] | None = None,
+    numeric: Sequence[str] = (),
+    keep_categories: bool = False,
+    notify: bool = True,
+) -> PreparedDesign:
+    """Validate a design against a sample sheet and decide every variable's kind (the one rule).
+
+    Parameters
+    ----------
+    obs
+        The sample sheet (one row per sample).
+    design
+        A formula starting with ``~``.
+    contrast
+        ``(factor, level, reference)`` or ``"factor,level,reference"``: ``factor`` must be a
+        design variable holding both levels; it becomes a factor with ``reference`` first.
+    numeric
+        Integer-coded columns to keep as continuous covariates (see the module docstring).
+    keep_categories
+        Keep the level order of pandas categorical columns (other than the contrast factor).
+    notify
+        Log the integer-codes notice as a warning (``False``: at debug level, for a check
+        whose caller fits the design later and warns then).
+
+    Returns
+    -------
+    PreparedDesign
+        The frame, levels and kinds.
+
+    Raises
+    ------
+    ValueError
+        An unparsable design, a variable missing from the sheet or for a sample, a contrast
+        factor outside the design, a contrast level not present, a level compared with itself,
+        or ``numeric`` naming a column that is not a design variable.
+
+    Examples
+    --------
+    >>> sheet = pd.DataFrame({"patient": [1, 1, 2, 2, 3, 3], "timepoint": ["pre", "post"] * 3})
+    >>> prepared = prepare_design(sheet, "~ patient + timepoint", contrast="timepoint,post,pre")
+    >>> prepared.kinds["patient"], prepared.levels["patient"]
+    ('factor (integer codes)', ['1', '2', '3'])
+    """
+    contrast_t = None if contrast is None else as_contrast(contrast)
+    meta, levels, kinds, coded, keep = _decide(
+        obs, design_variables(design), contrast=contrast_t, keep_categories=keep_categories,
+        numeric=numeric, notify=notify,
+    )
+    return PreparedDesign(design=design, frame=meta, levels=levels, kinds=kinds,
+                          integer_factors=coded, numeric=keep)
+
+
 def design_frame(
     obs: pd.DataFrame,
     variables: Sequence[str],
     *,
     contrast: tuple[str, str, str] | None = None,
     keep_categories: bool = False,
+    numeric: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The design's columns of the sample sheet, validated, with factors and their levels fixed.
 
@@ -147,6 +386,8 @@ def design_frame(
     keep_categories
         Keep the level order of pandas categorical columns (other than the contrast factor);
         by default their values are re-levelled as text, sorted.
+    numeric
+        Integer-coded columns to keep continuous (see the module docstring).
 
     Returns
     -------
@@ -168,49 +409,14 @@ def design_frame(
     >>> levels
     {'patient': ['a', 'b'], 'timepoint': ['pre', 'post']}
     """
-    variables = list(variables)
-    missing = [v for v in variables if v not in obs.columns]
-    if missing:
-        raise ValueError(
-            f"design variable(s) {missing} not in the sample sheet (columns: {list(obs.columns)})"
-        )
-    factor = None
-    if contrast is not None:
-        factor, level, reference = contrast
-        if factor not in variables:
-            raise ValueError(f"contrast factor {factor!r} is not in the design ({variables})")
-    meta = obs.loc[:, variables].copy()
-    levels: dict[str, list[str]] = {}
-    for name in variables:
-        column = meta[name]
-        if column.isna().any():
-            sample = str(column.index[column.isna().to_numpy()][0])
-            raise ValueError(f"design variable {name!r} is missing for sample {sample!r}")
-        if name == factor:
-            values = column.astype(str)
-            present = sorted(values.unique())
-            for wanted in (level, reference):
-                if wanted not in present:
-                    raise ValueError(
-                        f"contrast level {wanted!r} not found in {factor!r} (levels: {present})"
-                    )
-            if level == reference:
-                raise ValueError(f"contrast compares {level!r} with itself")
-            present = [reference, *(p for p in present if p != reference)]
-        elif keep_categories and isinstance(column.dtype, pd.CategoricalDtype):
-            levels[name] = [str(c) for c in column.cat.categories]
-            continue
-        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            continue  # continuous covariate
-        else:
-            values = column.astype(str)
-            present = sorted(values.unique())
-        meta[name] = pd.Categorical(values, categories=present)
-        levels[name] = present
+    meta, levels, _, _, _ = _decide(obs, variables, contrast=contrast,
+                                    keep_categories=keep_categories, numeric=numeric)
     return meta, levels
 
 
-def design_matrix(obs: pd.DataFrame, design: str) -> np.ndarray:
+def design_matrix(
+    obs: pd.DataFrame, design: str, *, numeric: Sequence[str] = ()
+) -> np.ndarray:
     """Treatment-coded design matrix of ``design`` over ``obs`` (R's ``model.matrix``).
 
     Text columns become factors whose levels are sorted (the first is the reference, as in R);
@@ -222,6 +428,8 @@ def design_matrix(obs: pd.DataFrame, design: str) -> np.ndarray:
         The sample sheet.
     design
         A formula starting with ``~``.
+    numeric
+        Integer-coded columns to keep continuous (see the module docstring).
 
     Returns
     -------
@@ -239,8 +447,23 @@ def design_matrix(obs: pd.DataFrame, design: str) -> np.ndarray:
     >>> design_matrix(sheet, "~ patient + timepoint").tolist()
     [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 0.0]]
     """
+    return model_matrix(prepare_design(obs, design, keep_categories=True, numeric=numeric))
+
+
+def model_matrix(prepared: PreparedDesign) -> np.ndarray:
+    """Treatment-coded model matrix of a prepared design (R's ``model.matrix``).
+
+    Parameters
+    ----------
+    prepared
+        From :func:`prepare_design`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Samples x coefficients.
+    """
     from formulaic import Formula
 
-    meta, _ = design_frame(obs, design_variables(design), keep_categories=True)
-    matrix = Formula(design).get_model_matrix(meta)
+    matrix = Formula(prepared.design).get_model_matrix(prepared.frame)
     return np.asarray(matrix, dtype=np.float64)

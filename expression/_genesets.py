@@ -26,6 +26,7 @@ in the remaining matrix scores
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -38,6 +39,8 @@ from scipy import stats
 from expression._paired import paired_test
 
 __all__ = ["default_gene_sets", "geneset_scores", "paired_score_tests", "read_gmt"]
+
+log = logging.getLogger(__name__)
 
 ScoreMethod = Literal["mean_z", "combined_z", "mean", "ssgsea"]
 METHODS: tuple[str, ...] = ("mean_z", "combined_z", "mean", "ssgsea")
@@ -110,11 +113,57 @@ def read_gmt(path: str | PathLike[str]) -> dict[str, list[str]]:
     return sets
 
 
-def _genes_x_samples(matrix: Any, layer: str | None) -> pd.DataFrame:
+def _frame_orientation(
+    frame: pd.DataFrame, sets: Mapping[str, Sequence[str]], orientation: str
+) -> pd.DataFrame:
+    """The DataFrame as genes x samples: checked (``"auto"``), trusted or transposed."""
+    from expression._validate import (
+        MIN_GENES_FOR_SHAPE,
+        ORIENTATIONS,
+        SHAPE_RATIO,
+        OrientationError,
+        genes_x_samples_evidence,
+    )
+
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    if orientation == "genes_x_samples":
+        return frame
+    if orientation == "samples_x_genes":
+        log.warning("geneset_scores: matrix given as samples x genes %s, transposed "
+                    "(orientation='samples_x_genes')", frame.shape)
+        return frame.T
+    members = {g for genes in sets.values() for g in genes}
+    in_rows = sum(str(g) in members for g in frame.index)
+    in_cols = sum(str(c) in members for c in frame.columns)
+    n_rows, n_cols = frame.shape
+    reason = None
+    if in_cols and not in_rows:
+        reason = f"{in_cols} of its column labels are genes of the gene sets, none of its row labels"
+    elif genes_x_samples_evidence((n_cols, n_rows), rows=frame.columns, columns=frame.index):
+        reason = (
+            "its column labels look like genes" if n_cols < MIN_GENES_FOR_SHAPE
+            or n_cols < SHAPE_RATIO * n_rows
+            else f"{n_rows} rows x {n_cols} columns: far more columns than rows"
+        )
+    if reason is not None:
+        raise OrientationError(
+            f"geneset_scores: the matrix ({frame.shape[0]} x {frame.shape[1]}) looks like "
+            f"samples x genes ({reason}); a DataFrame is taken as genes x samples (rows = "
+            "genes): pass matrix.T, or orientation='samples_x_genes' to transpose it here "
+            "(orientation='genes_x_samples' if the rows really are genes)",
+            shape=tuple(frame.shape),
+        )
+    return frame
+
+
+def _genes_x_samples(
+    matrix: Any, layer: str | None, sets: Mapping[str, Sequence[str]], orientation: str
+) -> pd.DataFrame:
     if isinstance(matrix, pd.DataFrame):
         if layer is not None:
             raise ValueError("layer= applies to AnnData input only")
-        frame = matrix
+        frame = _frame_orientation(matrix, sets, orientation)
     else:
         try:
             import anndata as ad
@@ -122,6 +171,12 @@ def _genes_x_samples(matrix: Any, layer: str | None) -> pd.DataFrame:
             raise TypeError("matrix must be a pandas DataFrame or an AnnData") from err
         if not isinstance(matrix, ad.AnnData):
             raise TypeError("matrix must be a genes x samples DataFrame or an AnnData")
+        from expression._validate import check_anndata_orientation
+
+        check_anndata_orientation(
+            matrix, what="geneset_scores",
+            orientation="samples_x_genes" if orientation == "genes_x_samples" else "auto",
+        )
         values = matrix.X if layer is None else matrix.layers[layer]
         if hasattr(values, "toarray"):
             values = values.toarray()
@@ -151,6 +206,7 @@ def geneset_scores(
     method: ScoreMethod = "mean_z",
     min_size: int = 1,
     layer: str | None = None,
+    orientation: Literal["auto", "genes_x_samples", "samples_x_genes"] = "auto",
 ) -> pd.DataFrame:
     """Score gene sets per sample.
 
@@ -170,6 +226,13 @@ def geneset_scores(
         ``"ssgsea"`` (no genes outside it) and is left out too.
     layer
         AnnData layer to read; ``None`` reads ``X``.
+    orientation
+        The layout of a DataFrame ``matrix``. ``"auto"`` (default): genes x samples expected,
+        and a frame whose columns (not rows) hold the sets' genes, whose column index is
+        named like genes, or that has far more columns than rows is refused
+        (:class:`expression.OrientationError`). ``"samples_x_genes"`` transposes it with a
+        logged notice; ``"genes_x_samples"`` skips the check. An AnnData must be samples x
+        genes (checked unless ``"genes_x_samples"``).
 
     Returns
     -------
@@ -180,13 +243,15 @@ def geneset_scores(
     Raises
     ------
     ValueError
-        On an unknown method, ``min_size < 1``, duplicate gene ids or non-finite values.
+        On an unknown method, ``min_size < 1``, duplicate gene ids or non-finite values;
+        :class:`expression.OrientationError` for a matrix laid out the other way.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if min_size < 1:
         raise ValueError("min_size must be at least 1")
-    frame = _genes_x_samples(matrix, layer)
+    sets = _as_sets(gene_sets)
+    frame = _genes_x_samples(matrix, layer, sets, orientation)
     if frame.shape[1] < 2:
         raise ValueError("at least two samples are needed")
     values = frame.to_numpy()
@@ -205,7 +270,7 @@ def geneset_scores(
         data = (values - values.mean(axis=1, keepdims=True)) / sd[:, None]
     rows: dict[str, np.ndarray] = {}
     sizes: dict[str, int] = {}
-    for name, members in _as_sets(gene_sets).items():
+    for name, members in sets.items():
         idx = position.reindex(members).dropna().to_numpy(dtype=np.intp)
         if idx.size < min_size or (method == "ssgsea" and idx.size == len(genes)):
             continue

@@ -8,6 +8,7 @@ Every reader returns samples x genes (the AnnData convention) with the raw count
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -19,7 +20,14 @@ import pandas as pd
 from expression._io_zarr import is_zarr_store, read_zarr_counts
 from expression._validate import CountsError, check_sample_sheet
 
-__all__ = ["read_counts", "read_sample_sheet", "write_matrix"]
+__all__ = [
+    "MATRIX_SUFFIXES",
+    "OutputError",
+    "check_output",
+    "read_counts",
+    "read_sample_sheet",
+    "write_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +250,113 @@ def read_counts(
     return adata
 
 
+#: Suffixes :func:`write_matrix` writes.
+MATRIX_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet", ".h5ad")
+
+
+class OutputError(ValueError):
+    """An output path cannot be written (checked before any work is done).
+
+    Parameters
+    ----------
+    message
+        What is wrong with the path.
+    path
+        The output path.
+    """
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def check_output(
+    path: str | PathLike[str], *, suffixes: Sequence[str], what: str = "output"
+) -> Path:
+    """Check an output path before the work that produces it: suffix, folder, writability.
+
+    Parameters
+    ----------
+    path
+        The file to be written.
+    suffixes
+        The suffixes the writer supports.
+    what
+        What the file is, for the message.
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputError
+        An unsupported suffix, a folder that does not exist (or is not a folder), a folder
+        where no file can be created, or a path that is an existing folder.
+    """
+    target = Path(path)
+    if target.suffix.lower() not in suffixes:
+        raise OutputError(
+            f"{what} {target}: unsupported output suffix {target.suffix!r} ({', '.join(suffixes)})",
+            path=target,
+        )
+    if target.is_dir():
+        raise OutputError(f"{what} {target}: is a folder, not a file", path=target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{what} {target}: folder {folder} does not exist", path=target)
+    import tempfile
+
+    try:  # a real probe: os.access is wrong for root, ACLs and read-only mounts
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{what} {target}: folder {folder} is not writable ({exc.strerror or exc})",
+            path=target,
+        ) from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise OutputError(f"{what} {target}: the existing file is not writable", path=target)
+    return target
+
+
+def write_matrix_to(adata: Any, path: str | PathLike[str], *, layer: str, fmt: str) -> None:
+    """Write one layer to ``path`` in format ``fmt`` (a suffix), not atomically (internal).
+
+    Parameters
+    ----------
+    adata
+        The AnnData (samples x genes); a Dask layer is computed.
+    path
+        The file written (usually a temporary name of :func:`engine.runtime.atomic_path`).
+    layer
+        The layer to write for the table formats.
+    fmt
+        ``".csv"``, ``".tsv"``, ``".parquet"`` or ``".h5ad"``.
+    """
+    fmt = fmt.lower()
+    if fmt not in MATRIX_SUFFIXES:
+        raise OutputError(f"unsupported output suffix {fmt!r} ({', '.join(MATRIX_SUFFIXES)})",
+                          path=Path(path))
+    if fmt == ".h5ad":
+        adata.write_h5ad(path)
+        return
+    matrix = adata.layers[layer]
+    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
+    table = pd.DataFrame(matrix.T, index=adata.var_names, columns=adata.obs_names)
+    table.index.name = "gene"
+    if fmt == ".parquet":
+        table.to_parquet(path)
+    else:
+        table.to_csv(path, sep="\t" if fmt == ".tsv" else ",", float_format="%.17g")
+
+
 def write_matrix(adata: Any, path: str | PathLike[str], *, layer: str) -> Path:
     """Write one layer: ``.csv``/``.tsv`` (genes x samples, gene id first), ``.parquet`` or ``.h5ad``.
+
+    The file is written atomically (a temporary file renamed into place): a failure leaves the
+    previous file, or none, never a truncated one.
 
     Parameters
     ----------
@@ -258,19 +371,21 @@ def write_matrix(adata: Any, path: str | PathLike[str], *, layer: str) -> Path:
     -------
     Path
         The written file.
+
+    Raises
+    ------
+    OutputError
+        An unsupported suffix (checked before anything is written).
     """
+    from engine.runtime import atomic_path
+
     path = Path(path)
-    if path.suffix == ".h5ad":
-        adata.write_h5ad(path)
-        return path
-    matrix = adata.layers[layer]
-    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
-    table = pd.DataFrame(matrix.T, index=adata.var_names, columns=adata.obs_names)
-    table.index.name = "gene"
-    if path.suffix == ".parquet":
-        table.to_parquet(path)
-    elif path.suffix in (".csv", ".tsv"):
-        table.to_csv(path, sep="\t" if path.suffix == ".tsv" else ",", float_format="%.17g")
-    else:
-        raise ValueError(f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet, .h5ad)")
+    if path.suffix.lower() not in MATRIX_SUFFIXES:
+        raise OutputError(
+            f"unsupported output suffix {path.suffix!r} ({', '.join(MATRIX_SUFFIXES)})", path=path
+        )
+    if path.suffix.lower() != ".h5ad" and layer not in adata.layers:
+        raise KeyError(f"layer {layer!r} not found; layers are {list(adata.layers)}")
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        write_matrix_to(adata, tmp, layer=layer, fmt=path.suffix)
     return path

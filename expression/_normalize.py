@@ -9,13 +9,13 @@ layer is built with ``map_blocks`` (only the size factors themselves are compute
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from expression._size_factors import Method, fit_size_factors
-from expression._validate import counts_matrix, is_dask
+from expression._validate import Orientation, check_anndata_orientation, counts_matrix, is_dask
 
 __all__ = ["cpm", "log2p1", "normalize_counts", "normalize_file"]
 
@@ -62,6 +62,8 @@ def normalize_counts(
     blind: bool = True,
     fit_type: str = "parametric",
     design: str = "~ patient + timepoint",
+    numeric: Sequence[str] = (),
+    orientation: Orientation = "auto",
     copy: bool = False,
 ) -> Any:
     """Divide each sample's counts by its DESeq2 size factor (and, for ``"vst"``, transform).
@@ -83,8 +85,13 @@ def normalize_counts(
         ``np.exp(reference.uns["size_factors"]["log_geo_means"])``.
     control_genes
         Gene ids, integer positions or a boolean mask (R's ``controlGenes``).
-    blind, fit_type, design
-        Options of the ``"vst"`` method (see :func:`expression.vst`).
+    blind, fit_type, design, numeric
+        Options of the ``"vst"`` method (see :func:`expression.vst`; ``numeric`` keeps
+        integer-coded design columns continuous, see :mod:`expression._design`).
+    orientation
+        ``"auto"`` refuses an AnnData whose observations look like genes
+        (:class:`expression.OrientationError`; pass ``adata.T``); ``"samples_x_genes"`` skips
+        the check.
     copy
         Return a modified copy instead of working in place.
 
@@ -93,12 +100,14 @@ def normalize_counts(
     anndata.AnnData or None
         The copy when ``copy=True``.
     """
+    check_anndata_orientation(adata, what="normalize_counts", orientation=orientation)
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)
     transform = method == "vst"
     fit = fit_size_factors(
         counts, method="ratio" if transform else method, geo_means=geo_means,
         control_genes=_control_positions(target, control_genes), sample_names=target.obs_names,
+        orientation="samples_x_genes",
     )
     target.obs["size_factors"] = fit.size_factors
     target.layers[key_added] = _per_sample(counts, fit.size_factors, np.divide)
@@ -117,12 +126,17 @@ def normalize_counts(
         from expression._vst import vst
 
         vst(target, blind=blind, fit_type=fit_type, design=design, size_factors=fit.size_factors,
-            layer=layer)
+            layer=layer, numeric=numeric, orientation="samples_x_genes")
     return target if copy else None
 
 
 def cpm(
-    adata: Any, *, layer: str | None = "counts", key_added: str = "cpm", copy: bool = False
+    adata: Any,
+    *,
+    layer: str | None = "counts",
+    key_added: str = "cpm",
+    orientation: Orientation = "auto",
+    copy: bool = False,
 ) -> Any:
     """Counts per million: each sample's counts divided by its library size, times 1e6.
 
@@ -134,6 +148,9 @@ def cpm(
         Layer with the raw counts (``None`` or a missing ``"counts"`` uses ``X``).
     key_added
         Name of the new layer.
+    orientation
+        ``"auto"`` refuses an AnnData whose observations look like genes; ``"samples_x_genes"``
+        skips the check.
     copy
         Return a modified copy instead of working in place.
 
@@ -142,6 +159,7 @@ def cpm(
     anndata.AnnData or None
         The copy when ``copy=True``.
     """
+    check_anndata_orientation(adata, what="cpm", orientation=orientation)
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)
     lib = counts.sum(axis=1, dtype=np.float64)
@@ -153,7 +171,12 @@ def cpm(
 
 
 def log2p1(
-    adata: Any, *, layer: str = "normalized", key_added: str = "log2p1", copy: bool = False
+    adata: Any,
+    *,
+    layer: str = "normalized",
+    key_added: str = "log2p1",
+    orientation: Orientation = "auto",
+    copy: bool = False,
 ) -> Any:
     """``log2(x + 1)`` of a layer: DESeq2's ``normTransform`` when ``layer`` holds normalised counts.
 
@@ -165,6 +188,9 @@ def log2p1(
         The layer to transform (by default the output of :func:`normalize_counts`).
     key_added
         Name of the new layer.
+    orientation
+        ``"auto"`` refuses an AnnData whose observations look like genes; ``"samples_x_genes"``
+        skips the check.
     copy
         Return a modified copy instead of working in place.
 
@@ -173,6 +199,7 @@ def log2p1(
     anndata.AnnData or None
         The copy when ``copy=True``.
     """
+    check_anndata_orientation(adata, what="log2p1", orientation=orientation)
     target = _target(adata, copy)
     if layer not in target.layers:
         raise KeyError(f"layer {layer!r} not found (run normalize_counts or cpm first)")
@@ -189,6 +216,9 @@ def log2p1(
     return target if copy else None
 
 
+NORMALIZE_METHODS = ("ratio", "poscounts", "cpm", "log2p1", "vst")
+
+
 def normalize_file(
     counts: Any,
     *,
@@ -199,8 +229,12 @@ def normalize_file(
     blind: bool = True,
     fit_type: str = "parametric",
     design: str = "~ patient + timepoint",
+    numeric: Sequence[str] = (),
 ) -> Any:
     """Read, validate and normalise a count file, then write the result (the CLI's work).
+
+    Every argument and the output paths are checked before anything is computed; the outputs
+    are written atomically (both appear, or neither: see :func:`engine.runtime.atomic_path`).
 
     Parameters
     ----------
@@ -218,22 +252,44 @@ def normalize_file(
         Optional CSV for the size factors (columns ``sample,size_factor``); not for ``cpm``.
     blind, fit_type, design
         Options of ``"vst"`` (see :func:`expression.vst`); ``design`` needs ``samples``.
+    numeric
+        Integer-coded design columns to keep continuous (``"vst"`` with ``blind=False``; see
+        :mod:`expression._design`).
 
     Returns
     -------
     anndata.AnnData
         The normalised data.
+
+    Raises
+    ------
+    expression.OutputError
+        An output with an unsupported suffix, in a folder that does not exist or cannot be
+        written, or that is a folder (before any work).
+    ValueError
+        An unknown method, or options that do not go together.
     """
     import pandas as pd
 
-    from expression._io import read_counts, write_matrix
+    from engine.runtime import atomic_path
+    from expression._io import MATRIX_SUFFIXES, check_output, read_counts, write_matrix_to
     from expression._validate import validate_counts
+
+    if method not in NORMALIZE_METHODS:
+        raise ValueError(f"unknown method {method!r} (one of {NORMALIZE_METHODS})")
+    if method == "cpm" and size_factors_out is not None:
+        raise ValueError("--size-factors needs a size-factor method (ratio, poscounts, log2p1, vst)")
+    if method == "vst" and not blind and samples is None:
+        raise ValueError("vst with the design (--no-blind) needs a sample sheet (--samples)")
+    out_path = check_output(out, suffixes=MATRIX_SUFFIXES, what="normalized matrix")
+    sf_path = (None if size_factors_out is None
+               else check_output(size_factors_out, suffixes=(".csv",), what="size factors"))
+    if sf_path is not None and sf_path.resolve() == out_path.resolve():
+        raise ValueError(f"the matrix and the size factors would both be written to {out_path}")
 
     adata = read_counts(counts, samples=samples)
     validate_counts(adata)
     if method == "cpm":
-        if size_factors_out is not None:
-            raise ValueError("--size-factors needs a size-factor method (ratio, poscounts, log2p1, vst)")
         cpm(adata)
         key = "cpm"
     elif method in ("ratio", "poscounts", "log2p1"):
@@ -242,16 +298,17 @@ def normalize_file(
         if method == "log2p1":
             log2p1(adata)
             key = "log2p1"
-    elif method == "vst":
-        if not blind and samples is None:
-            raise ValueError("vst with the design (--no-blind) needs a sample sheet (--samples)")
-        normalize_counts(adata, method="vst", blind=blind, fit_type=fit_type, design=design)
-        key = "vst"
     else:
-        raise ValueError(f"unknown method {method!r}")
-    write_matrix(adata, out, layer=key)
-    if size_factors_out is not None:
-        pd.DataFrame(
-            {"sample": adata.obs_names, "size_factor": adata.obs["size_factors"].to_numpy()}
-        ).to_csv(size_factors_out, index=False, float_format="%.17g")
+        normalize_counts(adata, method="vst", blind=blind, fit_type=fit_type, design=design,
+                         numeric=numeric)
+        key = "vst"
+    # both files or neither: the size factors are renamed into place first, the matrix last,
+    # and only when both were written completely
+    with atomic_path(out_path, suffix=out_path.suffix) as tmp_out:
+        write_matrix_to(adata, tmp_out, layer=key, fmt=out_path.suffix)
+        if sf_path is not None:
+            with atomic_path(sf_path, suffix=".csv") as tmp_sf:
+                pd.DataFrame(
+                    {"sample": adata.obs_names, "size_factor": adata.obs["size_factors"].to_numpy()}
+                ).to_csv(tmp_sf, index=False, float_format="%.17g")
     return adata

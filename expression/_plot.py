@@ -69,8 +69,12 @@ def _check_out(out: PathArg) -> Path | None:
 
 def _save(fig: Figure, path: Path | None) -> Figure:
     if path is not None:
+        from engine.runtime import atomic_path
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format=path.suffix.lower()[1:], dpi=DPI)
+        fmt = path.suffix.lower()
+        with atomic_path(path, suffix=fmt) as tmp:  # never a truncated figure
+            fig.savefig(tmp, format=fmt[1:], dpi=DPI)
         log.debug("wrote %s", path)
     return fig
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from expression._validate import CountsError, is_dask
+from expression._validate import CountsError, Orientation, as_samples_x_genes, is_dask
 
 __all__ = ["SizeFactorFit", "fit_size_factors", "log_geo_means", "size_factors"]
 
@@ -78,7 +78,9 @@ def _log_geo_meansblock(block: np.ndarray, *, method: str) -> np.ndarray:
         return np.log(geo)  # R: log(geoMeans) of exp(sum(log(x[x > 0])) / length(x))
 
 
-def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
+def log_geo_means(
+    counts: Any, *, method: Method = "ratio", orientation: Orientation = "auto"
+) -> np.ndarray:
     """Per-gene log geometric means as DESeq2 uses them.
 
     Parameters
@@ -88,6 +90,10 @@ def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
     method
         ``"ratio"`` (``-inf`` for genes with any zero) or ``"poscounts"`` (zeros skipped in the
         sum, ``-inf`` only for all-zero genes).
+    orientation
+        ``"auto"`` refuses a matrix that looks genes x samples
+        (:class:`expression.OrientationError`); ``"genes_x_samples"`` transposes it;
+        ``"samples_x_genes"`` skips the check.
 
     Returns
     -------
@@ -96,6 +102,7 @@ def log_geo_means(counts: Any, *, method: Method = "ratio") -> np.ndarray:
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    counts = as_samples_x_genes(counts, what="log_geo_means", orientation=orientation)
     return _log_geo_means(counts, method=method)
 
 
@@ -159,6 +166,7 @@ def fit_size_factors(
     log_geo_means: Any = None,
     control_genes: Any = None,
     sample_names: Any = None,
+    orientation: Orientation = "auto",
 ) -> SizeFactorFit:
     """Size factors exactly as R DESeq2, with the per-gene quantities behind them.
 
@@ -180,6 +188,11 @@ def fit_size_factors(
         ``controlGenes``).
     sample_names
         Sample ids, used only to name a failing sample in error messages.
+    orientation
+        ``"auto"`` (default) refuses a matrix whose shape or labels say genes x samples
+        (:class:`expression.OrientationError`, e.g. DESeq2's 17,043 genes x 8 samples layout);
+        ``"genes_x_samples"`` transposes it with a logged notice; ``"samples_x_genes"`` skips
+        the check.
 
     Returns
     -------
@@ -190,12 +203,14 @@ def fit_size_factors(
     ------
     CountsError
         When every gene has a zero (``ratio``), or a sample has no positive count among the
-        usable genes.
+        usable genes; :class:`expression.OrientationError` for a genes x samples matrix.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS} ('iterate' is not implemented), got {method!r}")
     if geo_means is not None and log_geo_means is not None:
         raise ValueError("give geo_means or log_geo_means, not both")
+    counts = as_samples_x_genes(counts, what="fit_size_factors", orientation=orientation,
+                                samples=None if sample_names is None else list(map(str, sample_names)))
     if not is_dask(counts):
         counts = np.asarray(counts)
     n_samples, n_genes = counts.shape
@@ -244,6 +259,7 @@ def size_factors(
     method: Method = "ratio",
     geo_means: Any = None,
     control_genes: Any = None,
+    orientation: Orientation = "auto",
 ) -> np.ndarray:
     """Per-sample size factors exactly as R DESeq2's ``estimateSizeFactors``.
 
@@ -258,6 +274,9 @@ def size_factors(
         geometric mean 1.
     control_genes
         Integer positions or a boolean mask of genes to compute the medians over.
+    orientation
+        ``"auto"`` (default) refuses a genes x samples matrix; ``"genes_x_samples"``
+        transposes it; ``"samples_x_genes"`` skips the check (see :func:`fit_size_factors`).
 
     Returns
     -------
@@ -267,8 +286,10 @@ def size_factors(
     Raises
     ------
     CountsError
-        When every gene has a zero (with ``method="ratio"``; use ``"poscounts"``).
+        When every gene has a zero (with ``method="ratio"``; use ``"poscounts"``);
+        :class:`expression.OrientationError` for a genes x samples matrix.
     """
     return fit_size_factors(
-        counts, method=method, geo_means=geo_means, control_genes=control_genes
+        counts, method=method, geo_means=geo_means, control_genes=control_genes,
+        orientation=orientation,
     ).size_factors

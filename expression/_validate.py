@@ -3,18 +3,58 @@
 Every check works on a numpy array or a ``dask.array`` (samples x genes): the reductions are
 per gene and per sample, so only small boolean vectors (and, on failure, one column) are
 brought into memory.
+
+Orientation (:func:`as_samples_x_genes`, :func:`check_anndata_orientation`): every public
+expression function takes samples as rows (the AnnData convention; DESeq2's own layout is the
+transpose). A matrix is refused with :class:`OrientationError` when its shape or its labels say
+genes x samples:
+
+- its row labels look like gene ids (an index named ``gene``, ``gene_id``, ``Geneid``,
+  ``symbol``... as :func:`expression.write_matrix` and most count tables name it, or mostly
+  Ensembl gene ids) while its column labels do not;
+- its column labels are the sample sheet's samples while its row labels are not (when the
+  function has a sample sheet);
+- it has at least :data:`MIN_GENES_FOR_SHAPE` rows and :data:`SHAPE_RATIO` times more rows than
+  columns (a bulk count matrix has far more genes than samples).
+
+The fix is named in the message (``counts.T``, or ``adata.T``); ``orientation=
+"genes_x_samples"`` transposes a matrix with a logged notice and ``orientation=
+"samples_x_genes"`` skips the check. Nothing is guessed silently.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CountsError", "check_sample_sheet", "validate_counts"]
+__all__ = [
+    "CountsError",
+    "OrientationError",
+    "as_samples_x_genes",
+    "check_anndata_orientation",
+    "check_sample_sheet",
+    "genes_x_samples_evidence",
+    "validate_counts",
+]
+
+Orientation = Literal["auto", "samples_x_genes", "genes_x_samples"]
+ORIENTATIONS: tuple[str, ...] = ("auto", "samples_x_genes", "genes_x_samples")
+
+#: The shape rule: at least this many rows ...
+MIN_GENES_FOR_SHAPE = 1000
+#: ... and this many times more rows than columns make a matrix genes x samples.
+SHAPE_RATIO = 10
+#: Index names that mark the genes axis.
+GENE_AXIS_NAMES = frozenset({
+    "gene", "genes", "gene_id", "geneid", "gene_ids", "gene_name", "gene_symbol", "symbol",
+    "feature", "feature_id", "features", "ensembl", "ensembl_id", "ensembl_gene_id",
+})
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +76,179 @@ class CountsError(ValueError):
         super().__init__(message)
         self.gene = gene
         self.sample = sample
+
+
+class OrientationError(CountsError):
+    """A count matrix is laid out genes x samples where samples x genes is expected (or the
+    reverse); the message names the shape, the evidence and the fix.
+
+    Parameters
+    ----------
+    message
+        What is wrong and how to fix it.
+    shape
+        The shape that was refused.
+    """
+
+    def __init__(self, message: str, *, shape: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.shape = shape
+
+
+def _labels_name(labels: Any) -> str:
+    return str(getattr(labels, "name", None) or "").strip().lower()
+
+
+def _gene_like(labels: Any) -> bool:
+    """Whether axis labels look like gene ids (gene axis name, or mostly Ensembl gene ids)."""
+    if labels is None:
+        return False
+    if _labels_name(labels) in GENE_AXIS_NAMES:
+        return True
+    head = [str(x) for x in list(labels[:200])]
+    return bool(head) and sum(bool(_ENSEMBL.match(x)) for x in head) >= 0.9 * len(head)
+
+
+def genes_x_samples_evidence(
+    shape: tuple[int, ...],
+    *,
+    rows: Any = None,
+    columns: Any = None,
+    samples: Sequence[str] | None = None,
+) -> str | None:
+    """Why a matrix with these axes looks genes x samples (see the module docstring), or None.
+
+    Parameters
+    ----------
+    shape
+        ``(n_rows, n_columns)``.
+    rows, columns
+        The axis labels, when there are any (a pandas Index, or a sequence).
+    samples
+        The sample ids of a sample sheet, when the caller has one.
+
+    Returns
+    -------
+    str or None
+        The evidence, in words.
+
+    Examples
+    --------
+    >>> genes_x_samples_evidence((17043, 8))
+    '17043 rows x 8 columns: a count matrix has far more genes than samples'
+    >>> genes_x_samples_evidence((8, 17043)) is None
+    True
+    """
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    if samples is not None and rows is not None and columns is not None:
+        wanted = {str(s) for s in samples}
+        in_cols = sum(str(c) in wanted for c in columns)
+        in_rows = sum(str(r) in wanted for r in rows)
+        if in_cols and not in_rows:
+            return f"its {in_cols} column label(s) are sample ids of the sample sheet"
+    if _gene_like(rows) and not _gene_like(columns):
+        name = _labels_name(rows)
+        what = f"an index named {name!r}" if name in GENE_AXIS_NAMES else "Ensembl gene ids"
+        return f"its row labels look like genes ({what})"
+    if n_rows >= MIN_GENES_FOR_SHAPE and n_rows >= SHAPE_RATIO * n_cols:
+        return f"{n_rows} rows x {n_cols} columns: a count matrix has far more genes than samples"
+    return None
+
+
+def as_samples_x_genes(
+    counts: Any,
+    *,
+    what: str,
+    orientation: Orientation = "auto",
+    samples: Sequence[str] | None = None,
+) -> Any:
+    """``counts`` as samples x genes: checked, transposed on request, refused on evidence.
+
+    Parameters
+    ----------
+    counts
+        A numpy array, pandas DataFrame or ``dask.array`` (2-D).
+    what
+        The calling function, for the message.
+    orientation
+        ``"auto"``: samples x genes expected; a matrix whose shape or labels say genes x
+        samples raises :class:`OrientationError`. ``"samples_x_genes"``: trusted as given.
+        ``"genes_x_samples"``: transposed, with a logged notice.
+    samples
+        Sample ids of a sample sheet, when the caller has one (label evidence).
+
+    Returns
+    -------
+    Any
+        The same kind of object, samples x genes.
+
+    Raises
+    ------
+    OrientationError
+        Evidence of genes x samples under ``"auto"``.
+    ValueError
+        An unknown ``orientation`` or a matrix that is not 2-D.
+    """
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    shape = tuple(getattr(counts, "shape", np.shape(counts)))
+    if len(shape) != 2:
+        raise ValueError(f"{what}: counts must be a 2-d samples x genes matrix, got shape {shape}")
+    if orientation == "genes_x_samples":
+        log.warning("%s: counts given as genes x samples %s, transposed (orientation=%r)",
+                    what, shape, orientation)
+        return counts.T
+    if orientation == "samples_x_genes":
+        return counts
+    reason = genes_x_samples_evidence(
+        shape, rows=getattr(counts, "index", None), columns=getattr(counts, "columns", None),
+        samples=samples,
+    )
+    if reason is not None:
+        raise OrientationError(
+            f"{what}: the counts ({shape[0]} x {shape[1]}) look like genes x samples ({reason}); "
+            "phenoflow takes samples as rows (the AnnData layout, the transpose of DESeq2's): "
+            "pass counts.T, or orientation='genes_x_samples' to transpose it here "
+            "(orientation='samples_x_genes' if the rows really are samples)",
+            shape=shape,
+        )
+    return counts
+
+
+def check_anndata_orientation(adata: Any, *, what: str, orientation: Orientation = "auto") -> None:
+    """Refuse an AnnData whose observations look like genes (built from a genes x samples table).
+
+    Parameters
+    ----------
+    adata
+        The AnnData (samples x genes expected).
+    what
+        The calling function, for the message.
+    orientation
+        ``"auto"`` checks; ``"samples_x_genes"`` trusts it; ``"genes_x_samples"`` is refused
+        (an AnnData is not transposed in place: pass ``adata.T``).
+
+    Raises
+    ------
+    OrientationError
+        Evidence that the observations are genes, or ``orientation="genes_x_samples"``.
+    """
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    if orientation == "samples_x_genes":
+        return
+    shape = (int(adata.n_obs), int(adata.n_vars))
+    reason = (
+        "orientation='genes_x_samples' was given" if orientation == "genes_x_samples"
+        else genes_x_samples_evidence(shape, rows=adata.obs_names, columns=adata.var_names)
+    )
+    if reason is not None:
+        raise OrientationError(
+            f"{what}: the AnnData ({shape[0]} observations x {shape[1]} variables) looks like "
+            f"genes x samples ({reason}); observations must be samples: pass adata.T (or "
+            "orientation='samples_x_genes' if the observations really are samples)",
+            shape=shape,
+        )
 
 
 def is_dask(x: Any) -> bool:
@@ -96,7 +309,11 @@ def check_sample_sheet(matrix_samples: Sequence[str], sheet_samples: Sequence[st
 
 
 def validate_counts(
-    adata: Any, *, layer: str | None = "counts", samples: pd.DataFrame | None = None
+    adata: Any,
+    *,
+    layer: str | None = "counts",
+    samples: pd.DataFrame | None = None,
+    orientation: Orientation = "auto",
 ) -> None:
     """Check that ``adata`` holds usable raw counts (samples x genes).
 
@@ -108,14 +325,19 @@ def validate_counts(
         The layer with the raw counts; ``None`` (or a missing ``"counts"`` layer) uses ``X``.
     samples
         An optional sample sheet (index = sample ids) that must name exactly the same samples.
+    orientation
+        ``"auto"`` refuses an AnnData whose observations look like genes
+        (:func:`check_anndata_orientation`); ``"samples_x_genes"`` skips that check.
 
     Raises
     ------
     CountsError
         On duplicated gene or sample ids, sheet/matrix sample mismatches, missing (NaN),
         negative or non-integer values, or an all-zero sample; the message names the first
-        offending gene and sample.
+        offending gene and sample. :class:`OrientationError` (a :class:`CountsError`) for a
+        genes x samples AnnData.
     """
+    check_anndata_orientation(adata, what="validate_counts", orientation=orientation)
     genes = [str(g) for g in adata.var_names]
     sample_ids = [str(s) for s in adata.obs_names]
     _duplicates(genes, "gene")

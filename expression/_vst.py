@@ -16,14 +16,16 @@ of the normalised counts ``q``. The dispersion estimation follows R step for ste
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from expression._compat import renamed_keywords
-from expression._design import design_matrix
+from expression._design import design_matrix, model_matrix, prepare_design
 from expression._dispersion import DispersionTrend, TrendFitError, fit_trend, gene_dispersions
+from expression._validate import Orientation
 
 __all__ = ["design_matrix", "vst", "vst_transform"]
 
@@ -55,17 +57,31 @@ def vst_transform(normed: np.ndarray, trend: DispersionTrend) -> np.ndarray:
     return (2 * np.arcsinh(np.sqrt(alpha * q)) - np.log(alpha) - np.log(4)) / np.log(2)
 
 
-def _counts_and_obs(data: Any, layer: str | None) -> tuple[np.ndarray, Any, pd.DataFrame | None]:
+def _counts_and_obs(
+    data: Any, layer: str | None, orientation: Orientation, obs: pd.DataFrame | None
+) -> tuple[np.ndarray, Any, pd.DataFrame | None]:
     """Dense samples x genes counts, the AnnData (or None) and its obs."""
-    from expression._validate import counts_matrix, is_sparse, validate_counts
+    from expression._validate import (
+        as_samples_x_genes,
+        check_anndata_orientation,
+        counts_matrix,
+        is_sparse,
+        validate_counts,
+    )
 
     if hasattr(data, "obs") and hasattr(data, "layers"):
-        validate_counts(data, layer=layer)
+        check_anndata_orientation(data, what="vst", orientation=orientation)
+        validate_counts(data, layer=layer, orientation="samples_x_genes")
         matrix = counts_matrix(data, layer=layer)
         dense = is_sparse(matrix)
         matrix = dense if dense is not None else matrix
         matrix = matrix.compute() if hasattr(matrix, "compute") else matrix
         return np.asarray(matrix, dtype=np.float64), data, data.obs
+    if np.ndim(data) == 2:
+        data = as_samples_x_genes(
+            data, what="vst", orientation=orientation,
+            samples=None if obs is None else [str(s) for s in obs.index],
+        )
     matrix = np.asarray(data.compute() if hasattr(data, "compute") else data)
     if matrix.ndim != 2:
         raise ValueError(f"counts must be a 2-d samples x genes matrix, got shape {matrix.shape}")
@@ -89,6 +105,8 @@ def vst(
     layer: str | None = "counts",
     key_added: str = "vst",
     threads: int | None = None,
+    numeric: Sequence[str] = (),
+    orientation: Orientation = "auto",
 ) -> Any:
     """DESeq2's variance stabilizing transformation.
 
@@ -116,6 +134,16 @@ def vst(
     threads
         Numba threads (default :func:`engine.runtime.default_threads`). ``n_threads=`` is a
         deprecated spelling.
+    numeric
+        With ``blind=False``: integer-coded sample-sheet columns to keep continuous. By default
+        a numeric column of whole numbers with 3 or more distinct values, at most one per two
+        samples (patient ids ``1..10``), is a factor, with a logged warning; the same rule as
+        :func:`expression.differential_expression` (:mod:`expression._design`). Recorded in
+        ``uns[key_added]["variables"]``.
+    orientation
+        ``"auto"`` refuses counts that look genes x samples
+        (:class:`expression.OrientationError`); for matrix input ``"genes_x_samples"``
+        transposes them with a logged notice; ``"samples_x_genes"`` skips the check.
 
     Returns
     -------
@@ -133,7 +161,7 @@ def vst(
 
     if fit_type not in FIT_TYPES:
         raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
-    counts, adata, sheet = _counts_and_obs(data, layer)
+    counts, adata, sheet = _counts_and_obs(data, layer, orientation, obs)
     n_samples = counts.shape[0]
     if size_factors is None:
         sf = fit_size_factors(counts, method="ratio").size_factors
@@ -143,6 +171,7 @@ def vst(
             raise ValueError(f"size_factors has {sf.size} values for {n_samples} samples")
         if not (np.isfinite(sf).all() and (sf > 0).all()):
             raise ValueError("size_factors must be finite and positive")
+    design_record: dict[str, Any] = {}
     if blind:
         used_design = "~ 1"
         x = np.ones((n_samples, 1))
@@ -153,7 +182,9 @@ def vst(
         if len(sheet) != n_samples:
             raise ValueError(f"obs has {len(sheet)} rows for {n_samples} samples")
         used_design = design
-        x = design_matrix(sheet, design)
+        prepared = prepare_design(sheet, design, numeric=numeric, keep_categories=True)
+        design_record = prepared.record()
+        x = model_matrix(prepared)
     genes = gene_dispersions(counts.T, sf, x, threads=threads)
     used_fit = fit_type
     try:
@@ -181,5 +212,6 @@ def vst(
         "layer": "X" if layer is None else layer,
         "size_factors": sf,
         "size_factors_given": size_factors is not None,
+        **design_record,
     }
     return None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.runtime import format_p
+from engine.runtime import atomic_write_text, format_p
 
 __all__ = ["FigureRef", "Section", "Table", "format_value", "write_report"]
 
@@ -206,6 +206,7 @@ def write_report(
         + "\n".join(body) + "\n</body></html>\n"
     )
     html_path, md_path = out / "report.html", out / "report.md"
-    html_path.write_text(document, encoding="utf-8")
-    md_path.write_text("\n".join(md).rstrip() + "\n", encoding="utf-8")
+    # each written atomically: a reader never sees half a report
+    atomic_write_text(html_path, document)
+    atomic_write_text(md_path, "\n".join(md).rstrip() + "\n")
     return html_path, md_path

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from engine.runtime import format_p, new_figure
+from engine.runtime import atomic_path, format_p, new_figure
 from expression import paired_slope_plot, plot_volcano
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
@@ -220,7 +220,10 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     # appended, not with_suffix: a stem may contain dots (``gates_P1.a``) that are no suffix
     png, svg = stem.with_name(f"{stem.name}.png"), stem.with_name(f"{stem.name}.svg")
-    fig.savefig(png, format="png", metadata={"Software": None})
-    with mpl.rc_context({"svg.hashsalt": "phenoflow", "svg.fonttype": "path"}):
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    # each file written atomically: a failed or killed run leaves no truncated figure
+    with atomic_path(png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    with mpl.rc_context({"svg.hashsalt": "phenoflow", "svg.fonttype": "path"}), \
+            atomic_path(svg, suffix=".svg") as tmp:
+        fig.savefig(tmp, format="svg", metadata={"Date": None, "Creator": None})
     return [png, svg]

@@ -22,15 +22,26 @@ Keys (``[]`` = optional)::
     [subgroup: group]                    # a clinical column
     [counts: counts.csv, samples: samples.csv]
     [gene_sets: [default, sets.gmt]]
-    [expression: {design, contrast: [factor, level, reference], alpha, score}]
+    [expression: {design, contrast: [factor, level, reference], alpha, score, numeric: [age]}]
     [correlations: [{x, y, [timepoint: pre], [pool_timepoints: false], [method]}, ...]]
     [statistics: {paired_test: wilcoxon, correlation: spearman, confidence: 0.95}]
     [figures: {gate_plot_patient: P05, key_populations: [Tc17]}]
+    [truth: truth.json]                  # the demo's planted effects
+    [seed: 20190419]                     # informational (the demo writes it)
+
+A key that is not one of these, at any level (``statistics: {paired_tests: t}``,
+``subgroups: group``), is an error naming the key path and the closest valid key; so is a value
+of the wrong kind (a name where a mapping is expected). Values are checked when the manifest is
+loaded, before any gating: every input file exists, the contrast's factor and both levels are in
+the sample sheet (with the design's variables, their kinds decided by the one design rule of
+:func:`expression.prepare_design`: integer codes such as patient numbers are factors unless
+listed in ``expression.numeric``), test and correlation names are among the allowed ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -49,6 +60,21 @@ __all__ = [
     "StudyError",
     "load_study",
 ]
+
+#: The valid keys at every level of the manifest.
+TOP_KEYS = (
+    "name", "seed", "timepoints", "columns", "patients", "fcs", "strategy",
+    "populations_of_interest", "clinical", "outcomes", "subgroup", "counts", "samples",
+    "gene_sets", "expression", "correlations", "statistics", "figures", "truth",
+)
+COLUMNS_KEYS = ("subject", "time")
+TIMEPOINTS_KEYS = ("pre", "post")
+FCS_KEYS = ("sample", "patient", "timepoint", "path")
+POPULATION_KEYS = ("name", "path", "parent", "parent_path")
+EXPRESSION_KEYS = ("design", "contrast", "alpha", "score", "numeric")
+CORRELATION_KEYS = ("x", "y", "timepoint", "pool_timepoints", "method")
+STATISTICS_KEYS = ("paired_test", "correlation", "confidence")
+FIGURES_KEYS = ("gate_plot_patient", "key_populations")
 
 _PAIRED_TESTS = ("wilcoxon", "t")
 _CORRELATIONS = ("spearman", "pearson")
@@ -130,6 +156,7 @@ class ExpressionSettings:
     contrast: tuple[str, str, str]
     alpha: float
     score: str
+    numeric: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,10 +245,23 @@ class _Reader:
             raise self.fail(where, f"expected a non-empty string, got {value!r}")
         return str(value)
 
-    def mapping(self, value: Any, where: str) -> Mapping[str, Any]:
+    def mapping(self, value: Any, where: str, keys: Sequence[str] | None = None) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__} {value!r}")
+        if keys is not None:
+            self.known_keys(value, where, keys)
         return value
+
+    def known_keys(self, value: Mapping[Any, Any], where: str, keys: Sequence[str]) -> None:
+        """Refuse a key that is not in ``keys``, naming the closest valid one."""
+        for key in value:
+            name = str(key)
+            if name in keys:
+                continue
+            close = difflib.get_close_matches(name, keys, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            path = f"{where}.{name}" if where else name
+            raise self.fail(path, f"unknown key {name!r} ({hint}valid keys: {', '.join(keys)})")
 
     def sequence(self, value: Any, where: str) -> Sequence[Any]:
         if isinstance(value, str) or not isinstance(value, Sequence):
@@ -274,7 +314,7 @@ def _populations(r: _Reader, loaded: Strategy | FlowJoWorkspace) -> list[Populat
     out: list[Population] = []
     for k, entry in enumerate(entries):
         where = f"populations_of_interest[{k}]"
-        entry = r.mapping(entry, where)
+        entry = r.mapping(entry, where, POPULATION_KEYS)
         path = r.text(r.get(entry, "path", f"{where}.path"), f"{where}.path")
         name = r.text(entry.get("name") or path.rstrip("/").rsplit("/", 1)[-1], f"{where}.name")
         parent_path = entry.get("parent_path")
@@ -309,7 +349,7 @@ def _fcs(r: _Reader, subject: str, time: str, timepoints: tuple[str, str]) -> li
     out: list[FcsSample] = []
     for k, entry in enumerate(entries):
         where = f"fcs[{k}]"
-        entry = r.mapping(entry, where)
+        entry = r.mapping(entry, where, FCS_KEYS)
         path = r.file(r.get(entry, "path", f"{where}.path"), f"{where}.path")
         sample = r.text(entry.get("sample") or path.stem, f"{where}.sample")
         patient = r.text(r.get(entry, "patient", f"{where}.patient"), f"{where}.patient")
@@ -325,8 +365,10 @@ def _fcs(r: _Reader, subject: str, time: str, timepoints: tuple[str, str]) -> li
     return out
 
 
-def _expression(r: _Reader) -> ExpressionSettings | None:
+def _expression(r: _Reader, subject: str, time: str) -> ExpressionSettings | None:
     if r.raw.get("counts") is None:
+        if r.raw.get("expression") is not None or r.raw.get("samples") is not None:
+            raise r.fail("counts", "required when 'expression' or 'samples' is given")
         return None
     counts = r.file(r.raw["counts"], "counts")
     samples = r.file(r.get(r.raw, "samples", "samples"), "samples")
@@ -338,31 +380,53 @@ def _expression(r: _Reader) -> ExpressionSettings | None:
     )
     if not sets:
         raise r.fail("gene_sets", "empty list (use 'default' for the built-in sets)")
-    ex = r.mapping(r.raw.get("expression") or {}, "expression")
+    ex = r.mapping(r.raw.get("expression") or {}, "expression", EXPRESSION_KEYS)
     contrast = r.sequence(ex.get("contrast", ["timepoint", "post", "pre"]), "expression.contrast")
     if len(contrast) != 3:
         raise r.fail("expression.contrast", "expected [factor, level, reference]")
+    contrast_t = tuple(r.text(c, f"expression.contrast[{k}]") for k, c in enumerate(contrast))
     alpha = ex.get("alpha", 0.1)
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise r.fail("expression.alpha", f"expected a number in (0, 1), got {alpha!r}")
-    import pandas as pd
+    numeric_raw = ex.get("numeric", [])
+    numeric_raw = [numeric_raw] if isinstance(numeric_raw, str) else r.sequence(
+        numeric_raw, "expression.numeric")
+    numeric = tuple(r.text(n, f"expression.numeric[{k}]") for k, n in enumerate(numeric_raw))
+    score = r.choice(ex.get("score", "mean_z"), "expression.score", _SCORES)
+    from expression import design_variables, prepare_design, read_sample_sheet
 
-    sheet = pd.read_csv(samples, nrows=0)
-    from expression import design_variables
-
+    try:
+        sheet = read_sample_sheet(samples)
+    except Exception as exc:
+        raise r.fail("samples", f"cannot read {samples}: {type(exc).__name__}: {exc}") from exc
+    for column in (subject, time):
+        if column not in sheet.columns:
+            raise r.fail("samples", f"{samples.name} has no {column!r} column "
+                                    f"({list(sheet.columns)})")
+    sheet = sheet.astype({subject: str, time: str})  # as the run reads it: the pairing is a factor
     design = r.text(ex.get("design", "~ patient + timepoint"), "expression.design")
     try:
         variables = design_variables(design)
     except ValueError as exc:
         raise r.fail("expression.design", str(exc)) from exc
-    for v in (*variables, str(contrast[0])):
+    for v in variables:
         if v not in sheet.columns:
             raise r.fail("expression.design", f"{v!r} is not a column of {samples.name} "
                                               f"({list(sheet.columns)})")
+    if contrast_t[0] not in sheet.columns:
+        raise r.fail("expression.contrast", f"{contrast_t[0]!r} is not a column of "
+                                            f"{samples.name} ({list(sheet.columns)})")
+    try:
+        prepare_design(sheet, design, contrast=contrast_t, numeric=numeric, notify=False)
+    except ValueError as exc:
+        text = str(exc)
+        key = ("expression.contrast" if text.startswith("contrast") else
+               "expression.numeric" if "numeric" in text else "expression.design")
+        raise r.fail(key, f"{text} (sample sheet {samples.name})") from exc
     return ExpressionSettings(
         counts=counts, samples=samples, gene_sets=sets, design=design,
-        contrast=(str(contrast[0]), str(contrast[1]), str(contrast[2])), alpha=float(alpha),
-        score=r.choice(ex.get("score", "mean_z"), "expression.score", _SCORES),
+        contrast=(contrast_t[0], contrast_t[1], contrast_t[2]), alpha=float(alpha),
+        score=score, numeric=numeric,
     )
 
 
@@ -379,6 +443,26 @@ def _gene_set_names(r: _Reader, expression: ExpressionSettings) -> set[str]:
             raise r.fail(f"gene_sets[{k}]", f"gene set(s) {sorted(names & set(more))} defined twice")
         names |= set(more)
     return names
+
+
+def _check_keys(r: _Reader) -> None:
+    """Every key of the manifest is a known one (checked first, before any file is read)."""
+    r.known_keys(r.raw, "", TOP_KEYS)
+    sections = (("columns", COLUMNS_KEYS), ("expression", EXPRESSION_KEYS),
+                ("statistics", STATISTICS_KEYS), ("figures", FIGURES_KEYS))
+    for key, keys in sections:
+        if r.raw.get(key) is not None:
+            r.mapping(r.raw[key], key, keys)
+    tps = r.raw.get("timepoints")
+    if isinstance(tps, Mapping):
+        r.known_keys(tps, "timepoints", TIMEPOINTS_KEYS)
+    for key, keys in (("fcs", FCS_KEYS), ("populations_of_interest", POPULATION_KEYS),
+                      ("correlations", CORRELATION_KEYS)):
+        entries = r.raw.get(key)
+        if isinstance(entries, Sequence) and not isinstance(entries, str):
+            for k, entry in enumerate(entries):
+                if isinstance(entry, Mapping):
+                    r.known_keys(entry, f"{key}[{k}]", keys)
 
 
 def load_study(path: str | os.PathLike[str]) -> Study:
@@ -412,11 +496,13 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     if not isinstance(raw, Mapping):
         raise StudyError(manifest, "(file)", "expected a mapping at the top level")
     r = _Reader(manifest, raw)
-    columns = r.mapping(raw.get("columns") or {}, "columns")
+    _check_keys(r)
+    columns = r.mapping(raw.get("columns") or {}, "columns", COLUMNS_KEYS)
     subject = r.text(columns.get("subject", "patient"), "columns.subject")
     time = r.text(columns.get("time", "timepoint"), "columns.time")
     tps = r.get(raw, "timepoints", "timepoints", default=["pre", "post"])
     if isinstance(tps, Mapping):
+        r.known_keys(tps, "timepoints", TIMEPOINTS_KEYS)
         pre, post = r.text(tps.get("pre"), "timepoints.pre"), r.text(tps.get("post"), "timepoints.post")
     else:
         tps = r.sequence(tps, "timepoints")
@@ -467,9 +553,9 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     for k, s in enumerate(fcs):
         if s.patient not in patients:
             raise r.fail(f"fcs[{k}].patient", f"{s.patient!r} is not one of the study's patients")
-    expression = _expression(r)
+    expression = _expression(r, subject, time)
 
-    stats_raw = r.mapping(raw.get("statistics") or {}, "statistics")
+    stats_raw = r.mapping(raw.get("statistics") or {}, "statistics", STATISTICS_KEYS)
     paired_test = r.choice(stats_raw.get("paired_test", "wilcoxon"), "statistics.paired_test",
                            _PAIRED_TESTS)
     correlation_method = r.choice(stats_raw.get("correlation", "spearman"),
@@ -484,7 +570,7 @@ def load_study(path: str | os.PathLike[str]) -> Study:
     correlations: list[Correlation] = []
     for k, entry in enumerate(r.sequence(raw.get("correlations") or [], "correlations")):
         where = f"correlations[{k}]"
-        entry = r.mapping(entry, where)
+        entry = r.mapping(entry, where, CORRELATION_KEYS)
         xy = []
         for key in ("x", "y"):
             v = r.text(r.get(entry, key, f"{where}.{key}"), f"{where}.{key}")
@@ -500,7 +586,7 @@ def load_study(path: str | os.PathLike[str]) -> Study:
         correlations.append(Correlation(x=xy[0], y=xy[1], timepoint=tp, pool_timepoints=pool,
                                         method=method))
 
-    figures = r.mapping(raw.get("figures") or {}, "figures")
+    figures = r.mapping(raw.get("figures") or {}, "figures", FIGURES_KEYS)
     gate_patient = figures.get("gate_plot_patient")
     if gate_patient is not None:
         gate_patient = r.text(gate_patient, "figures.gate_plot_patient")

@@ -152,12 +152,12 @@ def _gate(study: Study, out: Path, executor: ExecutorSpec | None,
 
 
 # ---- expression -------------------------------------------------------------------------------
-def _transformed_layer(adata: Any, design: str) -> tuple[str, str]:
+def _transformed_layer(adata: Any, design: str, numeric: tuple[str, ...] = ()) -> tuple[str, str]:
     """DESeq2's VST in ``layers["vst"]`` (dispersions fitted with the design, as DESeq2 advises
     for downstream analysis when the design is known); return the layer and a description."""
     from expression import vst
 
-    vst(adata, blind=False, design=design)
+    vst(adata, blind=False, design=design, numeric=numeric)
     return "vst", f"DESeq2 variance-stabilising transformation (blind=False, design {design})"
 
 
@@ -210,9 +210,10 @@ def _expression(study: Study, common: dict[str, Any]) -> ExpressionResult:
         study.time: adata.obs[study.time].to_numpy(),
         "size_factor": adata.obs["size_factors"].to_numpy(dtype=float),
     })
-    layer, layer_note = _transformed_layer(adata, ex.design)
+    layer, layer_note = _transformed_layer(adata, ex.design, ex.numeric)
     log2p1(adata, layer="normalized")  # for the mean-SD comparison figure only
-    de = differential_expression(adata, design=ex.design, contrast=ex.contrast, alpha=ex.alpha)
+    de = differential_expression(adata, design=ex.design, contrast=ex.contrast, alpha=ex.alpha,
+                                 numeric=ex.numeric)
     sets = _gene_sets(study)
     scores = geneset_scores(adata, sets, method=ex.score, layer=layer)  # type: ignore[arg-type]
     long = scores.reset_index().melt(id_vars="gene_set", var_name="sample", value_name="score")
@@ -288,11 +289,16 @@ def _correlations(study: Study, wide: pd.DataFrame) -> CorrelationResult:
 
 # ---- output -----------------------------------------------------------------------------------
 def _write_table(frame: pd.DataFrame, folder: Path, name: str) -> Path:
+    """``name.parquet`` and ``name.csv``, each written atomically (whole, or not at all)."""
+    from engine.runtime import atomic_path
+
     folder.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index(drop=True)
     parquet = folder / f"{name}.parquet"
-    frame.to_parquet(parquet, index=False)
-    frame.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n", na_rep="NA")
+    with atomic_path(parquet, suffix=".parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    with atomic_path(folder / f"{name}.csv", suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, lineterminator="\n", na_rep="NA")
     return parquet
 
 
@@ -352,6 +358,20 @@ def _flow(study: Study, gating: BatchRun, common: dict[str, Any]) -> FlowResult:
     return FlowResult(freq, paired_tests(freq, variable="variable", value="percent", **common))
 
 
+def _writable_folder(study: Study, out: Path) -> Path:
+    """Create ``out`` and check a file can be written there, before any work."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".phenoflow.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise StudyError(study.manifest, "(out)",
+                         f"output folder {out} cannot be written: {exc.strerror or exc}") from None
+    return out
+
+
 def run_study(
     manifest: str | os.PathLike[str] | Study,
     *,
@@ -381,13 +401,14 @@ def run_study(
     Raises
     ------
     StudyError
-        For an invalid manifest or inputs that do not fit it.
+        For an invalid manifest or inputs that do not fit it (checked when the manifest is
+        loaded, before any gating), or an output folder that cannot be written (key
+        ``(out)``, also before any gating).
     """
     from engine._study._report import build_report
 
     study = _with_strategy(manifest if isinstance(manifest, Study) else load_study(manifest))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_folder(study, Path(out_dir))
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -464,8 +485,10 @@ def run_study(
                     "figures": [str(f.relative_to(out)) for f in report.figures],
                     "report": "report.html", "report_md": "report.md"},
     }
+    from engine.runtime import atomic_write_text
+
     record_path = out / "study.json"
-    record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_text(record_path, json.dumps(record, indent=2, default=str) + "\n")
     log.info("study: report %s (%.1f s)", report.html, timings["total"])
     return StudyRun(out_dir=out, study=study, tables=paths, figures=report.figures,
                     report=report.html, report_md=report.markdown, record=record_path,
@@ -485,6 +508,8 @@ def _parameters(study: Study, expr: ExpressionResult | None) -> dict[str, Any]:
         params["expression"] = {
             "design": study.expression.design, "contrast": list(study.expression.contrast),
             "alpha": study.expression.alpha, "score": study.expression.score,
+            "numeric": list(study.expression.numeric),
+            "design_variables": dict(expr.de_params.get("variables", {})),
             "gene_sets": list(study.expression.gene_sets), "score_input": expr.layer_note,
             "de": expr.de_params,
         }

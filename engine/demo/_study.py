@@ -19,6 +19,7 @@ from engine.demo._counts import IFN_GENES, TGFB_GENES, simulate_counts
 from engine.demo._flow import draw_profile, generate_events
 from engine.demo._panel import TIMESTEP, channel_table, spillover_matrix
 from engine.demo._truth import build_truth
+from engine.runtime import atomic_write_bytes, atomic_write_text
 from gating import write_fcs
 
 __all__ = ["DemoStudy", "make_demo_study"]
@@ -220,11 +221,14 @@ def make_demo_study(
             "gene_sets.gmt",
         )
     }
-    expr.counts.to_csv(paths["counts.csv"], lineterminator="\n")
-    expr.samples.to_csv(paths["samples.csv"], index=False, lineterminator="\n")
-    cohort.clinical.to_csv(paths["clinical.csv"], index=False, lineterminator="\n")
+    # every file written atomically (temporary name, then rename): never a truncated input
+    atomic_write_text(paths["counts.csv"], expr.counts.to_csv(lineterminator="\n"))
+    atomic_write_text(paths["samples.csv"],
+                      expr.samples.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(paths["clinical.csv"],
+                      cohort.clinical.to_csv(index=False, lineterminator="\n"))
     preset = importlib.resources.files("gating").joinpath("presets", STRATEGY_PRESET)
-    paths["strategy.yaml"].write_bytes(preset.read_bytes())
+    atomic_write_bytes(paths["strategy.yaml"], preset.read_bytes())
 
     parameters = {
         "n_events": n_events,
@@ -241,8 +245,9 @@ def make_demo_study(
         flow_files=flow_summaries,
         expression=expr.truth,
     )
-    paths["truth.json"].write_text(json.dumps(truth, sort_keys=True, indent=2) + "\n")
-    paths["gene_sets.gmt"].write_text(
+    atomic_write_text(paths["truth.json"], json.dumps(truth, sort_keys=True, indent=2) + "\n")
+    atomic_write_text(
+        paths["gene_sets.gmt"],
         "".join(
             f"{name}\tplanted by the phenoflow demo\t" + "\t".join(genes) + "\n"
             for name, genes in expr.truth["gene_sets"].items()
@@ -282,7 +287,7 @@ def make_demo_study(
             "key_populations": ["Tc17", "Tc1", "Th1-17", "Th17"],
         },
     }
-    paths["study.yaml"].write_text(yaml.safe_dump(study, sort_keys=False))
+    atomic_write_text(paths["study.yaml"], yaml.safe_dump(study, sort_keys=False))
     logger.info("demo: study written to %s in %.1f s", out, time.perf_counter() - started)
     return DemoStudy(
         out_dir=out,

@@ -160,10 +160,10 @@ def test_cli_de_errors(files):
     bad_level = CliRunner().invoke(
         main, [*args, "--contrast", "timepoint,week4,pre", "--out", str(files / "x.csv")]
     )
-    assert bad_level.exit_code == 1
+    assert bad_level.exit_code == 2  # a usage mistake (issue 13: was 1)
     assert "contrast level 'week4' not found" in bad_level.output
     bad_suffix = CliRunner().invoke(main, [*args, "--out", str(files / "x.xlsx")])
-    assert bad_suffix.exit_code == 1
+    assert bad_suffix.exit_code == 2
     assert "unsupported output suffix" in bad_suffix.output
     assert not (files / "x.csv").exists()
 
