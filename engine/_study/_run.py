@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine._batch import BatchRun, ExecutorSpec, InputFile, run_batch
+from engine._batch import BatchRun, ExecutorSpec, InputFile, TaskOutcome, run_batch
 from engine._study._manifest import Study, StudyError, file_hash, load_study
 from engine._study._stages import (
     ClinicalResult,
@@ -142,12 +142,13 @@ def population_frequencies(populations: pd.DataFrame, study: Study) -> pd.DataFr
 
 
 def _gate(study: Study, out: Path, executor: ExecutorSpec | None,
-          on_result: Callable[[dict[str, Any]], None] | None) -> BatchRun:
+          on_result: Callable[[TaskOutcome], None] | None) -> BatchRun:
     inputs = tuple(
         InputFile(str(s.path), s.sample, {study.subject: s.patient, study.time: s.timepoint})
         for s in study.fcs
     )
-    return run_batch(study.strategy, inputs, out_dir=out / "gating", executor=executor,
+    strategy = study.loaded_strategy if study.loaded_strategy is not None else study.strategy
+    return run_batch(strategy, inputs, out_dir=out / "gating", executor=executor,
                      on_result=on_result)
 
 
@@ -377,7 +378,7 @@ def run_study(
     *,
     out_dir: str | os.PathLike[str],
     executor: ExecutorSpec | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[TaskOutcome], None] | None = None,
 ) -> StudyRun:
     """Run a study end to end and write its tables, figures, report and run record.
 
@@ -405,10 +406,25 @@ def run_study(
         loaded, before any gating), or an output folder that cannot be written (key
         ``(out)``, also before any gating).
     """
-    from engine._study._report import build_report
+    from engine.runtime import output_lock, remove_stale_partials
 
     study = _with_strategy(manifest if isinstance(manifest, Study) else load_study(manifest))
     out = _writable_folder(study, Path(out_dir))
+    # one run per output folder at a time (a second one fails at once, naming the holder);
+    # what killed runs left half-written is removed first
+    with output_lock(out):
+        stale = remove_stale_partials(out, out / "tables", out / "figures")
+        if stale:
+            log.warning("study: removed %d temporary files of an interrupted run", len(stale))
+        return _run_locked(study, out, executor, on_result)
+
+
+def _run_locked(
+    study: Study, out: Path, executor: ExecutorSpec | None,
+    on_result: Callable[[TaskOutcome], None] | None,
+) -> StudyRun:
+    from engine._study._report import build_report
+
     timings: dict[str, float] = {}
     started = time.perf_counter()
 

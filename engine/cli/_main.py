@@ -214,7 +214,8 @@ def compare(
 @click.option("--blind/--no-blind", default=True, show_default=True, help="vst: dispersions with design ~1 (blind) or with --design.")
 @click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="vst: dispersion trend.")
 @click.option("--design", default="~ patient + timepoint", show_default=True, help="vst --no-blind: model formula over sample-sheet columns.")
-def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str) -> None:
+@click.option("--numeric", multiple=True, metavar="COLUMN", help="Fit this integer-valued design column as a number (default: integer codes with few distinct values, like patient ids 1..10, are fitted as factors, with a notice). Repeatable.")
+def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str, numeric: tuple[str, ...]) -> None:
     """Normalise a count matrix (DESeq2-exact size factors, CPM, log2(x+1) or VST)."""
     check_output_file(out, suffixes=(".csv", ".tsv", ".parquet", ".h5ad"))
     if sf_out is not None:
@@ -223,7 +224,7 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 
     try:
         adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out,
-                               blind=blind, fit_type=fit_type, design=design)
+                               blind=blind, fit_type=fit_type, design=design, numeric=numeric)
     except ValueError as exc:  # CountsError and every input mistake are ValueErrors
         if debugging():
             raise
@@ -240,18 +241,23 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 @click.option("--alpha", type=float, default=0.1, show_default=True, help="Independent-filtering significance level.")
 @click.option("--inference", type=click.Choice(["numba", "pydeseq2"]), default="numba", show_default=True, help="Per-gene fits: phenoflow's R-faithful Numba kernels or pydeseq2's default.")
 @click.option("--shrink", is_flag=True, help="Add log2FoldChange_shrunk (LFC shrinkage of the contrast's coefficient).")
-def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool) -> None:
+@click.option("--numeric", multiple=True, metavar="COLUMN", help="Fit this integer-valued design column as a number (default: integer codes with few distinct values, like patient ids 1..10, are fitted as factors, with a notice). Repeatable.")
+def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool, numeric: tuple[str, ...]) -> None:
     """Differential expression, DESeq2's Wald test (pydeseq2 with R-faithful kernels)."""
     check_output_file(out, suffixes=(".csv", ".tsv", ".parquet"))
     from expression import de_file
 
     try:
         result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha,
-                         inference=inference, shrink=shrink)
+                         inference=inference, shrink=shrink, numeric=numeric)
     except ValueError as exc:  # CountsError, a design or contrast that does not fit the samples
         if debugging():
             raise
         raise UsageProblem(f"{type(exc).__name__}: {exc}") from None
+    factors = result.params.get("integer_factors") or ()
+    if factors:
+        click.echo(f"note: integer-coded {', '.join(factors)} fitted as factor(s); "
+                   f"--numeric {factors[0]} fits it as a number", err=True)
     click.echo(f"{result.params['n_significant']} of {result.params['n_genes']} genes at padj < {alpha} -> {out}")
 
 

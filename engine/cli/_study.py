@@ -93,13 +93,10 @@ def study(manifest: Path, out_dir: Path, quiet: bool, **options: Any) -> None:
 
     Re-running with the same inputs reuses the finished gating results in OUT/gating.
     """
-    from engine._study import StudyError
-
     spec = executor_spec(options)
-    try:
-        run = run_with_progress(manifest, out_dir, spec, json_lines=options["log_format"] == "json")
-    except StudyError as exc:
-        raise click.ClickException(str(exc)) from None
+    # a StudyError (a manifest mistake, found before any gating) reaches PhenoflowGroup: one
+    # line, exit 2
+    run = run_with_progress(manifest, out_dir, spec, json_lines=options["log_format"] == "json")
     if not quiet:
         click.echo(f"gated {int((run.gating.files['status'] == 'ok').sum())} of "
                    f"{len(run.gating.files)} FCS files ({run.gating.resumed} from an earlier run)")

@@ -72,7 +72,7 @@ def test_study_command_reports_manifest_errors(tmp_path):
     bad = tmp_path / "study.yaml"
     bad.write_text("name: x\ntimepoints: [pre, post]\n")
     result = CliRunner().invoke(main, ["study", str(bad), "--out", str(tmp_path / "out"), "--in-process"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage mistake (issue 13), was 1
     assert f"{bad.resolve()}: clinical: required key is missing" in result.output
     both = CliRunner().invoke(main, ["study", str(bad), "--out", str(tmp_path / "o"), "--in-process",
                                      "--scheduler", "tcp://127.0.0.1:1"])
@@ -169,3 +169,31 @@ def test_one_progress_display_quiet_loops_and_batch_lines():
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(r["done"], r["total"], r["failed"]) for r in lines] == [(1, 2, 0), (2, 2, 1)]
     assert lines[-1]["events_per_s"] > 0
+
+
+def test_de_fits_integer_patient_codes_as_factors_unless_numeric_is_given(tmp_path):
+    rng = np.random.default_rng(4)
+    n_patients, n_genes = 6, 200
+    patient = np.repeat(np.arange(1, n_patients + 1), 2)  # integer codes 1..6
+    timepoint = np.tile(["pre", "post"], n_patients)
+    base = rng.gamma(2.0, 50.0, n_genes)
+    effect = rng.normal(0, 0.8, n_patients)
+    mu = base[None, :] * np.exp(effect[patient - 1])[:, None]
+    mu[timepoint == "post", :20] *= 3.0
+    counts = rng.negative_binomial(5, 5 / (5 + mu))
+    names = [f"S{i}" for i in range(2 * n_patients)]
+    pd.DataFrame(counts.T, index=[f"g{i}" for i in range(n_genes)], columns=names).to_csv(
+        tmp_path / "counts.csv")
+    pd.DataFrame({"sample": names, "patient": patient, "timepoint": timepoint}).to_csv(
+        tmp_path / "samples.csv", index=False)
+    args = ["de", str(tmp_path / "counts.csv"), "--samples", str(tmp_path / "samples.csv")]
+    factor = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "factor.csv")])
+    assert factor.exit_code == 0, factor.output
+    assert "integer-coded patient fitted as factor" in factor.output
+    numeric = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "numeric.csv"),
+                                        "--numeric", "patient"])
+    assert numeric.exit_code == 0, numeric.output
+    assert "fitted as factor" not in numeric.output
+    a = pd.read_csv(tmp_path / "factor.csv")
+    b = pd.read_csv(tmp_path / "numeric.csv")
+    assert not np.allclose(a["pvalue"], b["pvalue"], equal_nan=True)  # the two models differ

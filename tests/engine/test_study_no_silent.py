@@ -237,3 +237,20 @@ def test_study_record_names_the_design_decisions(demo, tmp_path):
     assert expression["de"]["integer_factors"] == ["batch"]
     assert expression["de"]["levels"]["batch"] == ["1", "2", "3", "4", "5"]
     assert _partial(tmp_path / "out") == []
+
+
+def test_a_second_study_run_into_the_same_folder_is_refused_while_the_first_holds_it(tmp_path):
+    from engine import ExecutorSpec, run_study
+    from engine.demo import make_demo_study
+    from engine.runtime import OutputLockedError, output_lock
+
+    demo = make_demo_study(tmp_path / "data", n_events=1000, n_genes=120)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".report.html.{2**22 + 12345}.partial"  # a killed run's leftover (dead pid)
+    stale.write_text("half")
+    with output_lock(out) as holder, pytest.raises(OutputLockedError, match=str(holder.pid)):
+        run_study(demo.study, out_dir=out, executor=ExecutorSpec(kind="inprocess"))
+    assert stale.exists() and not (out / "study.json").exists()  # refused before any work
+    run = run_study(demo.study, out_dir=out, executor=ExecutorSpec(kind="inprocess"))
+    assert run.report.is_file() and not stale.exists()
