@@ -5,54 +5,53 @@ the house Numba policy (one ``njit``, thread caps, the compile cache), file name
 atomic file output, output folder checks and locks, and bounded loading of untrusted YAML. It imports nothing of phenoflow;
 ``gating`` and ``expression`` use this layer of ``engine`` and nothing else of it (a test walks
 the imports to keep it so).
+
+The names load lazily (PEP 562): ``from engine.runtime import safe_name`` does not import Numba,
+so the command line starts fast; the first kernel module pays for it.
 """
 
-from engine.runtime._atomic import atomic_path, atomic_write_bytes, atomic_write_text, partial_name
-from engine.runtime._figures import DPI, format_p, new_figure
-from engine.runtime._lock import (
-    LOCK_NAME,
-    LockHolder,
-    OutputDirError,
-    OutputLockedError,
-    check_output_dir,
-    output_lock,
-    pid_alive,
-    remove_stale_partials,
-)
-from engine.runtime._numba import (
-    SERIAL_BELOW,
-    default_threads,
-    ensure_cache_dir,
-    njit,
-    small_or_parallel,
-    thread_limit,
-)
-from engine.runtime._paths import safe_name
-from engine.runtime._yaml import MAX_YAML_NODES, load_yaml_bounded
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DPI",
-    "LOCK_NAME",
-    "MAX_YAML_NODES",
-    "SERIAL_BELOW",
-    "LockHolder",
-    "OutputDirError",
-    "OutputLockedError",
-    "atomic_path",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "check_output_dir",
-    "default_threads",
-    "ensure_cache_dir",
-    "format_p",
-    "load_yaml_bounded",
-    "new_figure",
-    "njit",
-    "output_lock",
-    "partial_name",
-    "pid_alive",
-    "remove_stale_partials",
-    "safe_name",
-    "small_or_parallel",
-    "thread_limit",
-]
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "atomic_path": "engine.runtime._atomic",
+    "atomic_write_bytes": "engine.runtime._atomic",
+    "atomic_write_text": "engine.runtime._atomic",
+    "partial_name": "engine.runtime._atomic",
+    "DPI": "engine.runtime._figures",
+    "format_p": "engine.runtime._figures",
+    "new_figure": "engine.runtime._figures",
+    "LOCK_NAME": "engine.runtime._lock",
+    "LockHolder": "engine.runtime._lock",
+    "OutputDirError": "engine.runtime._lock",
+    "OutputLockedError": "engine.runtime._lock",
+    "check_output_dir": "engine.runtime._lock",
+    "output_lock": "engine.runtime._lock",
+    "pid_alive": "engine.runtime._lock",
+    "remove_stale_partials": "engine.runtime._lock",
+    "SERIAL_BELOW": "engine.runtime._numba",
+    "default_threads": "engine.runtime._numba",
+    "ensure_cache_dir": "engine.runtime._numba",
+    "njit": "engine.runtime._numba",
+    "small_or_parallel": "engine.runtime._numba",
+    "thread_limit": "engine.runtime._numba",
+    "safe_name": "engine.runtime._paths",
+    "MAX_YAML_NODES": "engine.runtime._yaml",
+    "load_yaml_bounded": "engine.runtime._yaml",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.runtime' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -197,3 +197,14 @@ def test_de_fits_integer_patient_codes_as_factors_unless_numeric_is_given(tmp_pa
     a = pd.read_csv(tmp_path / "factor.csv")
     b = pd.read_csv(tmp_path / "numeric.csv")
     assert not np.allclose(a["pvalue"], b["pvalue"], equal_nan=True)  # the two models differ
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.cli, engine, engine.runtime; "
+            "print(sorted(m for m in ('numba', 'scipy', 'pandas', 'matplotlib', 'dask', 'gating', "
+            "'expression') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
