@@ -19,6 +19,7 @@ from expression._plot import (
     plot_volcano,
 )
 from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
+from expression._tximport import read_quantifications
 from expression._validate import CountsError, OrientationError, validate_counts
 from expression._vst import vst
 
@@ -55,6 +56,7 @@ __all__: list[str] = [
     "prepare_design",
     "read_counts",
     "read_gmt",
+    "read_quantifications",
     "read_sample_sheet",
     "size_factors",
     "validate_counts",

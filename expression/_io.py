@@ -3,6 +3,11 @@
 Every reader returns samples x genes (the AnnData convention) with the raw counts in
 ``layers["counts"]`` and in ``X``; ``uns["orientation"]`` records how the file was laid out and
 ``uns["orientation_detected_by"]`` how that was decided.
+
+Quantifier outputs (salmon ``quant.sf``, kallisto ``abundance.tsv``/``abundance.h5``, RSEM
+``*.isoforms.results``/``*.genes.results``) hold estimated, non-integer counts: they are
+recognised by their header (:func:`quantifier_file`) and refused by :func:`read_counts` with a
+pointer to :func:`expression.read_quantifications` (tximport's definitions).
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from expression._validate import CountsError, check_sample_sheet
 
 __all__ = [
     "MATRIX_SUFFIXES",
+    "QUANTIFIER_COLUMNS",
+    "QUANTIFIER_FILES",
     "OutputError",
     "check_output",
+    "quantifier_file",
     "read_counts",
     "read_sample_sheet",
     "write_matrix",
@@ -34,6 +42,89 @@ log = logging.getLogger(__name__)
 Orientation = Literal["auto", "genes_x_samples", "samples_x_genes"]
 ORIENTATIONS = ("auto", "genes_x_samples", "samples_x_genes")
 FEATURECOUNTS_ANNOTATION = ("Chr", "Start", "End", "Strand", "Length")
+
+
+#: The header columns that identify a quantifier's output (extra columns are allowed).
+QUANTIFIER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "salmon": ("Name", "Length", "EffectiveLength", "TPM", "NumReads"),
+    "kallisto": ("target_id", "length", "eff_length", "est_counts", "tpm"),
+    "rsem_isoforms": ("transcript_id", "gene_id", "length", "effective_length", "expected_count",
+                      "TPM"),
+    "rsem_genes": ("gene_id", "transcript_id(s)", "length", "effective_length", "expected_count",
+                   "TPM"),
+}
+#: The file a quantifier writes into its per-sample folder, in the order they are looked for.
+QUANTIFIER_FILES: tuple[str, ...] = ("quant.sf", "abundance.h5", "abundance.tsv")
+
+
+def quantifier_file(path: str | PathLike[str]) -> tuple[Path, str] | None:
+    """The quantifier output at ``path`` (a file, or a sample folder holding one) and its format.
+
+    Parameters
+    ----------
+    path
+        A file, or a folder with ``quant.sf`` (salmon), ``abundance.h5`` or ``abundance.tsv``
+        (kallisto).
+
+    Returns
+    -------
+    tuple of (Path, str) or None
+        The file and its format: a key of :data:`QUANTIFIER_COLUMNS`, or ``"kallisto_h5"``;
+        None when ``path`` is not a quantifier output.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "quant.sf").write_text("Name\\tLength\\tEffectiveLength\\tTPM\\tNumReads\\n")
+    >>> quantifier_file(folder)[1]
+    'salmon'
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in QUANTIFIER_FILES:
+            if (path / name).is_file():
+                return quantifier_file(path / name)
+        return None
+    if not path.is_file():
+        return None
+    if path.suffix.lower() == ".h5":
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                return (path, "kallisto_h5") if "est_counts" in h5 and "aux" in h5 else None
+        except OSError:
+            return None
+    try:
+        with _open_text(path) as fh:
+            header = fh.readline().rstrip("\r\n").split("\t")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for name, columns in QUANTIFIER_COLUMNS.items():
+        if set(columns) <= set(header):
+            return path, name
+    return None
+
+
+def _refuse_quantifier(paths: Sequence[Path]) -> None:
+    """Raise :class:`CountsError` with a pointer to read_quantifications for quantifier outputs."""
+    for path in paths[:1]:
+        found = quantifier_file(path)
+        if found is None:
+            continue
+        file, fmt = found
+        tool = fmt.split("_")[0]
+        if fmt == "rsem_genes":
+            need = ("its expected counts are estimates (not integers): read them with "
+                    "expression.read_quantifications(paths, type='rsem'), which keeps the "
+                    "estimates and rounds them for DESeq2 as DESeqDataSetFromTximport does")
+        else:
+            need = ("it is transcript-level: gene counts need a transcript-to-gene table. Use "
+                    f"expression.read_quantifications(paths, type={tool!r}, tx2gene=...) "
+                    "(tximport's definitions, with countsFromAbundance and average transcript "
+                    "lengths)")
+        raise CountsError(f"{file}: {tool} quantification output, not a count matrix; {need}")
 
 
 def _sep(path: Path) -> str:
@@ -202,7 +293,9 @@ def read_counts(
     Raises
     ------
     CountsError
-        When the sheet and the matrix disagree on the samples.
+        When the sheet and the matrix disagree on the samples (with a hint when the ids differ
+        by a common suffix or prefix), or when ``path`` is a salmon, kallisto or RSEM output
+        (estimated counts: use :func:`expression.read_quantifications`).
     """
     import anndata as ad
 
@@ -210,6 +303,8 @@ def read_counts(
     if sheet is not None:
         sheet = sheet.copy()
         sheet.index = sheet.index.astype(str)
+    if format == "auto":
+        _refuse_quantifier([Path(path)] if isinstance(path, str | PathLike) else [Path(p) for p in path])
     if isinstance(path, str | PathLike) and (
         format == "zarr" or (format == "auto" and is_zarr_store(Path(path)))
     ):

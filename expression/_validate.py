@@ -39,6 +39,7 @@ __all__ = [
     "check_anndata_orientation",
     "check_sample_sheet",
     "genes_x_samples_evidence",
+    "sample_id_hint",
     "validate_counts",
 ]
 
@@ -294,18 +295,104 @@ def check_sample_sheet(matrix_samples: Sequence[str], sheet_samples: Sequence[st
     in_sheet = set(map(str, sheet_samples))
     only_sheet = [s for s in map(str, sheet_samples) if s not in in_matrix]
     only_matrix = [s for s in map(str, matrix_samples) if s not in in_sheet]
+    hint = sample_id_hint(only_matrix, only_sheet) if only_sheet or only_matrix else ""
     if only_sheet:
         raise CountsError(
             f"sample {only_sheet[0]!r} is in the sample sheet but not in the count matrix "
-            f"({len(only_sheet)} such sample(s): {only_sheet[:5]})",
+            f"({len(only_sheet)} such sample(s): {only_sheet[:5]}){hint}",
             sample=only_sheet[0],
         )
     if only_matrix:
         raise CountsError(
             f"sample {only_matrix[0]!r} is in the count matrix but not in the sample sheet "
-            f"({len(only_matrix)} such sample(s): {only_matrix[:5]})",
+            f"({len(only_matrix)} such sample(s): {only_matrix[:5]}){hint}",
             sample=only_matrix[0],
         )
+
+
+def _affix_pairs(longer: Sequence[str], shorter: Sequence[str]) -> dict[tuple[str, str], dict[str, str]]:
+    """For each (prefix, suffix), the ids of ``longer`` that are ``prefix + s + suffix`` for
+    exactly one id ``s`` of ``shorter`` (ids equal up to that affix)."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for long_id in longer:
+        by_affix: dict[tuple[str, str], list[str]] = {}
+        for short_id in shorter:
+            if not short_id or len(short_id) >= len(long_id):
+                continue
+            start = long_id.find(short_id)
+            while start >= 0:
+                affix = (long_id[:start], long_id[start + len(short_id):])
+                by_affix.setdefault(affix, []).append(short_id)
+                start = long_id.find(short_id, start + 1)
+        for affix, ids in by_affix.items():
+            if len(ids) == 1:
+                found.setdefault(affix, {})[long_id] = ids[0]
+    return found
+
+
+def sample_id_hint(matrix_only: Sequence[str], sheet_only: Sequence[str]) -> str:
+    """A hint for sample ids that differ between a matrix and its sheet by a common affix.
+
+    Finds the prefix/suffix (e.g. ``"_quant"``, ``".sf"``, ``"_L001"``) that turns the most
+    unmatched ids of one side into unmatched ids of the other, and names the mapping. Nothing
+    is renamed: the hint says what to fix, the ids are never matched by guess.
+
+    Parameters
+    ----------
+    matrix_only
+        Sample ids of the count matrix missing from the sheet.
+    sheet_only
+        Sample ids of the sheet missing from the count matrix.
+
+    Returns
+    -------
+    str
+        ``"; ..."`` naming the mapping, or ``""`` when no common affix explains two ids.
+
+    Examples
+    --------
+    >>> sample_id_hint(["S1_quant", "S2_quant"], ["S1", "S2"])  # doctest: +NORMALIZE_WHITESPACE
+    "; the ids differ by a common suffix '_quant': count-matrix sample 'S1_quant' looks like
+    sample 'S1' of the sheet, 'S2_quant' looks like sample 'S2' (nothing was matched: rename
+    the sheet's ids or the matrix's samples)"
+    >>> sample_id_hint(["A"], ["B"])
+    ''
+    """
+    matrix_only = [str(s) for s in matrix_only]
+    sheet_only = [str(s) for s in sheet_only]
+    candidates: list[tuple[int, int, str, tuple[str, str], dict[str, str]]] = []
+    for side, longer, shorter in (("matrix", matrix_only, sheet_only),
+                                  ("sheet", sheet_only, matrix_only)):
+        for affix, mapping in _affix_pairs(longer, shorter).items():
+            # the affix must keep a one-to-one mapping
+            if len(set(mapping.values())) == len(mapping):
+                # prefer affixes that start/end at a separator (S1_L001, not S1 -> S10)
+                separated = int(
+                    (not affix[1] or not affix[1][0].isalnum())
+                    and (not affix[0] or not affix[0][-1].isalnum())
+                )
+                candidates.append((len(mapping), separated, side, affix, mapping))
+    if not candidates:
+        return ""
+    n, _, side, (prefix, suffix), mapping = max(candidates, key=lambda c: (c[0], c[1]))
+    if n < min(2, len(matrix_only), len(sheet_only)) and not (
+        len(matrix_only) == len(sheet_only) == n
+    ):
+        return ""
+    what = " and ".join(
+        f"{kind} {text!r}" for kind, text in (("prefix", prefix), ("suffix", suffix)) if text
+    )
+    pairs = list(mapping.items())[:3]
+    if side == "matrix":
+        first = f"count-matrix sample {pairs[0][0]!r} looks like sample {pairs[0][1]!r} of the sheet"
+    else:
+        first = f"sheet id {pairs[0][0]!r} looks like count-matrix sample {pairs[0][1]!r}"
+    rest = "".join(f", {a!r} looks like sample {b!r}" for a, b in pairs[1:])
+    more = f" ({n} such ids)" if n > 3 else ""
+    return (
+        f"; the ids differ by a common {what}: {first}{rest}{more} (nothing was matched: "
+        "rename the sheet's ids or the matrix's samples)"
+    )
 
 
 def validate_counts(
