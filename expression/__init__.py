@@ -1,6 +1,13 @@
 """Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
 
-from expression._de import DEResult, de_file, design_variables, differential_expression
+from expression._de import (
+    DEFit,
+    DEResult,
+    de_file,
+    de_fit,
+    design_variables,
+    differential_expression,
+)
 from expression._design import PreparedDesign, prepare_design
 from expression._genesets import (
     default_gene_sets,
@@ -25,6 +32,7 @@ from expression._vst import vst
 
 __all__: list[str] = [
     "CountsError",
+    "DEFit",
     "DEResult",
     "OrientationError",
     "OutputError",
@@ -37,6 +45,7 @@ __all__: list[str] = [
     "check_output",
     "cpm",
     "de_file",
+    "de_fit",
     "default_gene_sets",
     "design_variables",
     "differential_expression",

@@ -27,7 +27,15 @@ from expression._compat import renamed_keywords
 from expression._design import as_contrast, design_variables, parse_contrast, prepare_design
 from expression._validate import Orientation
 
-__all__ = ["DEResult", "de_file", "design_variables", "differential_expression", "parse_contrast"]
+__all__ = [
+    "DEFit",
+    "DEResult",
+    "de_file",
+    "de_fit",
+    "design_variables",
+    "differential_expression",
+    "parse_contrast",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,9 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 #: Compute back-ends of :func:`differential_expression`.
 INFERENCES = ("numba", "pydeseq2")
+
+#: Tests of :meth:`DEFit.results` (R's ``DESeq(test = ...)``).
+TESTS = ("Wald", "LRT")
 
 #: pydeseq2 warnings that describe the data rather than a misuse: logged, not raised.
 BENIGN_WARNINGS = (
@@ -130,6 +141,312 @@ def _single_coefficient(contrast_vector: Any) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class DEFit:
+    """One DESeq2 fit (size factors, dispersions, coefficients, Cook's refits) from
+    :func:`de_fit`, from which :meth:`results` draws any number of result tables, as R's
+    ``results(dds, ...)`` does from one ``DESeq(dds)``.
+
+    Parameters
+    ----------
+    dds
+        The fitted :class:`pydeseq2.dds.DeseqDataSet`.
+    prepared
+        The design's prepared sample sheet (:func:`expression.prepare_design`).
+    contrast
+        The contrast whose reference level is each factor's baseline; the default of
+        :meth:`results`.
+    params
+        What was fitted (design, levels, coefficients, thread count, versions).
+    """
+
+    dds: Any
+    prepared: Any
+    contrast: tuple[str, str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def coefficients(self) -> list[str]:
+        """The model's coefficient names (R's ``resultsNames``)."""
+        return [str(c) for c in self.dds.varm["LFC"].columns]
+
+    def results(
+        self,
+        contrast: Sequence[str] | str | None = None,
+        *,
+        test: str = "Wald",
+        reduced: str | None = None,
+        lfc_threshold: float = 0.0,
+        alt_hypothesis: str = "greaterAbs",
+        alpha: float = 0.1,
+        independent_filtering: bool = True,
+        cooks_filter: bool = True,
+        shrink: bool = False,
+    ) -> DEResult:
+        """A result table from this fit: R's ``results(dds, contrast = ..., ...)``.
+
+        Parameters
+        ----------
+        contrast
+            ``(factor, level, reference)`` or ``"factor,level,reference"``; any two levels of a
+            design factor (the fit's baseline need not be either). Default: the fit's contrast.
+            Genes without a count in the two levels' samples get ``log2FoldChange = 0``,
+            ``stat = 0`` and ``pvalue = 1``, as R.
+        test
+            ``"Wald"`` or ``"LRT"`` (R's ``DESeq(test = "LRT", reduced = ...)``: twice the
+            log-likelihood difference of the design and ``reduced`` fitted at the design's
+            dispersions, chi-squared with the difference in coefficients as degrees of freedom;
+            ``log2FoldChange``/``lfcSE`` stay the contrast's Wald estimates, as R's
+            ``results(dds, contrast = ...)`` on an LRT fit).
+        reduced
+            The reduced formula of the LRT (its variables must be design variables, its model
+            nested in the design's).
+        lfc_threshold
+            R's ``lfcThreshold`` (log2 units, >= 0; Wald test only).
+        alt_hypothesis
+            R's ``altHypothesis``: ``"greaterAbs"`` (default: ``|LFC| > T``), ``"lessAbs"``
+            (``|LFC| < T``, needs ``lfc_threshold > 0``), ``"greater"`` (``LFC > T``) or
+            ``"less"`` (``LFC < -T``).
+        alpha, independent_filtering, cooks_filter, shrink
+            As :func:`differential_expression`.
+
+        Returns
+        -------
+        DEResult
+            The table (DESeq2's columns) and a record with the fit's and these options.
+
+        Raises
+        ------
+        ValueError
+            An unknown test or hypothesis, a bad contrast, threshold or alpha, ``reduced``
+            missing or given without the LRT, a threshold with the LRT, or a reduced model
+            that is not nested in the design.
+
+        Examples
+        --------
+        >>> fit = de_fit(adata, design="~ patient + time",
+        ...              contrast=("time", "t1", "t0"))               # doctest: +SKIP
+        >>> t1 = fit.results()                                         # doctest: +SKIP
+        >>> t2_t1 = fit.results(("time", "t2", "t1"), lfc_threshold=1)  # doctest: +SKIP
+        >>> lrt = fit.results(test="LRT", reduced="~ patient")         # doctest: +SKIP
+        """
+        from expression._inference import ALT_HYPOTHESES, RDeseqStats, lrt_test
+
+        contrast_t = self.contrast if contrast is None else as_contrast(contrast)
+        if test not in TESTS:
+            raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+        if alt_hypothesis not in ALT_HYPOTHESES:
+            raise ValueError(
+                f"alt_hypothesis must be one of {ALT_HYPOTHESES}, got {alt_hypothesis!r}"
+            )
+        lfc_threshold = float(lfc_threshold)
+        if not (np.isfinite(lfc_threshold) and lfc_threshold >= 0):
+            raise ValueError(f"lfc_threshold must be >= 0, got {lfc_threshold}")
+        if alt_hypothesis == "lessAbs" and lfc_threshold == 0:
+            raise ValueError("alt_hypothesis='lessAbs' needs a positive lfc_threshold")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        thresholded = lfc_threshold > 0 or alt_hypothesis != "greaterAbs"
+        if test == "LRT":
+            if reduced is None:
+                raise ValueError("test='LRT' needs a reduced formula, e.g. reduced='~ patient'")
+            if thresholded:
+                raise ValueError("tests of log fold change above or below a threshold must be "
+                                 "Wald tests (as R)")
+        elif reduced is not None:
+            raise ValueError("reduced= is only used by test='LRT'")
+        factor, level, reference = contrast_t
+        levels = dict(self.prepared.levels)
+        if factor not in levels:
+            raise ValueError(f"contrast factor {factor!r} is not a factor of the design "
+                             f"{self.prepared.design!r} (factors: {sorted(levels)})")
+        for name in (level, reference):
+            if name not in levels[factor]:
+                raise ValueError(f"level {name!r} is not a level of {factor!r} "
+                                 f"({levels[factor]})")
+        if level == reference:
+            raise ValueError(f"contrast compares level {level!r} with itself")
+        inference = self.params["inference"]
+        if inference != "numba" and (test == "LRT" or thresholded):
+            raise ValueError("test='LRT' and lfc_threshold/alt_hypothesis need inference='numba'")
+        lrt_record: dict[str, Any] = {}
+        with _pydeseq2_warnings():
+            if inference == "numba":
+                stats = RDeseqStats(
+                    self.dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
+                    independent_filter=independent_filtering, quiet=True,
+                    inference=self.dds.inference,
+                )
+                stats.r_lfc_threshold = lfc_threshold
+                stats.r_alt_hypothesis = alt_hypothesis
+                stats.r_contrast_samples = (
+                    self.dds.obs[factor].astype(str).isin([level, reference]).to_numpy()
+                )
+                if test == "LRT":
+                    matrix = _reduced_matrix(self.prepared, str(reduced), self.dds)
+                    stat, pvalue, df = lrt_test(self.dds, matrix,
+                                                threads=self.params["n_cpus"])
+                    stats.r_lrt = (stat, pvalue)
+                    lrt_record = {"reduced": str(reduced), "lrt_df": int(df)}
+            else:
+                from pydeseq2.ds import DeseqStats
+
+                stats = DeseqStats(
+                    self.dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
+                    independent_filter=independent_filtering, quiet=True,
+                    n_cpus=self.params["n_cpus"],
+                )
+            stats.summary()
+            table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
+            shrink_note: str | bool = False
+            if shrink:
+                coeff = _single_coefficient(stats.contrast_vector)
+                if coeff is None:
+                    shrink_note = "skipped: contrast is not a single model coefficient"
+                    log.warning("LFC shrinkage %s", shrink_note)
+                else:
+                    stats.lfc_shrink(coeff=coeff)
+                    table["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
+                    shrink_note = f"apeGLM prior on {coeff}"
+        table.index.name = "gene"
+        params: dict[str, Any] = {
+            "design": self.prepared.design,
+            "contrast": list(contrast_t),
+            "test": test,
+            **lrt_record,
+            "lfc_threshold": lfc_threshold,
+            "alt_hypothesis": alt_hypothesis,
+            "alpha": float(alpha),
+            "independent_filtering": bool(independent_filtering),
+            "cooks_filter": bool(cooks_filter),
+            "shrink": shrink_note,
+            **{k: v for k, v in self.params.items() if k not in ("design",)},
+            "n_padj_na": int(table["padj"].isna().sum()),
+            "n_significant": int((table["padj"] < alpha).sum()),
+        }
+        log.info("DE (%s%s): %d genes with padj < %g", test,
+                 f" vs {reduced}" if reduced else "", params["n_significant"], alpha)
+        return DEResult(table=table, params=params)
+
+
+def _reduced_matrix(prepared: Any, reduced: str, dds: Any) -> np.ndarray:
+    """The reduced model's matrix over the design's prepared sheet, checked to be nested."""
+    import dataclasses
+
+    from expression._design import model_matrix
+
+    outside = sorted(set(design_variables(reduced)) - set(design_variables(prepared.design)))
+    if outside:
+        raise ValueError(f"the reduced formula {reduced!r} uses {outside}, which are not "
+                         f"variables of the design {prepared.design!r}")
+    matrix = model_matrix(dataclasses.replace(prepared, design=reduced))
+    full = np.asarray(dds.obsm["design_matrix"], dtype=np.float64)
+    if matrix.shape[1] >= full.shape[1]:
+        raise ValueError(f"the reduced formula {reduced!r} has {matrix.shape[1]} coefficients, "
+                         f"the design {full.shape[1]}: the LRT needs fewer")
+    if np.linalg.matrix_rank(np.hstack([full, matrix])) > np.linalg.matrix_rank(full):
+        raise ValueError(f"the reduced model {reduced!r} is not nested in the design "
+                         f"{prepared.design!r}")
+    return matrix
+
+
+@renamed_keywords(n_cpus="threads")
+def de_fit(
+    adata: Any,
+    *,
+    design: str = "~ patient + timepoint",
+    contrast: Sequence[str] = ("timepoint", "post", "pre"),
+    layer: str = "counts",
+    threads: int | None = None,
+    inference: str = "numba",
+    numeric: Sequence[str] = (),
+    orientation: Orientation = "auto",
+) -> DEFit:
+    """Fit DESeq2's model once (R's ``DESeq(dds)``); draw results with :meth:`DEFit.results`.
+
+    Parameters
+    ----------
+    adata, design, layer, threads, inference, numeric, orientation
+        As :func:`differential_expression`.
+    contrast
+        ``(factor, level, reference)``: ``reference`` becomes the factor's baseline level (R's
+        ``relevel``) and this is the default contrast of :meth:`DEFit.results`; any other pair
+        of levels can be asked for from the same fit.
+
+    Returns
+    -------
+    DEFit
+        The fitted model.
+
+    Raises
+    ------
+    ValueError
+        As :func:`differential_expression`.
+
+    Examples
+    --------
+    >>> fit = de_fit(adata, design="~ patient + time", contrast=("time", "t1", "t0"))  # doctest: +SKIP
+    >>> tables = {c: fit.results(("time", c, "t0")) for c in ("t1", "t2")}           # doctest: +SKIP
+    """
+    import pydeseq2
+    from pydeseq2.dds import DeseqDataSet
+
+    from engine.runtime import default_threads
+    from expression._validate import (
+        check_anndata_orientation,
+        counts_matrix,
+        is_sparse,
+        validate_counts,
+    )
+
+    if inference not in INFERENCES:
+        raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
+    contrast_t = as_contrast(tuple(contrast) if not isinstance(contrast, str) else contrast)
+    check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
+    prepared = prepare_design(adata.obs, design, contrast=contrast_t, numeric=numeric)
+    meta, levels = prepared.frame, dict(prepared.levels)
+    validate_counts(adata, layer=layer, orientation="samples_x_genes")
+    matrix = counts_matrix(adata, layer=layer)
+    dense = is_sparse(matrix)
+    matrix = dense if dense is not None else matrix
+    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
+    genes = pd.Index([str(g) for g in adata.var_names], name="gene")
+    counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str), columns=genes)
+    meta.index = counts.index
+    used_threads = default_threads(threads)
+    log.info(
+        "DE: %d samples x %d genes, design %s, contrast %s, %d worker(s)",
+        counts.shape[0], counts.shape[1], design, contrast_t, used_threads,
+    )
+    with _pydeseq2_warnings():
+        if inference == "numba":
+            from expression._inference import NumbaInference, RDeseqDataSet
+
+            dds = RDeseqDataSet(
+                counts=counts, metadata=meta, design=design, refit_cooks=True,
+                inference=NumbaInference(used_threads), quiet=True,
+            )
+        else:
+            dds = DeseqDataSet(
+                counts=counts, metadata=meta, design=design, refit_cooks=True,
+                n_cpus=used_threads, quiet=True,
+            )
+        dds.deseq2()
+    params: dict[str, Any] = {
+        "design": design,
+        **prepared.record(),
+        "reference_levels": {name: lv[0] for name, lv in levels.items()},
+        "levels": levels,
+        "coefficients": [str(c) for c in dds.varm["LFC"].columns],
+        "n_samples": int(counts.shape[0]),
+        "n_genes": int(counts.shape[1]),
+        "n_cpus": used_threads,
+        "inference": inference,
+        "pydeseq2_version": str(pydeseq2.__version__),
+    }
+    return DEFit(dds=dds, prepared=prepared, contrast=contrast_t, params=params)
+
+
 @renamed_keywords(n_cpus="threads")
 def differential_expression(
     adata: Any,
@@ -145,8 +462,16 @@ def differential_expression(
     inference: str = "numba",
     numeric: Sequence[str] = (),
     orientation: Orientation = "auto",
+    test: str = "Wald",
+    reduced: str | None = None,
+    lfc_threshold: float = 0.0,
+    alt_hypothesis: str = "greaterAbs",
 ) -> DEResult:
-    """Wald-test differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``).
+    """Differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``): Wald test
+    (optionally against a log2 fold-change threshold) or likelihood-ratio test.
+
+    One call fits the model and makes one table; for several contrasts or tests from one fit
+    use :func:`de_fit` and :meth:`DEFit.results`.
 
     Parameters
     ----------
@@ -177,7 +502,7 @@ def differential_expression(
         ``"numba"`` (default): R DESeq2's dispersion, trend, MAP, IRLS and Wald steps in Numba
         kernels (:class:`expression._inference.NumbaInference` with
         :class:`expression._inference.RDeseqDataSet`); ``"pydeseq2"``: pydeseq2's default
-        inference and orchestration.
+        inference and orchestration (Wald tests without threshold only).
     numeric
         Integer-coded columns of ``obs`` to fit as continuous covariates. By default a numeric
         column of whole numbers with 3 or more distinct values, at most one per two samples
@@ -188,6 +513,14 @@ def differential_expression(
         ``"auto"`` refuses an AnnData whose observations look like genes
         (:class:`expression.OrientationError`: pass ``adata.T``); ``"samples_x_genes"`` skips
         the check.
+    test
+        ``"Wald"`` (default) or ``"LRT"`` (R's ``DESeq(dds, test = "LRT", reduced = ...)``; the
+        ``stat`` column is the LRT statistic, ``log2FoldChange`` the contrast's estimate).
+    reduced
+        The LRT's reduced formula, e.g. ``"~ patient"``.
+    lfc_threshold, alt_hypothesis
+        R's ``results(lfcThreshold, altHypothesis)`` for the Wald test: ``"greaterAbs"``
+        (default), ``"lessAbs"``, ``"greater"`` or ``"less"`` (see :meth:`DEFit.results`).
 
     Returns
     -------
@@ -199,99 +532,61 @@ def differential_expression(
     ValueError
         On an unparsable design, design variables missing from ``obs`` (or with missing
         values), a contrast whose factor is not in the design or whose levels do not exist,
-        ``numeric`` naming a column outside the design, ``alpha`` outside (0, 1), or invalid
-        counts (:class:`expression.CountsError`).
-    """
-    import pydeseq2
-    from pydeseq2.dds import DeseqDataSet
-    from pydeseq2.ds import DeseqStats
+        ``numeric`` naming a column outside the design, ``alpha`` outside (0, 1), an unknown
+        test or hypothesis, a missing or non-nested reduced formula, or invalid counts
+        (:class:`expression.CountsError`). Test options are checked before the fit.
 
-    from engine.runtime import default_threads
-    from expression._validate import (
-        check_anndata_orientation,
-        counts_matrix,
-        is_sparse,
-        validate_counts,
+    Examples
+    --------
+    >>> res = differential_expression(adata, design="~ type + condition",
+    ...                               contrast=("condition", "treated", "untreated"),
+    ...                               test="LRT", reduced="~ type")  # doctest: +SKIP
+    >>> res.table["padj"].lt(0.1).sum()                              # doctest: +SKIP
+    """
+    _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
+    fit = de_fit(adata, design=design, contrast=contrast, layer=layer, threads=threads,
+                 inference=inference, numeric=numeric, orientation=orientation)
+    return fit.results(
+        test=test, reduced=reduced, lfc_threshold=lfc_threshold, alt_hypothesis=alt_hypothesis,
+        alpha=alpha, independent_filtering=independent_filtering, cooks_filter=cooks_filter,
+        shrink=shrink,
     )
+
+
+def _check_test_options(
+    test: str, reduced: str | None, lfc_threshold: float, alt_hypothesis: str, alpha: float,
+    inference: str, design: str,
+) -> None:
+    """Refuse bad test options before any fitting."""
+    from expression._inference import ALT_HYPOTHESES
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
-    contrast_t = as_contrast(tuple(contrast))
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    if alt_hypothesis not in ALT_HYPOTHESES:
+        raise ValueError(f"alt_hypothesis must be one of {ALT_HYPOTHESES}, got {alt_hypothesis!r}")
+    if not (np.isfinite(float(lfc_threshold)) and float(lfc_threshold) >= 0):
+        raise ValueError(f"lfc_threshold must be >= 0, got {lfc_threshold}")
+    if alt_hypothesis == "lessAbs" and float(lfc_threshold) == 0:
+        raise ValueError("alt_hypothesis='lessAbs' needs a positive lfc_threshold")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
-    prepared = prepare_design(adata.obs, design, contrast=contrast_t, numeric=numeric)
-    meta, levels = prepared.frame, dict(prepared.levels)
-    validate_counts(adata, layer=layer, orientation="samples_x_genes")
-    matrix = counts_matrix(adata, layer=layer)
-    dense = is_sparse(matrix)
-    matrix = dense if dense is not None else matrix
-    matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
-    genes = pd.Index([str(g) for g in adata.var_names], name="gene")
-    counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str), columns=genes)
-    meta.index = counts.index
-    used_threads = default_threads(threads)
-    log.info(
-        "DE: %d samples x %d genes, design %s, contrast %s, %d worker(s)",
-        counts.shape[0], counts.shape[1], design, contrast_t, used_threads,
-    )
-    with _pydeseq2_warnings():
-        if inference == "numba":
-            from expression._inference import NumbaInference, RDeseqDataSet, RDeseqStats
-
-            stats_class: type[DeseqStats] = RDeseqStats
-            engine = NumbaInference(used_threads)
-            dds = RDeseqDataSet(
-                counts=counts, metadata=meta, design=design, refit_cooks=True,
-                inference=engine, quiet=True,
-            )
-            stats_kwargs: dict[str, Any] = {"inference": engine}
-        else:
-            dds = DeseqDataSet(
-                counts=counts, metadata=meta, design=design, refit_cooks=True,
-                n_cpus=used_threads, quiet=True,
-            )
-            stats_kwargs = {"n_cpus": used_threads}
-            stats_class = DeseqStats
-        dds.deseq2()
-        stats = stats_class(
-            dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
-            independent_filter=independent_filtering, quiet=True, **stats_kwargs,
-        )
-        stats.summary()
-        table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
-        shrink_note: str | bool = False
-        if shrink:
-            coeff = _single_coefficient(stats.contrast_vector)
-            if coeff is None:
-                shrink_note = "skipped: contrast is not a single model coefficient"
-                log.warning("LFC shrinkage %s", shrink_note)
-            else:
-                stats.lfc_shrink(coeff=coeff)
-                table["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
-                shrink_note = f"apeGLM prior on {coeff}"
-    table.index.name = "gene"
-    params: dict[str, Any] = {
-        "design": design,
-        "contrast": list(contrast_t),
-        "alpha": float(alpha),
-        "independent_filtering": bool(independent_filtering),
-        "cooks_filter": bool(cooks_filter),
-        "shrink": shrink_note,
-        **prepared.record(),
-        "reference_levels": {name: lv[0] for name, lv in levels.items()},
-        "levels": levels,
-        "coefficients": [str(c) for c in dds.varm["LFC"].columns],
-        "n_samples": int(counts.shape[0]),
-        "n_genes": int(counts.shape[1]),
-        "n_cpus": used_threads,
-        "inference": inference,
-        "n_padj_na": int(table["padj"].isna().sum()),
-        "n_significant": int((table["padj"] < alpha).sum()),
-        "pydeseq2_version": str(pydeseq2.__version__),
-    }
-    log.info("DE: %d genes with padj < %g", params["n_significant"], alpha)
-    return DEResult(table=table, params=params)
+    thresholded = float(lfc_threshold) > 0 or alt_hypothesis != "greaterAbs"
+    if test == "LRT":
+        if reduced is None:
+            raise ValueError("test='LRT' needs a reduced formula, e.g. reduced='~ patient'")
+        if thresholded:
+            raise ValueError("tests of log fold change above or below a threshold must be "
+                             "Wald tests (as R)")
+        outside = sorted(set(design_variables(reduced)) - set(design_variables(design)))
+        if outside:
+            raise ValueError(f"the reduced formula {reduced!r} uses {outside}, which are not "
+                             f"variables of the design {design!r}")
+    elif reduced is not None:
+        raise ValueError("reduced= is only used by test='LRT'")
+    if inference != "numba" and (test == "LRT" or thresholded):
+        raise ValueError("test='LRT' and lfc_threshold/alt_hypothesis need inference='numba'")
 
 
 def de_file(

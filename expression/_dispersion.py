@@ -35,6 +35,7 @@ __all__ = [
     "gene_dispersions",
     "line_search",
     "map_dispersions",
+    "nb_log_likelihood",
     "prior_variance",
 ]
 
@@ -176,8 +177,9 @@ def fit_nb_glm(
     -------
     dict
         ``beta`` (genes x coefficients, natural log), ``iterations``, ``converged``,
-        ``deviance``, ``hat`` (genes x samples), ``beta_var``, ``mu`` (floored at ``min_mu``)
-        and ``mu_raw`` (``sf * exp(X beta)``, not floored).
+        ``deviance``, ``hat`` (genes x samples), ``beta_var``, ``mu`` (floored at ``min_mu``),
+        ``mu_raw`` (``sf * exp(X beta)``, not floored) and ``optim`` (genes refitted by
+        L-BFGS-B, whose ``mu_raw`` R's ``fitNbinomGLMsOptim`` floors for the likelihood).
     """
     y = np.ascontiguousarray(counts, dtype=np.float64)
     sf = np.ascontiguousarray(size_factors, dtype=np.float64)
@@ -201,6 +203,7 @@ def fit_nb_glm(
     out["converged"] = out["iterations"] < maxit
     out["mu_raw"] = sf[None, :] * np.exp(out["beta"] @ x.T)
     bad = ~out["converged"] | ~np.isfinite(out["beta"]).all(axis=1) | (out["beta_var"] <= 0).any(axis=1)
+    out["optim"] = bad
     if bad.any():
         _optim_rows(y, sf, x, np.asarray(alpha, dtype=np.float64), out, np.flatnonzero(bad), ridge,
                     min_mu, beta0)
@@ -245,6 +248,34 @@ def _optim_rows(
         out["beta_var"][row] = np.diag(inv @ gram @ inv)
         out["hat"][row] = w * np.einsum("ij,jk,ik->i", x, inv, x)
         out["converged"][row] = bool(res.success)
+
+
+def nb_log_likelihood(counts: np.ndarray, mu: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Row sums of the negative binomial log density (R's ``dnbinom(k, mu = mu, size = 1 / alpha,
+    log = TRUE)``), genes x samples.
+
+    ``log Gamma(k + s) - log Gamma(s) - log k!`` is taken as ``-log(k + s) - log B(k + 1, s)``,
+    which keeps its precision for very large sizes (dispersions near ``1e-8``), and
+    ``s log(s / (s + mu))`` as ``-s log1p(mu / s)``.
+
+    Examples
+    --------
+    >>> from scipy.stats import nbinom
+    >>> ll = nb_log_likelihood(np.array([[0.0, 3.0, 10.0]]), np.array([[2.0, 2.0, 5.0]]),
+    ...                        np.array([0.2]))
+    >>> bool(np.isclose(ll[0], nbinom.logpmf([0, 3, 10], 5.0, 5.0 / np.array([7, 7, 10])).sum()))
+    True
+    """
+    from scipy.special import betaln
+
+    k = np.asarray(counts, dtype=np.float64)
+    m = np.asarray(mu, dtype=np.float64)
+    size = (1.0 / np.asarray(alpha, dtype=np.float64))[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_choose = np.where(k > 0, -np.log(k + size) - betaln(k + 1.0, size), 0.0)
+        log_mu = np.where(k > 0, k * (np.log(m) - np.log(size + m)), 0.0)
+        ll = log_choose - size * np.log1p(m / size) + log_mu
+    return ll.sum(axis=1)
 
 
 def line_search(

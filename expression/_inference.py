@@ -41,7 +41,10 @@ from expression import _kernels as k
 from expression._compat import renamed_keywords
 from expression._dispersion import MIN_MU
 
-__all__ = ["NumbaInference", "RDeseqDataSet"]
+__all__ = [
+    "ALT_HYPOTHESES", "NumbaInference", "RDeseqDataSet", "RDeseqStats", "final_counts", "lrt_test",
+    "threshold_test",
+]
 
 log = logging.getLogger(__name__)
 
@@ -468,8 +471,96 @@ def r_filter_threshold(base_mean: np.ndarray, pvalues: np.ndarray, alpha: float
     return adjusted[:, j], j
 
 
+#: R's ``altHypothesis`` values of ``results(lfcThreshold = ...)``.
+ALT_HYPOTHESES = ("greaterAbs", "lessAbs", "greater", "less")
+
+
+def threshold_test(
+    lfc: np.ndarray, se: np.ndarray, threshold: float, alt_hypothesis: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """R DESeq2's ``results(lfcThreshold, altHypothesis)`` Wald statistics and p-values.
+
+    ``lfc`` and ``se`` are log2-scale; with ``T = threshold`` and upper normal tails ``Q``:
+    ``greaterAbs``: ``sign(lfc) max((|lfc| - T) / se, 0)``, ``min(1, 2 Q((|lfc| - T) / se))``;
+    ``lessAbs``: the smaller of ``max((T - lfc) / se, 0)`` and ``max((lfc + T) / se, 0)``, the
+    larger of ``Q((T - lfc) / se)`` and ``Q((lfc + T) / se)``; ``greater``:
+    ``max((lfc - T) / se, 0)``, ``Q((lfc - T) / se)``; ``less``: ``min((lfc + T) / se, 0)``,
+    ``Q((-T - lfc) / se)``.
+
+    Examples
+    --------
+    >>> stat, p = threshold_test(np.array([2.0, -0.5]), np.array([0.5, 0.5]), 1.0, "greaterAbs")
+    >>> stat.tolist(), np.round(p, 6).tolist()
+    ([2.0, -0.0], [0.0455, 1.0])
+    """
+    from scipy.stats import norm
+
+    if alt_hypothesis not in ALT_HYPOTHESES:
+        raise ValueError(f"alt_hypothesis must be one of {ALT_HYPOTHESES}, got {alt_hypothesis!r}")
+    t = float(threshold)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if alt_hypothesis == "greaterAbs":
+            z = (np.abs(lfc) - t) / se
+            return np.sign(lfc) * np.maximum(z, 0.0), np.minimum(1.0, 2.0 * norm.sf(z))
+        if alt_hypothesis == "lessAbs":
+            above, below = (t - lfc) / se, (lfc + t) / se
+            stat = np.minimum(np.maximum(above, 0.0), np.maximum(below, 0.0))
+            return stat, np.maximum(norm.sf(above), norm.sf(below))
+        if alt_hypothesis == "greater":
+            z = (lfc - t) / se
+            return np.maximum(z, 0.0), norm.sf(z)
+        return np.minimum((lfc + t) / se, 0.0), norm.sf((-t - lfc) / se)
+
+
 class RDeseqStats(DeseqStats):
-    """pydeseq2's :class:`~pydeseq2.ds.DeseqStats` with R DESeq2's independent filtering."""
+    """pydeseq2's :class:`~pydeseq2.ds.DeseqStats` with R DESeq2's ``results()`` rules.
+
+    R's independent filtering (clowess); and, set as attributes before :meth:`summary`:
+    ``r_lfc_threshold``/``r_alt_hypothesis`` (R's ``lfcThreshold``/``altHypothesis``),
+    ``r_lrt`` (``(stat, pvalue)`` of :func:`lrt_test`: the LRT replaces the Wald statistic and
+    p-value, the log2 fold change stays the contrast's) and ``r_contrast_samples`` (a boolean
+    per sample: the samples of the contrast's two levels; genes with no count in them get
+    ``log2FoldChange = 0``, ``stat = 0``, ``pvalue = 1`` as R's ``cleanContrast``).
+    """
+
+    r_lfc_threshold: float = 0.0
+    r_alt_hypothesis: str = "greaterAbs"
+    r_lrt: tuple[np.ndarray, np.ndarray] | None = None
+    r_contrast_samples: np.ndarray | None = None
+
+    def contrast_all_zero(self) -> np.ndarray:
+        """Genes (not all-zero) without a count in the contrast's samples (R's
+        ``contrastAllZero``)."""
+        if self.r_contrast_samples is None:
+            return np.zeros(self.dds.n_vars, dtype=bool)
+        counts = final_counts(self.dds)[np.asarray(self.r_contrast_samples, dtype=bool)]
+        return (counts == 0).all(axis=0) & self.dds.var["non_zero"].to_numpy(dtype=bool)
+
+    def run_wald_test(self) -> None:
+        super().run_wald_test()
+        zero = self.contrast_all_zero()
+        lfc = (self.LFC.to_numpy() @ np.asarray(self.contrast_vector, dtype=np.float64)) / np.log(2)
+        lfc[zero] = 0.0
+        self.r_lfc = pd.Series(lfc, index=self.dds.var_names)
+        stat = self.statistics.to_numpy(dtype=np.float64).copy()
+        pvalue = self.p_values.to_numpy(dtype=np.float64).copy()
+        stat[zero], pvalue[zero] = 0.0, 1.0
+        if self.r_lfc_threshold > 0 or self.r_alt_hypothesis != "greaterAbs":
+            se = self.SE.to_numpy(dtype=np.float64) / np.log(2)
+            stat, pvalue = threshold_test(lfc, se, self.r_lfc_threshold, self.r_alt_hypothesis)
+        if self.r_lrt is not None:
+            stat, pvalue = (np.array(v, dtype=np.float64, copy=True) for v in self.r_lrt)
+        if self.dds.refit_cooks and self.dds.var["replaced"].sum() > 0:
+            now_zero = self.dds.var_names.get_indexer(self.dds.new_all_zeroes_genes)
+            stat[now_zero], pvalue[now_zero] = 0.0, 1.0
+            self.r_lfc.iloc[now_zero] = 0.0
+        self.statistics = pd.Series(stat, index=self.dds.var_names)
+        self.p_values = pd.Series(pvalue, index=self.dds.var_names)
+
+    def summary(self, **kwargs: Any) -> None:
+        super().summary(**kwargs)
+        if hasattr(self, "r_lfc"):
+            self.results_df["log2FoldChange"] = self.r_lfc
 
     def _independent_filtering(self) -> None:
         if not hasattr(self, "p_values"):
@@ -480,3 +571,57 @@ class RDeseqStats(DeseqStats):
         )
         self.padj = pd.Series(padj, index=self.dds.var_names)
 
+
+
+def final_counts(dds: DeseqDataSet) -> np.ndarray:
+    """Samples x genes counts as R's ``counts(dds)`` after ``DESeq``: the Cook's-outlier
+    replacement counts for the refitted genes, the original counts elsewhere."""
+    counts = np.array(np.asarray(dds.X), dtype=np.float64, copy=True)
+    if "refitted" in dds.var and bool(dds.var["refitted"].any()) and hasattr(dds, "counts_to_refit"):
+        sub = dds.counts_to_refit
+        cols = dds.var_names.get_indexer(sub.var_names)
+        counts[:, cols] = np.asarray(sub.X, dtype=np.float64)
+    return counts
+
+
+def lrt_test(
+    dds: DeseqDataSet, reduced_matrix: np.ndarray, *, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """R DESeq2's ``nbinomLRT`` on a fitted data set: ``(stat, pvalue, df)`` per gene.
+
+    Both models are fitted by DESeq2's IRLS (``fitNbinomGLMs``: same start, ridge ``1e-6`` on the
+    log2 scale, L-BFGS-B for non-converged rows) at the final dispersions, on the counts R tests
+    (Cook's replacement counts for refitted genes); an intercept-only reduced model takes R's
+    closed form (``log2`` of the mean normalised count). The statistic is twice the difference of
+    the NB log-likelihoods (``mu`` not floored, as R; floored at ``minmu`` for rows refitted by
+    L-BFGS-B, as R's ``fitNbinomGLMsOptim``); the p-value is the upper chi-squared tail with
+    ``df = p_full - p_reduced``. All-zero genes get NaN.
+    """
+    from scipy.stats import chi2
+
+    x_full = _design(dds.obsm["design_matrix"])
+    x_red = _design(reduced_matrix)
+    df = x_full.shape[1] - x_red.shape[1]
+    if df < 1:
+        raise ValueError("the reduced design must have fewer coefficients than the full design")
+    nz = dds.var["non_zero"].to_numpy(dtype=bool)
+    y = np.ascontiguousarray(final_counts(dds)[:, nz].T)
+    sf = dds.obs["size_factors"].to_numpy(dtype=np.float64)
+    alpha = dds.var["dispersions"].to_numpy(dtype=np.float64)[nz]
+    used = default_threads(threads)
+
+    def loglike(x: np.ndarray) -> np.ndarray:
+        if x.shape[1] == 1 and (x == 1.0).all():
+            beta = np.log2((y / sf[None, :]).mean(axis=1))
+            mu = sf[None, :] * (2.0 ** beta)[:, None]
+            return disp.nb_log_likelihood(y, mu, alpha)
+        fit = disp.fit_nb_glm(y, sf, x, alpha, min_mu=MIN_MU, threads=used)
+        mu = np.where(fit["optim"][:, None], np.maximum(fit["mu_raw"], MIN_MU), fit["mu_raw"])
+        return disp.nb_log_likelihood(y, mu, alpha)
+
+    stat_nz = 2.0 * (loglike(x_full) - loglike(x_red))
+    stat = np.full(dds.n_vars, np.nan)
+    stat[nz] = stat_nz
+    pvalue = np.full(dds.n_vars, np.nan)
+    pvalue[nz] = chi2.sf(stat_nz, df)
+    return stat, pvalue, df

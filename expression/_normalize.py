@@ -63,6 +63,7 @@ def normalize_counts(
     fit_type: str = "parametric",
     design: str = "~ patient + timepoint",
     numeric: Sequence[str] = (),
+    nsub: int | None = 1000,
     orientation: Orientation = "auto",
     copy: bool = False,
 ) -> Any:
@@ -74,8 +75,10 @@ def normalize_counts(
         Samples x genes AnnData; the counts may be numpy or ``dask.array``.
     method
         ``"ratio"`` or ``"poscounts"`` (see :func:`size_factors`), or ``"vst"``: ratio size
-        factors, then DESeq2's variance stabilizing transformation into ``layers["vst"]``
-        (see :func:`expression.vst`).
+        factors, then DESeq2's variance stabilizing transformation into ``layers["vst"]``:
+        R's ``vst()`` (trend on ``nsub=1000`` genes) by default, R's
+        ``varianceStabilizingTransformation`` with ``nsub=None`` (see :func:`expression.vst`;
+        ``uns["vst"]["method"]`` records which ran).
     layer
         Layer with the raw counts (``None`` or a missing ``"counts"`` uses ``X``).
     key_added
@@ -85,7 +88,7 @@ def normalize_counts(
         ``np.exp(reference.uns["size_factors"]["log_geo_means"])``.
     control_genes
         Gene ids, integer positions or a boolean mask (R's ``controlGenes``).
-    blind, fit_type, design, numeric
+    blind, fit_type, design, numeric, nsub
         Options of the ``"vst"`` method (see :func:`expression.vst`; ``numeric`` keeps
         integer-coded design columns continuous, see :mod:`expression._design`).
     orientation
@@ -126,7 +129,7 @@ def normalize_counts(
         from expression._vst import vst
 
         vst(target, blind=blind, fit_type=fit_type, design=design, size_factors=fit.size_factors,
-            layer=layer, numeric=numeric, orientation="samples_x_genes")
+            layer=layer, numeric=numeric, nsub=nsub, orientation="samples_x_genes")
     return target if copy else None
 
 
@@ -230,6 +233,7 @@ def normalize_file(
     fit_type: str = "parametric",
     design: str = "~ patient + timepoint",
     numeric: Sequence[str] = (),
+    nsub: int | None = 1000,
 ) -> Any:
     """Read, validate and normalise a count file, then write the result (the CLI's work).
 
@@ -245,12 +249,14 @@ def normalize_file(
     method
         ``"ratio"``, ``"poscounts"``, ``"cpm"``, ``"log2p1"`` (``log2`` of ratio-normalised
         counts + 1, DESeq2's ``normTransform``) or ``"vst"`` (DESeq2's variance stabilizing
-        transformation, log2 scale).
+        transformation, log2 scale: R's ``vst()``, the trend fitted on ``nsub`` genes; all
+        genes, R's ``varianceStabilizingTransformation``, with ``nsub=None`` or when fewer than
+        ``nsub`` genes have a mean normalised count above 5).
     samples
         Optional sample sheet.
     size_factors_out
         Optional CSV for the size factors (columns ``sample,size_factor``); not for ``cpm``.
-    blind, fit_type, design
+    blind, fit_type, design, nsub
         Options of ``"vst"`` (see :func:`expression.vst`); ``design`` needs ``samples``.
     numeric
         Integer-coded design columns to keep continuous (``"vst"`` with ``blind=False``; see
@@ -300,7 +306,7 @@ def normalize_file(
             key = "log2p1"
     else:
         normalize_counts(adata, method="vst", blind=blind, fit_type=fit_type, design=design,
-                         numeric=numeric)
+                         numeric=numeric, nsub=nsub)
         key = "vst"
     # both files or neither: the size factors are renamed into place first, the matrix last,
     # and only when both were written completely

@@ -1,4 +1,16 @@
-"""DESeq2's variance stabilizing transformation (``varianceStabilizingTransformation``).
+"""DESeq2's variance stabilizing transformations: ``vst()`` (default) and
+``varianceStabilizingTransformation`` (``nsub=None``).
+
+R's ``vst(object, blind, nsub = 1000)`` fits the dispersion trend on a subset of genes and then
+applies the closed form to every gene: the genes with a mean normalised count above 5, ordered
+by that mean (ties keep their order), of which ``nsub`` are taken evenly spaced in rank
+(``o[round(seq(1, length(o), length = nsub))]``; no random numbers). This is the default here,
+as R users mean it by "vst". ``nsub=None`` fits the trend on all genes (R's
+``varianceStabilizingTransformation``, the behaviour before ``nsub`` existed). When fewer than
+``nsub`` genes have a mean above 5 (or there are fewer genes than ``nsub``), R's ``vst`` stops
+and recommends ``varianceStabilizingTransformation``; here that transform is used, with a logged
+warning, and ``uns[key_added]["method"]`` says which transform ran (``"vst"`` or
+``"varianceStabilizingTransformation"``; ``uns[key_added]["nsub"]`` is 0 for the latter).
 
 ``blind=True`` re-estimates the gene-wise dispersions with the design ``~ 1`` and fits the
 trend to them (DESeq2's default); ``blind=False`` uses the trend fitted under the experimental
@@ -32,6 +44,46 @@ __all__ = ["design_matrix", "vst", "vst_transform"]
 log = logging.getLogger(__name__)
 
 FIT_TYPES = ("parametric", "mean")
+
+#: R's ``vst()`` default subset size.
+NSUB = 1000
+#: ``vst()`` fits the trend on genes whose mean normalised count is above this.
+NSUB_MIN_MEAN = 5.0
+
+
+def vst_subset(base_mean: np.ndarray, nsub: int) -> np.ndarray | None:
+    """The genes R's ``vst(nsub = nsub)`` fits the dispersion trend on, in R's order.
+
+    Parameters
+    ----------
+    base_mean
+        Mean normalised count per gene.
+    nsub
+        Subset size.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Gene indices (ordered by increasing mean, as R subsets them), or ``None`` when fewer
+        than ``nsub`` genes have a mean above 5 (R's ``vst`` stops there).
+
+    Examples
+    --------
+    >>> vst_subset(np.arange(10.0), 3).tolist()
+    [6, 7, 9]
+    """
+    base_mean = np.asarray(base_mean, dtype=np.float64)
+    above = np.flatnonzero(base_mean > NSUB_MIN_MEAN)
+    if base_mean.size < nsub or above.size < nsub:
+        return None
+    order = above[np.argsort(base_mean[above], kind="stable")]
+    n = order.size
+    if nsub == 1:
+        return order[:1]
+    n1 = nsub - 1
+    # R's seq(1, n, length = nsub) (ends exact), then round() (half to even, as numpy)
+    positions = np.concatenate([[1.0], 1.0 + np.arange(1, n1) * ((n - 1) / n1), [float(n)]])
+    return order[np.round(positions).astype(np.int64) - 1]
 
 
 def vst_transform(normed: np.ndarray, trend: DispersionTrend) -> np.ndarray:
@@ -98,6 +150,7 @@ def vst(
     data: Any,
     *,
     blind: bool = True,
+    nsub: int | None = NSUB,
     fit_type: str = "parametric",
     design: str = "~ patient + timepoint",
     size_factors: Any = None,
@@ -108,7 +161,12 @@ def vst(
     numeric: Sequence[str] = (),
     orientation: Orientation = "auto",
 ) -> Any:
-    """DESeq2's variance stabilizing transformation.
+    """DESeq2's variance stabilizing transformation: R's ``vst()`` by default.
+
+    With the default ``nsub=1000`` this is R's ``vst(object, blind, nsub = 1000)``: the trend
+    is fitted on 1000 genes with mean normalised count above 5, evenly spaced in mean rank,
+    then applied to all genes (see the module docstring). ``nsub=None`` is R's
+    ``varianceStabilizingTransformation`` (the trend fitted on all genes).
 
     Parameters
     ----------
@@ -118,6 +176,11 @@ def vst(
     blind
         Estimate dispersions with the design ``~ 1`` (DESeq2's default). ``False`` uses
         ``design``.
+    nsub
+        Genes the trend is fitted on (R's ``vst`` default 1000); ``None``: all genes (R's
+        ``varianceStabilizingTransformation``). With fewer than ``nsub`` genes whose mean
+        normalised count is above 5, all genes are used, with a logged warning (R's ``vst``
+        stops there and recommends ``varianceStabilizingTransformation``).
     fit_type
         ``"parametric"`` (``a0 + a1 / mean``) or ``"mean"``. When the parametric fit fails (R
         would switch to a local fit) the mean fit is used, logged and recorded.
@@ -151,16 +214,29 @@ def vst(
         The transformed matrix for matrix input; ``None`` for AnnData input, which gets
         ``layers[key_added]`` and ``uns[key_added]`` (parameters and trend coefficients).
 
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> counts = rng.negative_binomial(5, 0.05, size=(6, 1500))
+    >>> fast = vst(counts)                 # R: vst(dds)
+    >>> full = vst(counts, nsub=None)      # R: varianceStabilizingTransformation(dds)
+    >>> fast.shape == full.shape == (6, 1500)
+    True
+
     Raises
     ------
     ValueError
-        Unknown ``fit_type``, invalid counts, a design that does not fit the sample sheet, or
+        Unknown ``fit_type``, ``nsub`` not a positive integer, invalid counts, a design that
+        does not fit the sample sheet, or
         size factors of the wrong length or not positive.
     """
     from expression._size_factors import fit_size_factors
 
     if fit_type not in FIT_TYPES:
         raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
+    if nsub is not None and (isinstance(nsub, bool) or not isinstance(nsub, (int, np.integer))
+                             or nsub < 1):
+        raise ValueError(f"nsub must be a positive integer or None, got {nsub!r}")
     counts, adata, sheet = _counts_and_obs(data, layer, orientation, obs)
     n_samples = counts.shape[0]
     if size_factors is None:
@@ -185,7 +261,18 @@ def vst(
         prepared = prepare_design(sheet, design, numeric=numeric, keep_categories=True)
         design_record = prepared.record()
         x = model_matrix(prepared)
-    genes = gene_dispersions(counts.T, sf, x, threads=threads)
+    subset = None
+    if nsub is not None:
+        subset = vst_subset((counts / sf[:, None]).mean(axis=0), int(nsub))
+        if subset is None:
+            log.warning(
+                "VST: fewer than nsub=%d genes with mean normalised count above 5 (R's vst() "
+                "stops here): the trend is fitted on all genes "
+                "(varianceStabilizingTransformation)", nsub,
+            )
+    method = "varianceStabilizingTransformation" if subset is None else "vst"
+    fit_counts = counts if subset is None else counts[:, subset]
+    genes = gene_dispersions(fit_counts.T, sf, x, threads=threads)
     used_fit = fit_type
     try:
         trend = fit_trend(genes.base_mean, genes.dispersions, fit_type=fit_type)
@@ -196,12 +283,14 @@ def vst(
         trend = fit_trend(genes.base_mean, genes.dispersions, fit_type="mean")
         used_fit = "mean"
     transformed = vst_transform(counts / sf[:, None], trend)
-    log.info("VST (%s, design %s): %s", used_fit, used_design, trend)
+    log.info("VST (%s, %s, design %s): %s", method, used_fit, used_design, trend)
     if adata is None:
         return transformed
     adata.layers[key_added] = transformed
     adata.uns[key_added] = {
         "blind": bool(blind),
+        "method": method,
+        "nsub": 0 if subset is None else int(nsub),
         "design": used_design,
         "fit_type_requested": fit_type,
         "fit_type": used_fit,
