@@ -51,7 +51,7 @@ __all__ = ["BatchOptions", "BatchRun", "check_mfi_channels", "gate_task", "prepa
 log = logging.getLogger(__name__)
 
 ERROR_COLUMNS = ["path", "error_type", "message"]
-FILE_COLUMNS = ["path", "sample", "size", "blake2b", "n_datasets", "n_events", "status", "seconds",
+FILE_COLUMNS = ["path", "sample", "size", "xxh3_128", "n_datasets", "n_events", "status", "seconds",
                 "uncompensated"]
 _HASH_CHUNK = 1 << 22
 
@@ -125,7 +125,12 @@ class BatchRun:
 
 # ---- worker side --------------------------------------------------------------------------
 def _file_hash(path: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
+    """The file's content fingerprint: XXH3-128 (about 10 GB/s here, against BLAKE2b's 0.9 GB/s,
+    which cost a quarter of a batch of 100k-event files). It identifies the exact bytes gated
+    (provenance, not security); resuming relies on size and mtime, not on this hash."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
             h.update(chunk)
@@ -204,7 +209,7 @@ def gate_task(task: BatchTask) -> TaskOutcome:
             if result.mfi is not None:
                 medians.append(result.mfi)
         seconds = time.perf_counter() - start
-        meta = {"path": path, "sample": task.name, "stat": list(task.stat), "blake2b": digest,
+        meta = {"path": path, "sample": task.name, "stat": list(task.stat), "xxh3_128": digest,
                 "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds,
                 "uncompensated": skipped}
         if medians:
@@ -609,7 +614,7 @@ def _stream_parts(
                 if sum(len(t) for t in buffer) >= _ROW_GROUP:
                     flush()
                 files.append({"path": task.path, "sample": task.name, "size": meta["stat"][0],
-                              "blake2b": meta["blake2b"], "n_datasets": meta["n_datasets"],
+                              "xxh3_128": meta.get("xxh3_128"), "n_datasets": meta["n_datasets"],
                               "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"],
                               "uncompensated": bool(meta.get("uncompensated")),
                               "uncompensated_why": meta.get("uncompensated", [])})
@@ -620,7 +625,7 @@ def _stream_parts(
                 err = ErrorRecord.from_dict(json.loads((parts / f"{task.key}.error.json").read_text()))
                 errors.append({"path": err.path, "error_type": err.error_type, "message": err.message})
                 files.append({"path": task.path, "sample": task.name, "size": err.stat[0],
-                              "blake2b": None, "n_datasets": 0, "n_events": 0, "status": "error",
+                              "xxh3_128": None, "n_datasets": 0, "n_events": 0, "status": "error",
                               "seconds": err.seconds, "uncompensated": False, "uncompensated_why": []})
         flush()
     finally:

@@ -152,7 +152,7 @@ def test_every_good_file_once_every_bad_file_typed_nothing_else(archive, clean_r
     assert len(files) == N_FILES
     assert (files["status"] == "ok").sum() == len(good_names)
     ok = files[files["status"] == "ok"]
-    assert (ok["n_events"] == 300).all() and ok["blake2b"].str.len().gt(0).all()
+    assert (ok["n_events"] == 300).all() and ok["xxh3_128"].str.len().gt(0).all()
 
 
 def _parts_done(parts: Path) -> int:

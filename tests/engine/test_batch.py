@@ -76,7 +76,7 @@ def test_in_process_results_equal_apply_plan_and_errors_are_isolated(archive, tm
     files = pd.read_parquet(tmp_path / "out" / "files.parquet")
     assert (files["status"] == "ok").sum() == len(archive["good"])
     ok = files[files["status"] == "ok"].iloc[0]
-    assert ok["size"] == os.path.getsize(ok["path"]) and len(ok["blake2b"]) == 32
+    assert ok["size"] == os.path.getsize(ok["path"]) and len(ok["xxh3_128"]) == 32
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
     assert meta["files"] == len(inputs) and meta["failed"] == 4 and meta["strategy_hashes"]
 
