@@ -25,6 +25,7 @@ import pandas as pd
 
 from expression._compat import renamed_keywords
 from expression._design import as_contrast, design_variables, parse_contrast, prepare_design
+from expression._tximport import refuse_length_offsets
 from expression._validate import Orientation
 
 __all__ = [
@@ -402,6 +403,7 @@ def de_fit(
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
     contrast_t = as_contrast(tuple(contrast) if not isinstance(contrast, str) else contrast)
+    refuse_length_offsets(adata, what="differential_expression")
     check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
     prepared = prepare_design(adata.obs, design, contrast=contrast_t, numeric=numeric)
     meta, levels = prepared.frame, dict(prepared.levels)
@@ -600,6 +602,10 @@ def de_file(
     inference: str = "numba",
     shrink: bool = False,
     numeric: Sequence[str] = (),
+    test: str = "Wald",
+    reduced: str | None = None,
+    lfc_threshold: float = 0.0,
+    alt_hypothesis: str = "greaterAbs",
 ) -> DEResult:
     """Read counts and a sample sheet, run :func:`differential_expression`, write the table.
 
@@ -627,6 +633,9 @@ def de_file(
         Add ``log2FoldChange_shrunk`` (see :func:`differential_expression`).
     numeric
         Integer-coded design columns to keep continuous (see :func:`differential_expression`).
+    test, reduced, lfc_threshold, alt_hypothesis
+        The test, as :func:`differential_expression` (``"LRT"`` with a ``reduced`` formula;
+        a log2 fold-change threshold with R's alternative hypotheses for the Wald test).
 
     Returns
     -------
@@ -644,16 +653,14 @@ def de_file(
     from expression._io import check_output, read_counts
 
     parsed = as_contrast(contrast)
-    if inference not in INFERENCES:
-        raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
     design_variables(design)
     target = check_output(out, suffixes=TABLE_SUFFIXES, what="DE table")
     adata = read_counts(counts, samples=samples)
     result = differential_expression(
         adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink,
-        numeric=numeric,
+        numeric=numeric, test=test, reduced=reduced, lfc_threshold=lfc_threshold,
+        alt_hypothesis=alt_hypothesis,
     )
     result.write(target)
     return result

@@ -103,6 +103,10 @@ def normalize_counts(
     anndata.AnnData or None
         The copy when ``copy=True``.
     """
+    if method in ("ratio", "poscounts", "vst"):  # DESeq2's methods use tximport's offsets
+        from expression._tximport import refuse_length_offsets
+
+        refuse_length_offsets(adata, what="normalize_counts")
     check_anndata_orientation(adata, what="normalize_counts", orientation=orientation)
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)

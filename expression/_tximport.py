@@ -75,6 +75,7 @@ __all__ = [
     "read_quant_file",
     "read_quantifications",
     "read_tx2gene",
+    "refuse_length_offsets",
     "summarize_to_gene",
 ]
 
@@ -652,3 +653,39 @@ def _anndata(ad: Any, result: Tximport, names: list[str], level: str, n_tx: Any,
     log.info("read %s quantifications: %d samples x %d %ss (countsFromAbundance=%s)",
              record["type"], adata.n_obs, adata.n_vars, level, record["counts_from_abundance"])
     return adata
+
+
+def refuse_length_offsets(adata: Any, *, what: str) -> None:
+    """Refuse counts that need tximport's length offsets, which phenoflow does not fit.
+
+    With ``counts_from_abundance="no"`` DESeq2 (``DESeqDataSetFromTximport``) turns the average
+    transcript lengths into per-gene normalisation factors; size factors, VST or DE on the
+    rounded counts alone would answer another question without saying so.
+
+    Parameters
+    ----------
+    adata
+        Anything with an ``uns`` mapping (an AnnData from :func:`read_quantifications`).
+    what
+        The function asking, for the message.
+
+    Raises
+    ------
+    CountsError
+        The counts carry ``uns["tximport"]["length_offset"]``.
+
+    Examples
+    --------
+    >>> import anndata
+    >>> refuse_length_offsets(anndata.AnnData(uns={"tximport": {"length_offset": False}}),
+    ...                       what="vst")
+    """
+    record = (getattr(adata, "uns", None) or {}).get("tximport") or {}
+    if record.get("length_offset"):
+        raise CountsError(
+            f"{what}: these counts come from read_quantifications(counts_from_abundance='no'), "
+            "whose average transcript lengths DESeq2 uses as per-gene offsets; phenoflow does not "
+            "fit length offsets: read them with counts_from_abundance='lengthScaledTPM' "
+            "(tximport's advice for tools without offsets)"
+        )
+

@@ -122,6 +122,9 @@ def _counts_and_obs(
     )
 
     if hasattr(data, "obs") and hasattr(data, "layers"):
+        from expression._tximport import refuse_length_offsets
+
+        refuse_length_offsets(data, what="vst")
         check_anndata_orientation(data, what="vst", orientation=orientation)
         validate_counts(data, layer=layer, orientation="samples_x_genes")
         matrix = counts_matrix(data, layer=layer)

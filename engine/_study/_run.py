@@ -159,7 +159,10 @@ def _transformed_layer(adata: Any, design: str, numeric: tuple[str, ...] = ()) -
     from expression import vst
 
     vst(adata, blind=False, design=design, numeric=numeric)
-    return "vst", f"DESeq2 variance-stabilising transformation (blind=False, design {design})"
+    record = adata.uns["vst"]
+    how = (f"vst(), dispersion trend on {record['nsub']} genes" if record.get("method") == "vst"
+           else "varianceStabilizingTransformation, dispersion trend on all genes")
+    return "vst", f"DESeq2 {how} (blind=False, design {design})"
 
 
 def _gene_sets(study: Study) -> dict[str, list[str]]:

@@ -208,14 +208,15 @@ def compare(
 @main.command()
 @click.argument("counts", type=click.Path(exists=True, dir_okay=True, path_type=Path))
 @click.option("--samples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Sample sheet (first column = sample id).")
-@click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1", "vst"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, log2(normalised + 1) or DESeq2's VST.")
+@click.option("--method", type=click.Choice(["ratio", "poscounts", "cpm", "log2p1", "vst"]), default="ratio", show_default=True, help="DESeq2 size factors, CPM, log2(normalised + 1) or DESeq2's vst() (dispersion trend on --nsub genes; all genes when fewer have a mean above 5).")
+@click.option("--nsub", default="1000", show_default=True, help="vst: genes the trend is fitted on, as R's vst(nsub=); 'all' gives varianceStabilizingTransformation.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv (genes x samples), .parquet or .h5ad.")
 @click.option("--size-factors", "sf_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write size factors (sample,size_factor) to this CSV.")
 @click.option("--blind/--no-blind", default=True, show_default=True, help="vst: dispersions with design ~1 (blind) or with --design.")
 @click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="vst: dispersion trend.")
 @click.option("--design", default="~ patient + timepoint", show_default=True, help="vst --no-blind: model formula over sample-sheet columns.")
 @click.option("--numeric", multiple=True, metavar="COLUMN", help="Fit this integer-valued design column as a number (default: integer codes with few distinct values, like patient ids 1..10, are fitted as factors, with a notice). Repeatable.")
-def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str, numeric: tuple[str, ...]) -> None:
+def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str, numeric: tuple[str, ...], nsub: str) -> None:
     """Normalise a count matrix (DESeq2-exact size factors, CPM, log2(x+1) or VST)."""
     check_output_file(out, suffixes=(".csv", ".tsv", ".parquet", ".h5ad"))
     if sf_out is not None:
@@ -224,7 +225,8 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 
     try:
         adata = normalize_file(counts, out=out, method=method, samples=samples, size_factors_out=sf_out,
-                               blind=blind, fit_type=fit_type, design=design, numeric=numeric)
+                               blind=blind, fit_type=fit_type, design=design, numeric=numeric,
+                               nsub=_nsub(nsub))
     except ValueError as exc:  # CountsError and every input mistake are ValueErrors
         if debugging():
             raise
@@ -242,14 +244,20 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 @click.option("--inference", type=click.Choice(["numba", "pydeseq2"]), default="numba", show_default=True, help="Per-gene fits: phenoflow's R-faithful Numba kernels or pydeseq2's default.")
 @click.option("--shrink", is_flag=True, help="Add log2FoldChange_shrunk (LFC shrinkage of the contrast's coefficient).")
 @click.option("--numeric", multiple=True, metavar="COLUMN", help="Fit this integer-valued design column as a number (default: integer codes with few distinct values, like patient ids 1..10, are fitted as factors, with a notice). Repeatable.")
-def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool, numeric: tuple[str, ...]) -> None:
-    """Differential expression, DESeq2's Wald test (pydeseq2 with R-faithful kernels)."""
+@click.option("--test", "test", type=click.Choice(["Wald", "LRT"]), default="Wald", show_default=True, help="Wald test of the contrast, or likelihood-ratio test against --reduced.")
+@click.option("--reduced", default=None, help="LRT: the reduced formula, e.g. '~ patient'.")
+@click.option("--lfc-threshold", type=float, default=0.0, show_default=True, help="Wald: test |log2 fold change| against this threshold (R's lfcThreshold).")
+@click.option("--alt-hypothesis", type=click.Choice(["greaterAbs", "lessAbs", "greater", "less"]), default="greaterAbs", show_default=True, help="Wald with --lfc-threshold: R's altHypothesis.")
+def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool, numeric: tuple[str, ...], test: str, reduced: str | None, lfc_threshold: float, alt_hypothesis: str) -> None:
+    """Differential expression as R DESeq2: Wald (optionally against an LFC threshold) or LRT."""
     check_output_file(out, suffixes=(".csv", ".tsv", ".parquet"))
     from expression import de_file
 
     try:
         result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha,
-                         inference=inference, shrink=shrink, numeric=numeric)
+                         inference=inference, shrink=shrink, numeric=numeric, test=test,
+                         reduced=reduced, lfc_threshold=lfc_threshold,
+                         alt_hypothesis=alt_hypothesis)
     except ValueError as exc:  # CountsError, a design or contrast that does not fit the samples
         if debugging():
             raise
@@ -259,6 +267,14 @@ def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha
         click.echo(f"note: integer-coded {', '.join(factors)} fitted as factor(s); "
                    f"--numeric {factors[0]} fits it as a number", err=True)
     click.echo(f"{result.params['n_significant']} of {result.params['n_genes']} genes at padj < {alpha} -> {out}")
+
+
+def _nsub(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageProblem(f"--nsub must be a positive number of genes or 'all', got {text!r}")
+    return int(text)
 
 
 @main.command("demo-data")

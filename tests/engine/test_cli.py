@@ -171,7 +171,7 @@ def test_one_progress_display_quiet_loops_and_batch_lines():
     assert lines[-1]["events_per_s"] > 0
 
 
-def test_de_fits_integer_patient_codes_as_factors_unless_numeric_is_given(tmp_path):
+def _paired_counts(tmp_path):
     rng = np.random.default_rng(4)
     n_patients, n_genes = 6, 200
     patient = np.repeat(np.arange(1, n_patients + 1), 2)  # integer codes 1..6
@@ -186,7 +186,11 @@ def test_de_fits_integer_patient_codes_as_factors_unless_numeric_is_given(tmp_pa
         tmp_path / "counts.csv")
     pd.DataFrame({"sample": names, "patient": patient, "timepoint": timepoint}).to_csv(
         tmp_path / "samples.csv", index=False)
-    args = ["de", str(tmp_path / "counts.csv"), "--samples", str(tmp_path / "samples.csv")]
+    return ["de", str(tmp_path / "counts.csv"), "--samples", str(tmp_path / "samples.csv")]
+
+
+def test_de_fits_integer_patient_codes_as_factors_unless_numeric_is_given(tmp_path):
+    args = _paired_counts(tmp_path)
     factor = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "factor.csv")])
     assert factor.exit_code == 0, factor.output
     assert "integer-coded patient fitted as factor" in factor.output
@@ -208,3 +212,36 @@ def test_the_command_line_starts_without_the_heavy_libraries():
             "'expression') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_de_lrt_and_lfc_threshold_from_the_command_line(tmp_path):
+    args = _paired_counts(tmp_path)
+    wald = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "wald.csv")])
+    lrt = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "lrt.csv"), "--test", "LRT",
+                                    "--reduced", "~ patient"])
+    assert wald.exit_code == 0 and lrt.exit_code == 0, lrt.output
+    a, b = pd.read_csv(tmp_path / "wald.csv"), pd.read_csv(tmp_path / "lrt.csv")
+    assert not np.allclose(a["pvalue"], b["pvalue"], equal_nan=True)
+    thresholded = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "t.csv"),
+                                            "--lfc-threshold", "1"])
+    assert thresholded.exit_code == 0
+    c = pd.read_csv(tmp_path / "t.csv")
+    assert (c["pvalue"].dropna() >= a["pvalue"].dropna() - 1e-12).all()  # a harder null
+    missing = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x.csv"), "--test", "LRT"])
+    assert missing.exit_code == 2 and "reduced" in missing.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_normalize_vst_nsub_option(tmp_path):
+    args = _paired_counts(tmp_path)[1:]
+    for nsub in ("all", "50"):
+        done = CliRunner().invoke(main, ["normalize", *args[:1], "--samples", args[2],
+                                         "--method", "vst", "--nsub", nsub,
+                                         "--out", str(tmp_path / f"vst_{nsub}.csv")])
+        assert done.exit_code == 0, done.output
+    full = pd.read_csv(tmp_path / "vst_all.csv", index_col=0)
+    sub = pd.read_csv(tmp_path / "vst_50.csv", index_col=0)
+    assert full.shape == sub.shape and not np.allclose(full.to_numpy(), sub.to_numpy())
+    bad = CliRunner().invoke(main, ["normalize", *args[:1], "--samples", args[2], "--method",
+                                    "vst", "--nsub", "some", "--out", str(tmp_path / "v.csv")])
+    assert bad.exit_code == 2 and "--nsub" in bad.output

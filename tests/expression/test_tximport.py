@@ -317,3 +317,23 @@ def test_no_hint_for_unrelated_ids(tmp_path):
         read_counts(tmp_path / "c.csv", samples=pd.DataFrame({"x": [1, 2]}, index=["C", "D"]),
                     orientation="genes_x_samples")
     assert "looks like" not in str(err.value)
+
+
+def test_deseq2_methods_refuse_counts_that_need_length_offsets():
+    import expression
+
+    plain = _read_case("salmon:no")
+    assert plain.uns["tximport"]["length_offset"]
+    plain.obs["timepoint"] = ["pre", "post"] * (plain.n_obs // 2) + ["pre"] * (plain.n_obs % 2)
+    for call in (
+        lambda a: expression.normalize_counts(a, method="ratio", copy=True),
+        lambda a: expression.vst(a),
+        lambda a: expression.differential_expression(a, design="~ timepoint"),
+    ):
+        with pytest.raises(expression.CountsError, match="lengthScaledTPM"):
+            call(plain)
+    scaled = _read_case("salmon:lengthScaledTPM")
+    assert not scaled.uns["tximport"]["length_offset"]
+    assert expression.normalize_counts(scaled, method="ratio", copy=True) is not None
+    expression.cpm(scaled)  # no DESeq2 model, no offsets involved
+    assert "cpm" in scaled.layers
