@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -155,17 +156,33 @@ def test_usage_mistakes_exit_2_with_one_line_before_any_gating(files, tmp_path):
     assert not (tmp_path / "o").exists()  # nothing was started
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def _read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write to: a chmod-ed one, or for root (which ignores the
+    mode bits) a kernel folder that refuses new files."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "ro"
+        locked.mkdir()
+        locked.chmod(0o555)
+        return locked
+    for candidate in (Path("/sys/kernel"), Path("/proc/sys")):
+        try:
+            fd, name = tempfile.mkstemp(dir=candidate)
+        except OSError:
+            return candidate
+        os.close(fd)
+        os.unlink(name)
+    pytest.fail("no read-only folder found on this machine for the read-only --out test")
+
+
 def test_read_only_out_exits_2(files, tmp_path):
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    locked.chmod(0o555)
+    locked = _read_only_folder(tmp_path)
     try:
         result = _gate(["--strategy", str(files["strategy"]), "--fcs", str(files["good"][0]), "--out",
                         str(locked)])
         _one_line_exit_2(result, "is not writable")
     finally:
-        locked.chmod(0o755)
+        if locked.is_relative_to(tmp_path):
+            locked.chmod(0o755)
 
 
 def test_group_that_the_workspace_lacks_exits_2(tmp_path):
