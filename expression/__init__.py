@@ -1,74 +1,67 @@
-"""Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores."""
+"""Expression: biopsy count matrices, DESeq2-exact normalisation, paired DE, gene-set scores.
 
-from expression._de import (
-    DEFit,
-    DEResult,
-    de_file,
-    de_fit,
-    design_variables,
-    differential_expression,
-)
-from expression._design import PreparedDesign, prepare_design
-from expression._genesets import (
-    default_gene_sets,
-    geneset_scores,
-    paired_score_tests,
-    read_gmt,
-)
-from expression._io import OutputError, check_output, read_counts, read_sample_sheet, write_matrix
-from expression._normalize import cpm, log2p1, normalize_counts, normalize_file
-from expression._paired import PairedMethod, PairedTest, Summary, WilcoxonExact, paired_test
-from expression._plot import (
-    paired_slope_plot,
-    plot_mean_sd,
-    plot_paired_scores,
-    plot_size_factors,
-    plot_volcano,
-)
-from expression._size_factors import SizeFactorFit, fit_size_factors, log_geo_means, size_factors
-from expression._tximport import read_quantifications
-from expression._validate import CountsError, OrientationError, validate_counts
-from expression._vst import vst
+The names load lazily (PEP 562): ``from expression import cpm`` imports the normalisation code
+only, not pydeseq2, scipy.stats or matplotlib; each command pays only for what it uses.
+"""
 
-__all__: list[str] = [
-    "CountsError",
-    "DEFit",
-    "DEResult",
-    "OrientationError",
-    "OutputError",
-    "PairedMethod",
-    "PairedTest",
-    "PreparedDesign",
-    "SizeFactorFit",
-    "Summary",
-    "WilcoxonExact",
-    "check_output",
-    "cpm",
-    "de_file",
-    "de_fit",
-    "default_gene_sets",
-    "design_variables",
-    "differential_expression",
-    "fit_size_factors",
-    "geneset_scores",
-    "log2p1",
-    "log_geo_means",
-    "normalize_counts",
-    "normalize_file",
-    "paired_score_tests",
-    "paired_slope_plot",
-    "paired_test",
-    "plot_mean_sd",
-    "plot_paired_scores",
-    "plot_size_factors",
-    "plot_volcano",
-    "prepare_design",
-    "read_counts",
-    "read_gmt",
-    "read_quantifications",
-    "read_sample_sheet",
-    "size_factors",
-    "validate_counts",
-    "vst",
-    "write_matrix",
-]
+from importlib import import_module
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "CountsError": "expression._validate",
+    "DEFit": "expression._de",
+    "DEResult": "expression._de",
+    "OrientationError": "expression._validate",
+    "OutputError": "expression._io",
+    "PairedMethod": "expression._paired",
+    "PairedTest": "expression._paired",
+    "PreparedDesign": "expression._design",
+    "SizeFactorFit": "expression._size_factors",
+    "Summary": "expression._paired",
+    "WilcoxonExact": "expression._paired",
+    "check_output": "expression._io",
+    "cpm": "expression._normalize",
+    "de_file": "expression._de",
+    "de_fit": "expression._de",
+    "default_gene_sets": "expression._genesets",
+    "design_variables": "expression._de",
+    "differential_expression": "expression._de",
+    "fit_size_factors": "expression._size_factors",
+    "geneset_scores": "expression._genesets",
+    "log2p1": "expression._normalize",
+    "log_geo_means": "expression._size_factors",
+    "normalize_counts": "expression._normalize",
+    "normalize_file": "expression._normalize",
+    "paired_score_tests": "expression._genesets",
+    "paired_slope_plot": "expression._plot",
+    "paired_test": "expression._paired",
+    "plot_mean_sd": "expression._plot",
+    "plot_paired_scores": "expression._plot",
+    "plot_size_factors": "expression._plot",
+    "plot_volcano": "expression._plot",
+    "prepare_design": "expression._design",
+    "read_counts": "expression._io",
+    "read_gmt": "expression._genesets",
+    "read_quantifications": "expression._tximport",
+    "read_sample_sheet": "expression._io",
+    "size_factors": "expression._size_factors",
+    "validate_counts": "expression._validate",
+    "vst": "expression._vst",
+    "write_matrix": "expression._io",
+}
+
+__all__: list[str] = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'expression' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -245,3 +245,14 @@ def test_normalize_vst_nsub_option(tmp_path):
     bad = CliRunner().invoke(main, ["normalize", *args[:1], "--samples", args[2], "--method",
                                     "vst", "--nsub", "some", "--out", str(tmp_path / "v.csv")])
     assert bad.exit_code == 2 and "--nsub" in bad.output
+
+
+def test_normalising_counts_does_not_load_the_de_or_plotting_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys; from expression import normalize_file, cpm, read_counts; "
+            "print(sorted(m for m in ('pydeseq2', 'matplotlib', 'scipy.stats', 'sklearn') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
