@@ -277,7 +277,7 @@ class Evaluator:
                 terms.append(~member if complement else member)
             op = step.params["op"]
             if op == "not":
-                inside = terms[0]
+                inside = ~terms[0]
             elif op == "and":
                 inside = np.logical_and.reduce(terms)
             else:
