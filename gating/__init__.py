@@ -12,7 +12,14 @@ from gating._errors import (
 )
 from gating._evaluate import COUNT_COLUMNS, Evaluator, GatingResult, apply_plan, evaluate_plan
 from gating._fcs import FCSData, read_fcs, write_fcs
-from gating._flowjo import FlowJoError, FlowJoSample, FlowJoWorkspace, read_flowjo
+from gating._flowjo import (
+    FlowJoError,
+    FlowJoSample,
+    FlowJoWorkspace,
+    bind_channels,
+    read_flowjo,
+    write_flowjo,
+)
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
 from gating._load import load_strategy, resolve_strategy, strategy_format
 from gating._plan import (
@@ -107,6 +114,7 @@ __all__ = [
     "StrategyFormatError",
     "Transform",
     "apply_plan",
+    "bind_channels",
     "check_spillover",
     "compile_plan",
     "evaluate_plan",
@@ -126,6 +134,7 @@ __all__ = [
     "strategy_from_dict",
     "strategy_hash",
     "write_fcs",
+    "write_flowjo",
     "write_gatingml",
     "write_strategy_yaml",
 ]

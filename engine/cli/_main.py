@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
+from engine.cli._convert import convert as _convert_command
 from engine.cli._errors import (
     PhenoflowGroup,
     UsageProblem,
@@ -345,5 +346,6 @@ _DEMO_POPULATIONS = (
 
 
 main.add_command(_gate_command)
+main.add_command(_convert_command)
 main.add_command(_study_command)
 executor_options(demo)

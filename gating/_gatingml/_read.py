@@ -12,6 +12,7 @@ import logging
 from xml.etree.ElementTree import Element
 
 from gating._gatingml._gates import GateReader, named
+from gating._gatingml._write import rename_ids
 from gating._gatingml._xml import (
     DATATYPE_NS,
     GATING_NS,
@@ -45,6 +46,8 @@ class Reader(GateReader):
         self.matrices: dict[str, Matrix] = {}
         self.notes: dict[str, str] = {}
         self.name = ""
+        self.channel_matching = "exact"
+        self.originals: dict[str, str] = {}  # XML id -> phenoflow id (phenoflow:id)
 
     # -- document ---------------------------------------------------------------------------
     def read(self, root: Element) -> Strategy:
@@ -77,7 +80,7 @@ class Reader(GateReader):
         built = [self.gate(el, where, names) for el, where in gates]
         built = [named(g, names) for g in built]
         try:
-            return Strategy(
+            strategy = Strategy(
                 gates=tuple(built),
                 transforms=self.transforms,
                 ratios=self.ratios,
@@ -85,6 +88,17 @@ class Reader(GateReader):
                 name=self.name,
                 source=self.source,
                 notes=self.notes,
+                channel_matching=self.channel_matching,  # type: ignore[arg-type]
+            )
+            if not self.originals:
+                return strategy
+            back = self.originals.get
+            return rename_ids(
+                strategy,
+                population=lambda x: back(x, x),
+                divider=lambda _, x: back(x, x),
+                transform=lambda x: back(x, x),
+                matrix=lambda x: back(x, x),
             )
         except GatingMLError:
             raise
@@ -94,7 +108,15 @@ class Reader(GateReader):
     def document_extensions(self, ext: list[Element], where: str) -> None:
         for el in ext:
             if is_element(el, PHENOFLOW_NS, "strategy"):
-                self.name = self.attr(el, "name", where) or ""
+                self.name = self.attr(el, "name", where, required=False) or ""
+                matching = self.attr(el, "channel-matching", where, required=False)
+                if matching is not None:
+                    self.channel_matching = matching
+            elif is_element(el, PHENOFLOW_NS, "id"):
+                ref = self.attr(el, "ref", where) or ""
+                if ref in self.originals:
+                    raise self.fail(f"a second original id for {ref!r}", where)
+                self.originals[ref] = self.attr(el, "original", where) or ""
             elif is_element(el, PHENOFLOW_NS, "note"):
                 self.note(self.attr(el, "ref", where) or "", inner_xml(el), where)
             else:

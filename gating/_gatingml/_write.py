@@ -5,13 +5,23 @@ indentation. Numbers are written with ``repr`` (they read back to the same float
 verbatim when they are XML that reads back to the same string, else as escaped text. Display
 names, the strategy name and notes with no Gating-ML home (quadrants) go into phenoflow
 extension elements inside ``custom_info`` (see :mod:`gating._gatingml._api`).
+
+Ids: Gating-ML ids (gates, quadrants, dividers, transformations, spectrum matrices) are
+``xs:ID``, so each must be an XML NCName unique in the whole document. An id that already is
+one (and is not taken) is written as it is; any other (``/Lymphocytes/CD3+``, ``CD4 naive``,
+a divider id two quadrant gates share) gets a readable NCName made from the gate's display name
+or the id (``CD3_pos``, ``CD4_naive``, ``d1_2`` on a collision), every reference follows it,
+and the original is kept as ``<phenoflow:id ref="CD3_pos" original="/Lymphocytes/CD3+"/>`` in
+the document's ``custom_info``, from which :func:`gating.read_gatingml` restores it
+(:func:`xml_ids`, :func:`rename_ids`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from xml.etree.ElementTree import ParseError
 from xml.sax.saxutils import escape, quoteattr
@@ -37,10 +47,11 @@ from gating._strategy import (
     Ratio,
     RectangleGate,
     Strategy,
+    strategy_from_dict,
 )
 from gating._transforms import Asinh, Hyperlog, Linear, Log, Logicle, Transform
 
-__all__ = ["render"]
+__all__ = ["is_ncname", "rename_ids", "render", "xml_ids"]
 
 _SCHEMA_LOCATION = " ".join(
     f"{ns} http://flowcyt.sourceforge.net/gating/2.0/xsd/{xsd}"
@@ -133,13 +144,197 @@ _WRITERS: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+
+# ---- ids: xs:ID needs NCNames unique in the document --------------------------------------------
+
+_SIMPLE_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*")
+_NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def is_ncname(text: str) -> bool:
+    """Whether ``text`` is an NCName of the conservative ASCII form the writer keeps as is.
+
+    Examples
+    --------
+    >>> is_ncname("CD3_pos"), is_ncname("/Lymphocytes"), is_ncname("CD4 naive")
+    (True, False, False)
+    """
+    return _SIMPLE_NCNAME.fullmatch(text) is not None
+
+
+def _readable(text: str) -> str:
+    """A readable ASCII NCName made from a name or id (``CD3+`` -> ``CD3_pos``)."""
+    text = text.rstrip("/").rpartition("/")[2] or text
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.replace("+", "_pos")
+    text = _NOT_NAME.sub("_", text)
+    text = re.sub("_+", "_", text).strip("_") or "id"
+    return text if re.match("[A-Za-z_]", text) else f"_{text}"
+
+
+def xml_ids(strategy: Strategy) -> dict[tuple[str, ...], str]:
+    """The Gating-ML id of every id of ``strategy``: valid, unique NCNames.
+
+    Keys are ``("population", id)``, ``("divider", gate id, divider id)``,
+    ``("transform", id)`` (transforms and ratios) and ``("matrix", id)``. Ids that are
+    already NCNames keep themselves (the first of equal ones); the others get a readable
+    name (from the display name when the gate has one) with ``_2``, ``_3``... on collision.
+
+    Parameters
+    ----------
+    strategy
+        The strategy to be written.
+
+    Returns
+    -------
+    dict
+        Slot to its XML id.
+
+    Examples
+    --------
+    >>> from gating import Dimension, RectangleGate, Strategy
+    >>> gate = RectangleGate("/Lymphocytes/CD3+", (Dimension("FL1-H"),), ((1.0, None),))
+    >>> xml_ids(Strategy(gates=(gate,)))
+    {('population', '/Lymphocytes/CD3+'): 'CD3_pos'}
+    """
+    slots: list[tuple[tuple[str, ...], str, str]] = []  # (slot, id, readable source)
+    slots += [(("matrix", m), m, m) for m in strategy.matrices]
+    slots += [(("transform", t), t, t) for t in (*strategy.transforms, *strategy.ratios)]
+    for gate in strategy.gates:
+        slots.append((("population", gate.id), gate.id, gate.name or gate.id))
+        if isinstance(gate, QuadrantGate):
+            slots += [(("divider", gate.id, d.id), d.id, d.id) for d in gate.dividers]
+            slots += [(("population", q.id), q.id, q.name or q.id) for q in gate.quadrants]
+    ids = {sid for _, sid, _ in slots}
+    taken = {k for k in strategy.notes if k not in ids}  # a note key is never a new id
+    out: dict[tuple[str, ...], str] = {}
+    for slot, sid, _ in slots:
+        if slot not in out and is_ncname(sid) and sid not in taken:
+            out[slot] = sid
+            taken.add(sid)
+    parents = {g.id: g.parent for g in strategy.gates}
+    parents.update(
+        {q.id: g.parent for g in strategy.gates if isinstance(g, QuadrantGate) for q in g.quadrants}
+    )
+    for slot, _, source in slots:
+        if slot in out:
+            continue
+        base = _readable(source)
+        parent = parents.get(slot[1]) if slot[0] == "population" else None
+        above = out.get(("population", parent)) if parent is not None else None
+        new, n = base, 1
+        if new in taken and above is not None:  # CXCR3+ under CD8+ and under CD4+
+            base = new = f"{above}_{base}"
+        while new in taken:
+            n += 1
+            new = f"{base}_{n}"
+        out[slot] = new
+        taken.add(new)
+    return out
+
+
+def rename_ids(
+    strategy: Strategy,
+    *,
+    population: Callable[[str], str],
+    divider: Callable[[str, str], str],
+    transform: Callable[[str], str],
+    matrix: Callable[[str], str],
+) -> Strategy:
+    """``strategy`` with every id (and every reference to it) renamed.
+
+    Notes keyed by a renamed population, transform or matrix follow it; channel names,
+    ``"FCS"`` and ``"uncompensated"`` are kept.
+
+    Parameters
+    ----------
+    strategy
+        The strategy.
+    population, divider, transform, matrix
+        The new id of a population id; of a divider (by its gate's id and its own);
+        of a transform or ratio; of a matrix.
+
+    Returns
+    -------
+    Strategy
+        The renamed strategy.
+
+    Examples
+    --------
+    >>> from gating import Dimension, RectangleGate, Strategy
+    >>> s = Strategy(gates=(RectangleGate("a b", (Dimension("FL1-H"),), ((1.0, None),)),))
+    >>> same = lambda x, *rest: x
+    >>> rename_ids(s, population=lambda x: x.replace(" ", "_"), divider=same, transform=same,
+    ...            matrix=same).gates[0].id
+    'a_b'
+    """
+    d = strategy.to_dict()
+    comp = {m: matrix(m) for m in strategy.matrices}
+    tids = {t: transform(t) for t in (*strategy.transforms, *strategy.ratios)}
+
+    def dim(x: dict[str, Any]) -> dict[str, Any]:
+        x = dict(x)
+        x["compensation"] = comp.get(x["compensation"], x["compensation"])
+        if x["transform"] is not None:
+            x["transform"] = tids[x["transform"]]
+        if x["ratio"]:
+            x["name"] = tids[x["name"]]
+        return x
+
+    gates = []
+    for g in d["gates"]:
+        g = dict(g)
+        gid = g["id"]
+        g["id"] = population(gid)
+        if g["parent"] is not None:
+            g["parent"] = population(g["parent"])
+        if "dimensions" in g:
+            g["dimensions"] = [dim(x) for x in g["dimensions"]]
+        if g["kind"] == "quadrant":
+            g["dividers"] = [
+                {**x, "id": divider(gid, x["id"]), "dimension": dim(x["dimension"])}
+                for x in g["dividers"]
+            ]
+            g["quadrants"] = [
+                {
+                    **q,
+                    "id": population(q["id"]),
+                    "positions": [(divider(gid, r), loc) for r, loc in q["positions"]],
+                }
+                for q in g["quadrants"]
+            ]
+        if g["kind"] == "boolean":
+            g["operands"] = [(population(r), c) for r, c in g["operands"]]
+        gates.append(g)
+    pops = set(strategy.populations())
+    notes = {}
+    for key, text in d["notes"].items():
+        if key in pops:
+            key = population(key)
+        elif key in tids:
+            key = tids[key]
+        elif key in comp:
+            key = comp[key]
+        notes[key] = text
+    d.update(
+        gates=gates,
+        notes=notes,
+        transforms={tids[k]: v for k, v in d["transforms"].items()},
+        ratios={tids[k]: {**v, "id": tids[k]} for k, v in d["ratios"].items()},
+        matrices={comp[k]: {**v, "id": comp[k]} for k, v in d["matrices"].items()},
+    )
+    return strategy_from_dict(d)
+
+
 class _Writer:
     """One strategy being written; notes are taken as they find their element."""
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(self, strategy: Strategy, originals: Mapping[str, str]) -> None:
         self.s = strategy
         self.notes = dict(strategy.notes)
         self.uses_pf = False
+        self.originals = originals  # XML id -> the strategy's id, where they differ
 
     def fail(self, message: str, element: str, gate: str = "") -> GatingMLError:
         return GatingMLError(message, source=self.s.source, gate=gate, element=element)
@@ -170,7 +365,16 @@ class _Writer:
             body.append(self.ratio(r))
         body += [self.gate(gate) for gate in s.gates]
         # Every note with a home (gate, transform, ratio, matrix) has been taken by now.
-        ext = [_Node(_pf("strategy"), [("name", s.name)])] if s.name else []
+        matching = s.channel_matching if s.channel_matching != "exact" else None
+        ext = (
+            [_Node(_pf("strategy"), [("name", s.name), ("channel-matching", matching)])]
+            if s.name or matching
+            else []
+        )
+        ext += [
+            _Node(_pf("id"), [("ref", ref), ("original", original)])
+            for ref, original in self.originals.items()
+        ]
         ext += [
             _Node(_pf("note"), [("ref", key)], raw=_content(self.notes[key]))
             for key in sorted(self.notes)
@@ -194,10 +398,21 @@ class _Writer:
     def transform(self, tid: str, t: Transform) -> _Node:
         spec = _WRITERS.get(type(t))
         if spec is None:
+            users = [
+                g.id
+                for g in self.s.gates
+                for d in (
+                    [v.dimension for v in g.dividers]
+                    if isinstance(g, QuadrantGate)
+                    else getattr(g, "dimensions", ())
+                )
+                if d.transform == tid
+            ]
             raise self.fail(
                 f"transform {tid!r} ({type(t).__name__}, kind {t.kind!r}) cannot be expressed in "
                 "Gating-ML 2.0 (only flin, flog, fasinh, logicle and hyperlog)",
                 "transforms:transformation",
+                users[0] if users else "",
             )
         element, params = spec
         func = _Node(
@@ -360,11 +575,27 @@ def render(strategy: Strategy) -> str:
     str
         The document, starting with the XML declaration.
     """
+    slots = xml_ids(strategy)
+    originals = {new: slot[-1] for slot, new in slots.items() if new != slot[-1]}
+    renamed = strategy
+    if originals:
+        renamed = rename_ids(
+            strategy,
+            population=lambda x: slots[("population", x)],
+            divider=lambda g, x: slots[("divider", g, x)],
+            transform=lambda x: slots[("transform", x)],
+            matrix=lambda x: slots[("matrix", x)],
+        )
     try:
-        return _Writer(strategy).write()
+        return _Writer(renamed, originals).write()
     except GatingMLError as exc:
+        gate = originals.get(exc.gate, exc.gate)
         if exc.source or not strategy.source:
-            raise
+            if gate == exc.gate:
+                raise
+            raise GatingMLError(
+                exc.detail, source=exc.source, gate=gate, element=exc.element
+            ) from exc
         raise GatingMLError(
-            exc.detail, source=strategy.source, gate=exc.gate, element=exc.element
+            exc.detail, source=strategy.source, gate=gate, element=exc.element
         ) from exc
