@@ -361,13 +361,17 @@ def paired_slope_plot(
     time: str,
     value: str,
     order: Sequence[Any] | None = None,
+    unpaired: bool = True,
 ) -> Axes:
-    """Draw paired measurements: one point per row, a line joining each subject's time points.
+    """Draw paired measurements: a line joining each subject's time points, medians of the pairs.
 
-    Lines are red where the subject's value at the last of its time points is above the first,
-    blue where below, grey where equal. The subject-wise median at each time point is drawn as a
-    black bar. Rows whose value is NaN are left out; a subject left with one time point is a
-    point without a line.
+    Only complete subjects (a finite value at every time point of ``order``) are drawn as
+    pairs: a line per subject, red where its value at the last time point is above the first,
+    blue where below, grey where equal, and the points on it. The black bar at each time point
+    is the median over these complete subjects only, so bars and lines describe the same
+    subjects (and the same n as a paired test). Subjects without a complete pair are drawn, if
+    ``unpaired``, as hollow grey circles that no median includes. Rows whose value is NaN are
+    left out.
 
     Parameters
     ----------
@@ -384,11 +388,16 @@ def paired_slope_plot(
     order
         Time points in x-axis order (default: order of first appearance); rows at other time
         points are left out.
+    unpaired
+        Draw the values of subjects without a complete pair (hollow, grey); ``False`` leaves
+        them out.
 
     Returns
     -------
     Axes
-        ``ax``; lines carry the gid ``"pair"``, the points' collection ``"points"``.
+        ``ax``; one line per complete subject with the gid ``"pair"``, their points' collection
+        ``"points"``, the unpaired values' collection ``"unpaired"`` (when drawn) and the
+        median bars ``"median"``.
 
     Raises
     ------
@@ -396,6 +405,20 @@ def paired_slope_plot(
         A named column is missing.
     ValueError
         A subject with two rows at one time point, a non-numeric ``value`` or an empty ``order``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from engine.runtime import new_figure
+    >>> from expression import paired_slope_plot
+    >>> long = pd.DataFrame({"patient": ["P1", "P1", "P2", "P2", "P3"],
+    ...                      "timepoint": ["pre", "post"] * 2 + ["pre"],
+    ...                      "score": [3.0, 5.0, 4.0, 6.0, 9.0]})
+    >>> ax = new_figure(figsize=(3, 3)).add_subplot()
+    >>> ax = paired_slope_plot(ax, long, subject="patient", time="timepoint", value="score",
+    ...                        order=["pre", "post"])
+    >>> sum(line.get_gid() == "pair" for line in ax.lines)  # P3 has no post value
+    2
     """
     missing = [c for c in (subject, time, value) if c not in frame.columns]
     if missing:
@@ -413,14 +436,19 @@ def paired_slope_plot(
         raise ValueError(f"column {value!r} is not numeric") from err
     data = data.assign(_x=data[time].map({lv: i for i, lv in enumerate(levels)}), _y=values)
     data = data[np.isfinite(data["_y"])].sort_values("_x", kind="stable")
-    for _, rows in data.groupby(subject, sort=False):
-        if len(rows) < 2:
-            continue
-        first, last = rows["_y"].iloc[0], rows["_y"].iloc[-1]
-        colour = UP if last > first else DOWN if last < first else FLAT
-        ax.plot(rows["_x"], rows["_y"], color=colour, linewidth=1, alpha=0.75, zorder=1, gid="pair")
-    ax.scatter(data["_x"], data["_y"], s=16, color="#333333", zorder=2, gid="points")
-    medians = data.groupby("_x")["_y"].median()
+    complete = data.groupby(subject, sort=False)["_x"].transform("nunique") == len(levels)
+    paired, alone = data[complete], data[~complete]
+    if len(levels) > 1:
+        for _, rows in paired.groupby(subject, sort=False):
+            first, last = rows["_y"].iloc[0], rows["_y"].iloc[-1]
+            colour = UP if last > first else DOWN if last < first else FLAT
+            ax.plot(rows["_x"], rows["_y"], color=colour, linewidth=1, alpha=0.75, zorder=1,
+                    gid="pair")
+    ax.scatter(paired["_x"], paired["_y"], s=16, color="#333333", zorder=2, gid="points")
+    if unpaired and len(alone):
+        ax.scatter(alone["_x"], alone["_y"], s=16, facecolors="none", edgecolors="#9a9a9a",
+                   linewidths=0.9, zorder=2, gid="unpaired", label="no pair")
+    medians = paired.groupby("_x")["_y"].median()
     ax.hlines(
         medians.to_numpy(),
         medians.index - 0.18,

@@ -33,7 +33,7 @@ from gating._plan import (
     plan_from_dict,
     strategy_hash,
 )
-from gating._plot import plot_gate, plot_gates
+from gating._plot import plot_backgate, plot_gate, plot_gates
 from gating._strategy import (
     BooleanGate,
     Dimension,
@@ -120,6 +120,7 @@ __all__ = [
     "evaluate_plan",
     "load_strategy",
     "plan_from_dict",
+    "plot_backgate",
     "plot_gate",
     "plot_gates",
     "preset",

@@ -28,11 +28,17 @@ margin:0 auto;padding:1.5em 2em;color:#222;line-height:1.45;background:#fff}
 h1{border-bottom:2px solid #2471a3;padding-bottom:.3em}
 h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em;color:#1b4f72}
 h3{margin-top:1.4em;color:#333}
-table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:12.5px;display:block;
-overflow-x:auto;max-width:100%}
-th,td{border:1px solid #d5d8dc;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#eaf2f8;position:sticky;top:0}
+.scroll{overflow-x:auto;max-width:100%;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:12.5px}
+th,td{border:1px solid #d5d8dc;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#eaf2f8;white-space:normal;vertical-align:bottom;min-width:3.2em;max-width:8em;
+overflow-wrap:break-word}
 td.t,th.t{text-align:left}
+td.long{white-space:normal;min-width:16em;max-width:32em}
+th.p{background:#fcf3cf}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;background:#fff;
+box-shadow:1px 0 0 #d5d8dc}
+th:first-child{background:#eaf2f8}
 tr:nth-child(even) td{background:#f8f9f9}
 figure{margin:1em 0 1.6em}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -40,6 +46,23 @@ figcaption{font-size:13px;color:#555}
 p.note{font-size:13px;color:#555}
 nav ul{columns:2;font-size:14px}
 code{background:#f4f6f7;padding:0 3px}
+@media print{
+@page{size:A4 landscape;margin:12mm}
+body{max-width:none;margin:0;padding:0;font-size:10pt;line-height:1.3}
+h2{break-after:avoid;margin-top:1.2em}
+h3{break-after:avoid}
+.scroll{overflow:visible}
+table{width:100%;font-size:7pt;break-inside:auto}
+thead{display:table-header-group}
+tr{break-inside:avoid}
+th,td{white-space:normal;padding:1px 3px;min-width:0;max-width:none}
+td.t{overflow-wrap:anywhere}
+td.n{white-space:nowrap}
+td.long{min-width:0}
+th:first-child,td:first-child{position:static;box-shadow:none}
+figure{break-inside:avoid}
+figure img{max-height:170mm;width:auto;max-width:100%}
+}
 """
 
 
@@ -101,8 +124,7 @@ def format_value(value: object, column: str = "") -> str:
         v = float(value)
         if not np.isfinite(v):
             return str(v)
-        name = column.lower()
-        if name in ("pvalue", "p") or name.endswith("pvalue") or name.startswith("padj"):
+        if is_p_column(column):
             return format_p(v)
         if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
             return f"{v:.3e}"
@@ -110,23 +132,46 @@ def format_value(value: object, column: str = "") -> str:
     return str(value)
 
 
+def is_p_column(column: str) -> bool:
+    """Whether a table column holds P values (``pvalue``, ``P``, ``*pvalue``, ``padj*``).
+
+    Examples
+    --------
+    >>> [is_p_column(c) for c in ("P", "padj (BH)", "wilcoxon_pvalue", "n pairs")]
+    [True, True, True, False]
+    """
+    name = column.lower()
+    return name in ("pvalue", "p") or name.endswith("pvalue") or name.startswith("padj")
+
+
+_LONG_TEXT = 40  # characters: a text column with longer cells wraps on screen
+
+
 def _html_table(table: Table) -> str:
+    """The table in a horizontally scrolling box: text columns ``t`` (``long`` where their
+    cells are long enough to need wrapping), numbers ``n``; P-value headers also ``p``."""
     frame = table.frame
-    text_cols = {c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])}
+    classes = []
+    for c in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[c]) or is_p_column(str(c)):
+            classes.append("n")
+        else:
+            widest = frame[c].astype(str).str.len().max() if len(frame) else 0
+            classes.append("t long" if widest > _LONG_TEXT else "t")
     head = "".join(
-        f'<th class="{"t" if c in text_cols else "n"}">{html.escape(str(c))}</th>'
-        for c in frame.columns
+        f'<th class="{k}{" p" if is_p_column(str(c)) else ""}">{html.escape(str(c))}</th>'
+        for c, k in zip(frame.columns, classes, strict=True)
     )
     rows = []
     for record in frame.itertuples(index=False):
         cells = "".join(
-            f'<td class="{"t" if c in text_cols else "n"}">{html.escape(format_value(v, str(c)))}</td>'
-            for c, v in zip(frame.columns, record, strict=True)
+            f'<td class="{k}">{html.escape(format_value(v, str(c)))}</td>'
+            for c, k, v in zip(frame.columns, classes, record, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
     note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
-    return (f"<h3>{html.escape(table.title)}</h3>\n<table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>{note}")
+    return (f'<h3>{html.escape(table.title)}</h3>\n<div class="scroll"><table><thead><tr>{head}'
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}")
 
 
 def _md_table(table: Table) -> str:

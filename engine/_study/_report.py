@@ -13,6 +13,8 @@ from engine._batch import BatchRun
 from engine._study._document import FigureRef, Section, Table, format_value, write_report
 from engine._study._figures import (
     correlation_figure,
+    ma_figure,
+    pca_figure,
     save_figure,
     slope_grid,
     volcano_figure,
@@ -36,17 +38,34 @@ def _median_iqr(frame: pd.DataFrame, part: str) -> pd.Series:
 
 
 def paper_table(tests: pd.DataFrame, *, pre: str, post: str) -> pd.DataFrame:
-    """The paper's table: n, mean, SD, SEM, median [IQR] per timepoint and for the difference."""
-    out = pd.DataFrame({"variable": tests["variable"], "n pairs": tests["n"]})
-    for part, label in (("pre", pre), ("post", post), ("diff", f"{post} - {pre}")):
+    """The paper's table: the test's P and BH-adjusted P first, then n pairs, median [IQR],
+    mean, SD and SEM per timepoint and for the difference, the test and its statistic.
+
+    P and padj come right after the variable so that they are on screen without scrolling
+    however many summary columns follow.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> parts = {f"{p}_{s}": [1.0] for p in ("pre", "post", "diff")
+    ...          for s in ("mean", "sd", "sem", "median", "q1", "q3")}
+    >>> tests = pd.DataFrame({"variable": ["MMRSS"], "n": [15], "method": ["wilcoxon"],
+    ...                       "statistic_name": ["V"], "statistic": [100.0],
+    ...                       "pvalue": [0.003], "padj": [0.01], **parts})
+    >>> list(paper_table(tests, pre="pre", post="post").columns[:5])
+    ['variable', 'P', 'padj (BH)', 'n pairs', 'pre median [IQR]']
+    """
+    out = pd.DataFrame({"variable": tests["variable"], "P": tests["pvalue"],
+                        "padj (BH)": tests["padj"], "n pairs": tests["n"]})
+    parts = (("pre", pre), ("post", post), ("diff", f"{post} - {pre}"))
+    for part, label in parts:
+        out[f"{label} median [IQR]"] = _median_iqr(tests, part)
+    for part, label in parts:
         out[f"{label} mean"] = tests[f"{part}_mean"]
         out[f"{label} SD"] = tests[f"{part}_sd"]
         out[f"{label} SEM"] = tests[f"{part}_sem"]
-        out[f"{label} median [IQR]"] = _median_iqr(tests, part)
     out["test"] = tests["method"]
     out["statistic"] = tests["statistic_name"].astype(str) + " = " + tests["statistic"].map(format_value)
-    out["P"] = tests["pvalue"]
-    out["padj (BH)"] = tests["padj"]
     return out
 
 
@@ -209,8 +228,10 @@ def build_report(
         "reported (the paper's ± values read as SEMs).",
         Table("Clinical outcomes", paper_table(clinical_tests, pre=pre, post=post)),
         FigureRef("Clinical outcomes per patient", png,
-                  f"One line per {study.subject} ({pre} to {post}; blue = decrease, red = "
-                  "increase), black bar = median; panel titles give the test P and n pairs."),
+                  f"One line per {study.subject} with both timepoints ({pre} to {post}; blue = "
+                  "decrease, red = increase), black bar = median over those pairs; hollow "
+                  "circles: values without a pair (in no median, no test); panel titles give "
+                  "the test P and the n of pairs drawn."),
     )))
 
     # flow
@@ -229,7 +250,9 @@ def build_report(
                       value="percent", variable="variable", title="Key populations, paired")
         figures.append(png)
         blocks.append(FigureRef("Key populations per patient", png,
-                                "Percent of the named parent; one line per patient."))
+                                "Percent of the named parent; one line per patient with "
+                                "both timepoints, black bar = median over those pairs, hollow "
+                                "circles: samples without a pair."))
     for tp, sample_name, png in _gate_figures(study, figs, gating):
         figures.append(png)
         blocks.append(FigureRef(f"Gates, {sample_name} ({tp})", png,
@@ -266,10 +289,22 @@ def build_report(
             "VST": np.asarray(adata.layers[expr.layer]).T,
         }), figs / "mean_sd")[0]
         figures += [sf_png, meansd_png]
+        pca_png = save_figure(pca_figure(
+            np.asarray(adata.layers[expr.layer]), adata.obs, subject=study.subject,
+            time=study.time, order=study.timepoints, ntop=500,
+            title=f"PCA of {expr.n_samples} biopsy samples ({expr.layer.upper()}, top "
+                  f"{min(500, expr.n_genes)} variable genes)",
+        ), figs / "pca")[0]
+        ma_png = save_figure(ma_figure(de, alpha=ex.alpha,
+                                       title=f"MA plot: {ex.contrast[1]} vs {ex.contrast[2]}"),
+                             figs / "ma")[0]
+        figures += [pca_png, ma_png]
         top = expr.de.dropna(subset=["padj"]).sort_values(["padj", "gene"]).head(25)
+        first = ["gene", "pvalue", "padj", "log2FoldChange"]
+        top = top[first + [c for c in top.columns if c not in first]]
         sizes = dict(zip(expr.scores["gene_set"], expr.scores["n_genes"], strict=False))
         gs_table = paper_table(gs_tests, pre=pre, post=post)
-        gs_table.insert(1, "genes used", gs_table["variable"].map(sizes))
+        gs_table.insert(4, "genes used", gs_table["variable"].map(sizes))
         sections.append(Section("Skin RNA", (
             f"{expr.n_genes:,} genes x {expr.n_samples} biopsy samples. DESeq2 median-of-"
             f"ratios size factors; paired differential expression (pydeseq2 Wald test, design "
@@ -279,8 +314,15 @@ def build_report(
             Table("Gene-set scores: paired tests", gs_table),
             FigureRef("Gene-set scores per patient", png, "One line per patient; score = "
                       f"{ex.score} of the set's genes."),
+            FigureRef("PCA of the biopsy samples", pca_png,
+                      f"PC1 against PC2 of the {expr.layer_note} values of the 500 most variable "
+                      f"genes (centred, not scaled, as DESeq2's plotPCA); colour = {study.time}, "
+                      f"grey arrows join each {study.subject}'s {pre} and {post} samples."),
             FigureRef("Volcano plot", volcano, "Each gene's log2 fold change against -log10 P; "
                       "gene-set members coloured; the most significant genes labelled."),
+            FigureRef("MA plot", ma_png, "Each gene's log2 fold change against the log2 of its "
+                      f"mean normalised count; genes with padj < {ex.alpha:g} in colour (red up, "
+                      "blue down), padj NA (independent filtering) light grey."),
             Table(f"Top {len(top)} genes by padj", top),
             FigureRef("Size factors", sf_png, "DESeq2 median-of-ratios size factor per biopsy "
                       "sample (log2 axis)."),
@@ -298,8 +340,8 @@ def build_report(
                                  title="Correlations")
         png = save_figure(fig, figs / "correlations")[0]
         figures.append(png)
-        shown = corr[["x", "y", "method", "timepoint", "n", "r", "ci_low", "ci_high", "ci_method",
-                      "pvalue", "padj", "warning"]]
+        shown = corr[["x", "y", "pvalue", "padj", "r", "ci_low", "ci_high", "n", "method",
+                      "timepoint", "ci_method", "warning"]]
         notes = [str(w) for w in corr["warning"].fillna("") if str(w)]
         sections.append(Section("Correlations", (
             f"Spearman or Pearson correlation with a {study.confidence:.0%} confidence interval "

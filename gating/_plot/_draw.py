@@ -7,6 +7,7 @@ into a figure on the Agg canvas; :func:`gating._plot._gates.plot_gate` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,18 @@ from engine.runtime import DPI, new_figure, thread_limit
 from gating._evaluate import Evaluator
 from gating._fcs import FCSData
 from gating._plan import PlanGate
+from gating._plot._axes import set_ticks
+from gating._transforms import Transform
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported when drawing
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
-__all__ = ["DPI", "FIGSIZE", "GATE_COLOUR", "OPERAND_COLOUR", "draw_gate", "new_axes"]
+__all__ = [
+    "DPI", "FIGSIZE", "GATE_COLOUR", "OPERAND_COLOUR", "BackgateAxis", "axis_label",
+    "backgate_axis", "channel_text", "display", "draw_backgate", "draw_gate", "new_axes", "scale_axes",
+]
 
 FIGSIZE = (7.0, 6.0)  # inches
 GATE_COLOUR = "#d62728"
@@ -95,10 +101,19 @@ def draw_gate(
     ax.set_xlim(limits[0])
     if len(limits) > 1:
         ax.set_ylim(limits[1])
-    ax.set_xlabel(_axis_label(ev, sample, keys[0]))
-    ax.set_ylabel(_axis_label(ev, sample, keys[1]) if len(keys) > 1 else "events")
+    scale_axes(ax, ev, keys)
+    ax.set_xlabel(axis_label(ev, sample, keys[0]))
+    ax.set_ylabel(axis_label(ev, sample, keys[1]) if len(keys) > 1 else "events")
     ax.set_title(_title(ev, sample, step, by_id), fontsize=10, loc="left")
     return fig
+
+
+def scale_axes(ax: Axes, ev: Evaluator, keys: Sequence[str]) -> None:
+    """Raw-value ticks (decades, or channel units) on the axes showing features ``keys``
+    (x, then y when there are two); ratio axes keep matplotlib's ticks."""
+    for axis, key in zip("xy", keys, strict=False):
+        feature = ev.features[key]
+        set_ticks(ax, axis, feature.transform, raw=feature.denominator is None)
 
 
 def _operand_features(step: PlanGate, by_id: dict[str, PlanGate]) -> list[str]:
@@ -302,7 +317,7 @@ def _quadrants(
         if len(xy) == 1:
             xy.append(0.92 * ax.get_ylim()[1])
             align.append("top")
-        name = _display(g.path.rsplit("/", 1)[-1])
+        name = display(g.path.rsplit("/", 1)[-1])
         ax.text(
             xy[0], xy[1], f"{name}\n{pct:.1f}%", ha=align[0], va=align[1], fontsize=9, fontweight="bold" if g is step else "normal", label="cell",
             bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "alpha": 0.8,
@@ -310,30 +325,38 @@ def _quadrants(
         )
 
 
-def _display(text: str) -> str:
+def display(text: str) -> str:
     """Text safe to draw: control characters escaped, ``$`` kept literal (no mathtext)."""
     shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
     return shown.replace("$", r"\$")
 
 
-def _axis_label(ev: Evaluator, sample: FCSData, key: str) -> str:
+def channel_text(sample: FCSData, name: str) -> str:
+    """``marker (channel)`` of a channel of ``sample`` (the channel alone without a marker;
+    ``name`` itself when the sample has no such channel)."""
+    try:
+        row = sample.channels.iloc[sample.channel_index(name)]
+    except KeyError:
+        return name
+    channel, marker = str(row["name"]), row["marker"]
+    has_marker = isinstance(marker, str) and marker.strip() and marker != channel
+    return f"{marker} ({channel})" if has_marker else channel
+
+
+def axis_label(
+    ev: Evaluator, sample: FCSData, key: str, *, transform: Transform | str | None = "plan"
+) -> str:
+    """``marker (channel)`` (the channel alone without a marker), then the transform and
+    whether the values are compensated, e.g. ``CD3 (APC-H7-A)  [logicle, compensated]``;
+    ``transform`` names another transform than the plan's."""
     feature = ev.features[key]
     name, _compensation, _transform, kind = key.rsplit("|", 3)
-    if kind == "ratio":
-        label = f"{name} (ratio)"
-    else:
-        try:
-            row = sample.channels.iloc[sample.channel_index(name)]
-        except KeyError:
-            label = name
-        else:
-            channel, marker = str(row["name"]), row["marker"]
-            has_marker = isinstance(marker, str) and marker.strip() and marker != channel
-            label = f"{channel} ({marker})" if has_marker else channel
-    notes = [feature.transform.kind if feature.transform is not None else "raw"]
+    label = f"{name} (ratio)" if kind == "ratio" else channel_text(sample, name)
+    shown = feature.transform if isinstance(transform, str) else transform
+    notes = [shown.kind if shown is not None else "raw"]
     if feature.numerator.coefficients is not None:
         notes.append("compensated")
-    return _display(f"{label}  [{', '.join(notes)}]")
+    return display(f"{label}  [{', '.join(notes)}]")
 
 
 def _title(ev: Evaluator, sample: FCSData, step: PlanGate, by_id: dict[str, PlanGate]) -> str:
@@ -350,4 +373,125 @@ def _title(ev: Evaluator, sample: FCSData, step: PlanGate, by_id: dict[str, Plan
         lines.append(f"not {words[0]}" if op == "not" else f" {op} ".join(words))
     if len(step.features) > 2:
         lines.append(f"first 2 of {len(step.features)} dimensions shown")
-    return "\n".join(_display(line) for line in lines)
+    return "\n".join(display(line) for line in lines)
+
+
+# ---- backgating ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BackgateAxis:
+    """One axis of a backgating plot: every event's value, its transform, its label."""
+
+    values: np.ndarray  # transformed values of all events of the sample
+    transform: Transform | None
+    label: str
+    raw_scale: bool = True  # False: a ratio (matplotlib's ticks)
+
+
+def backgate_axis(
+    ev: Evaluator, sample: FCSData, channel: str, transform: Transform | None, *,
+    override: bool,
+) -> BackgateAxis:
+    """Values of ``channel`` for every event: the plan's own (compensated, transformed) axis
+    when a gate uses that channel, else the channel's stored values; ``override`` applies
+    ``transform`` instead of the plan's."""
+    column = sample.channel_index(channel)
+    for key, feature in ev.features.items():
+        if feature.denominator is not None:
+            continue
+        name = key.rsplit("|", 3)[0]
+        try:
+            same = sample.channel_index(name) == column
+        except KeyError:
+            same = False
+        if not same:
+            continue
+        used = transform if override else feature.transform
+        values = ev.untransformed(key, None)
+        if used is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = used.apply(values)
+        label = axis_label(ev, sample, key, transform=used)
+        return BackgateAxis(np.asarray(values, dtype=np.float64), used, label)
+    values = np.asarray(sample.columns([column], dtype=np.float64)[:, 0])
+    if transform is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = transform.apply(values)
+    note = transform.kind if transform is not None else "raw"
+    return BackgateAxis(np.asarray(values, dtype=np.float64), transform,
+                        display(f"{channel_text(sample, channel)}  [{note}, uncompensated]"))
+
+
+def draw_backgate(
+    ev: Evaluator, sample: FCSData, step: PlanGate, start: PlanGate | None,
+    axes_: tuple[BackgateAxis, BackgateAxis], *, ax: Axes | None, events: int | None,
+) -> Figure:
+    """The population's events in colour over the events of each ancestor from ``start``
+    (None: all events) down to its parent, each event drawn in the colour of the deepest
+    level it belongs to."""
+    from matplotlib.colors import to_hex
+
+    fig, ax = new_axes(ax)
+    by_id = {g.population: g for g in ev.plan.gates}
+    chain: list[PlanGate] = []
+    node: PlanGate | None = step
+    while node is not None:
+        chain.append(node)
+        node = by_id.get(node.parent) if node.parent is not None else None
+    chain.reverse()  # root gate ... step
+    if start is not None:
+        chain = chain[[g.population for g in chain].index(start.population):]
+    levels: list[str | None] = ([] if start is not None else [None]) + [g.population for g in chain]
+    with thread_limit(None):
+        depth = np.full(ev.n, -1, dtype=np.int16)
+        for k, level in enumerate(levels):
+            if level is None:
+                depth[:] = 0
+            else:
+                depth[ev.mask(level)] = k
+    base = np.flatnonzero(depth >= 0)
+    top = len(levels) - 1
+    mine = np.flatnonzero(depth == top)
+    take = base
+    if events is not None and len(base) > events:
+        rng = np.random.default_rng(0)
+        keep_mine = mine if len(mine) <= events else rng.choice(mine, size=events, replace=False)
+        rest = np.setdiff1d(base, keep_mine, assume_unique=True)
+        more = max(0, events - len(keep_mine))
+        take = np.sort(np.concatenate([keep_mine, rng.choice(rest, size=min(more, len(rest)),
+                                                                 replace=False)]))
+    x, y = axes_[0].values, axes_[1].values
+    limits = [_limits(v[base], []) for v in (x, y)]
+    from matplotlib import colormaps
+
+    blues = colormaps["Blues"]
+    n_back = max(top - 1, 1)
+    for k, level in enumerate(levels):
+        rows = take[depth[take] == k]
+        name = "all events" if level is None else by_id[level].path.rsplit("/", 1)[-1]
+        count = ev.count(level)
+        if k == top:
+            colour, size, order = GATE_COLOUR, 9.0, 3
+        elif k == 0:
+            colour, size, order = "#c4c4c4", 2.0, 1
+        else:  # the gates between: light to dark blue going down the path
+            colour, size, order = to_hex(blues(0.3 + 0.6 * (k - 1) / n_back)), 2.0, 1
+        ax.scatter(x[rows], y[rows], s=size, color=colour, linewidths=0, rasterized=True,
+                   zorder=order, label=display(f"{name} ({count:,})"), gid=f"level{k}")
+    ax.set_xlim(limits[0])
+    ax.set_ylim(limits[1])
+    for axis, a in zip("xy", axes_, strict=True):
+        set_ticks(ax, axis, a.transform, raw=a.raw_scale)
+    ax.set_xlabel(axes_[0].label)
+    ax.set_ylabel(axes_[1].label)
+    ax.legend(loc="upper right", fontsize=8, markerscale=3, frameon=True, framealpha=0.85,
+              title="deepest gate of each event", title_fontsize=8)
+    count = ev.count(step.population)
+    start_count = ev.count(levels[0])
+    start_name = "all events" if levels[0] is None else by_id[levels[0]].path
+    pct = f"{100.0 * count / start_count:.2f}%" if start_count else "n/a"
+    name = sample.path.stem + (f"#{sample.dataset}" if sample.dataset else "")
+    ax.set_title("\n".join(display(line) for line in (
+        f"backgating {step.path}",
+        f"{name}: {count:,} events, {pct} of {start_name} ({start_count:,})",
+    )), fontsize=10, loc="left")
+    return fig

@@ -303,3 +303,59 @@ def test_one_p_value_text_in_figures_tables_and_terminal(run: StudyRun) -> None:
                for line in lines)
     html = run.report.read_text()
     assert f"<td class=\"n\">{format_p(row['pvalue'])}</td>" in html
+
+
+# --- report views (issue 16) --------------------------------------------------------------------
+
+
+def test_paired_panels_show_the_pairs_and_the_n_they_state(run: StudyRun) -> None:
+    from engine._study._figures import slope_grid
+
+    freq, tests = run.table("population_frequencies"), run.table("population_tests")
+    variables = list(tests["variable"])
+    fig = slope_grid(freq, variables=variables, subject="patient", time="timepoint",
+                     order=["pre", "post"], pvalues=dict(zip(tests["variable"], tests["pvalue"],
+                                                             strict=True)),
+                     value="percent", variable="variable")
+    for ax, name in zip(fig.axes, variables, strict=False):
+        wide = (freq[freq["variable"] == name]
+                .pivot(index="patient", columns="timepoint", values="percent")
+                .reindex(columns=["pre", "post"]).dropna())
+        pairs = [line for line in ax.lines if line.get_gid() == "pair"]
+        n = int(tests.loc[tests["variable"] == name, "n"].iloc[0])
+        assert len(pairs) == len(wide) == n
+        assert f"n = {n} pairs" in ax.get_title()
+        (bars,) = [c for c in ax.collections if c.get_gid() == "median"]
+        medians = [seg[0][1] for seg in bars.get_segments()]
+        np.testing.assert_allclose(medians, wide.median().to_numpy())  # over the pairs only
+        ups = int((wide["post"] > wide["pre"]).sum())
+        assert f"{ups} up" in ax.get_title()
+
+
+def test_report_tables_put_p_first_and_rna_has_pca_and_ma(run: StudyRun) -> None:
+    html = run.report.read_text()
+    stems = {p.stem for p in run.figures}
+    assert {"pca", "ma"} <= stems
+    assert 'alt="PCA of the biopsy samples"' in html and 'alt="MA plot"' in html
+    for header in html.split("<thead>")[1:]:
+        cells = header.split("</thead>")[0].split("<th")[1:]
+        names = [c.split(">", 1)[1].split("</th")[0] for c in cells]
+        if "P" in names:
+            assert names.index("P") <= 2 and names.index("padj (BH)") == names.index("P") + 1
+    assert "@media print" in html
+
+
+def test_pca_is_deseq2_plotpca(run: StudyRun) -> None:
+    from engine._study._figures import pca_coordinates
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(10, 800)) * rng.uniform(0.1, 3.0, 800)
+    scores, share = pca_coordinates(x, ntop=500)
+    keep = np.argsort(-x.var(axis=0, ddof=1), kind="stable")[:500]
+    centred = x[:, keep] - x[:, keep].mean(axis=0)
+    eigen = np.sort(np.linalg.eigvalsh(np.cov(centred.T)))[::-1][:10]
+    np.testing.assert_allclose(scores.var(axis=0, ddof=1), eigen[: scores.shape[1]], rtol=1e-8,
+                               atol=1e-9)
+    np.testing.assert_allclose(share, eigen / np.trace(np.cov(centred.T)), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(np.abs(scores[:, :2]), np.abs(centred @ np.linalg.svd(
+        centred, full_matrices=False)[2][:2].T), rtol=1e-8)

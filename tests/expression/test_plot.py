@@ -219,12 +219,39 @@ def test_paired_slope_plot_draws_each_pair(long: pd.DataFrame) -> None:
     pairs = [line for line in ax.lines if line.get_gid() == "pair"]
     assert len(pairs) == 3  # P1, P2, P3; P4 has no post row, P5's post is NaN
     (points,) = _collections(ax, "points")
-    assert len(points.get_offsets()) == 8  # every row but the NaN one
+    assert len(points.get_offsets()) == 6  # the three complete pairs
+    (alone,) = _collections(ax, "unpaired")  # P4 pre, P5 pre (its post is NaN): hollow
+    assert sorted(np.asarray(alone.get_offsets())[:, 1]) == [11.0, 30.0]
     by_first = {line.get_ydata()[0]: line for line in pairs}
     assert by_first[20.0].get_color() == DOWN and list(by_first[20.0].get_xdata()) == [0, 1]
     assert by_first[15.0].get_color() == UP  # P2: rows given post first, drawn pre -> post
     assert by_first[9.0].get_color() != UP and by_first[9.0].get_color() != DOWN
     assert [t.get_text() for t in ax.get_xticklabels()] == ["pre", "post"]
+
+
+def test_paired_slope_plot_medians_are_over_the_pairs_only() -> None:
+    # 10 of 12 pairs rise, but unpaired low post values would pull an all-points median down
+    rng = np.random.default_rng(3)
+    pre = rng.uniform(4.0, 8.0, 12)
+    post = pre + np.r_[np.full(10, 1.0), np.full(2, -0.5)]
+    long = pd.DataFrame({
+        "patient": [f"P{i}" for i in range(12)] * 2 + [f"U{i}" for i in range(6)],
+        "timepoint": ["pre"] * 12 + ["post"] * 12 + ["post"] * 6,
+        "pct": np.r_[pre, post, np.full(6, 0.5)],
+    })
+    ax = _axes()
+    paired_slope_plot(ax, long, subject="patient", time="timepoint", value="pct",
+                      order=["pre", "post"])
+    assert len([ln for ln in ax.lines if ln.get_gid() == "pair"]) == 12
+    (bars,) = [c for c in ax.collections if c.get_gid() == "median"]
+    (pre_bar, post_bar) = [seg[0][1] for seg in bars.get_segments()]
+    assert pre_bar == pytest.approx(np.median(pre)) and post_bar == pytest.approx(np.median(post))
+    assert post_bar > pre_bar
+    assert len(_collections(ax, "unpaired")[0].get_offsets()) == 6
+    ax = _axes()
+    paired_slope_plot(ax, long, subject="patient", time="timepoint", value="pct",
+                      order=["pre", "post"], unpaired=False)
+    assert not _collections(ax, "unpaired")
 
 
 def test_paired_slope_plot_order(long: pd.DataFrame) -> None:

@@ -105,7 +105,7 @@ def test_range_gate_is_a_histogram_with_its_bound(demo, tmp_path):
     total = hist.get_data().values.sum()
     parent_count = _row(result, LIVE)["parent_count"]
     assert 0.99 * parent_count <= total <= parent_count
-    assert "BV510-A (LiveDead)" in ax.get_xlabel() and "logicle" in ax.get_xlabel()
+    assert "LiveDead (BV510-A)" in ax.get_xlabel() and "logicle" in ax.get_xlabel()
     assert f"{_row(result, LIVE)['count']:,} events" in ax.get_title(loc="left")
 
 
@@ -121,7 +121,7 @@ def test_rectangle_open_sides_run_to_the_plot_edge(demo, tmp_path):
         ((x_lo, ylim[0]), (x_lo, y_hi)),
         ((x_lo, y_hi), (xlim[1], y_hi)),
     ])
-    assert "PerCP-Cy5.5-A (CD8)" in ax.get_xlabel() and "BV605-A (CD4)" in ax.get_ylabel()
+    assert "CD8 (PerCP-Cy5.5-A)" in ax.get_xlabel() and "CD4 (BV605-A)" in ax.get_ylabel()
     assert f"{_row(result, CD8)['count']:,} events" in ax.get_title(loc="left")
 
 
@@ -153,7 +153,7 @@ def test_boolean_highlights_its_events_on_operand_axes(demo, tmp_path):
     fig = plot_gate(plan, sample, "Tc17", path=tmp_path / "tc17.png")
     _check_png(tmp_path / "tc17.png", fig)
     ax = _main_axes(fig)
-    assert "(CCR6)" in ax.get_xlabel() and "(CXCR3)" in ax.get_ylabel()
+    assert "CCR6 (" in ax.get_xlabel() and "CXCR3 (" in ax.get_ylabel()
     (points,) = [c for c in ax.collections if c.get_label() == "population"]
     xy = points.get_offsets()
     row = _row(result, tc17)
@@ -348,3 +348,103 @@ def test_gate_plots_use_the_house_dpi(demo):
 
     _, sample, plan, _ = demo
     assert plot_gate(plan, sample, "Lymphocytes").dpi == DPI
+
+
+# ---- FlowJo-like axes and backgating -----------------------------------------------------------
+def _ticks(axis):
+    return ([float(t) for t in axis.get_majorticklocs()],
+            [t.get_text() for t in axis.get_majorticklabels()])
+
+
+def test_decade_ticks_sit_at_the_transformed_raw_values(demo):
+    _, sample, plan, _ = demo
+    fig = plot_gate(plan, sample, CD8)
+    ax = _main_axes(fig)
+    fig.canvas.draw()
+    transform = next(f.transform for f in plan.features if f.key.startswith("CD8|"))
+    for axis in (ax.xaxis, ax.yaxis):
+        where, labels = _ticks(axis)
+        assert "0" in labels and "$10^{4}$" in labels
+        raw = [0.0 if t == "0" else float(t.strip("$").replace("10^{", "1e").rstrip("}")
+                                          .replace("-1e", "-1e")) for t in labels]
+        np.testing.assert_allclose(where, transform.apply(np.array(raw)), rtol=0, atol=1e-12)
+        assert axis.get_minorticklocs().size > 5  # 2..9 x 10^k between the decades
+    assert ax.get_xlabel().startswith("CD8 (PerCP-Cy5.5-A)")  # marker (channel)
+
+
+def test_linear_scatter_axes_in_channel_units(demo):
+    _, sample, plan, _ = demo
+    ax = _main_axes(plot_gate(plan, sample, "/Lymphocytes"))
+    for axis in (ax.xaxis, ax.yaxis):
+        where, labels = _ticks(axis)
+        assert labels[0] == "0" and all(t.endswith("K") for t in labels[1:])
+        values = [float(t[:-1]) * 1e3 if t.endswith("K") else float(t) for t in labels]
+        np.testing.assert_allclose(where, np.array(values) / 262144.0, atol=1e-12)
+    assert "50K" in _ticks(ax.xaxis)[1] and "100K" in _ticks(ax.xaxis)[1]
+
+
+def test_scale_ticks_of_each_transform_kind():
+    from gating import Asinh, FlowJoBiex, FlowJoLog, Hyperlog, Linear, Log, Logicle
+    from gating._plot import scale_ticks
+
+    for t in (Logicle(t=262144, w=0.5, m=4.5, a=0), Hyperlog(t=262144, w=0.5, m=4.5, a=0),
+              Asinh(t=262144, m=4.5, a=0), Log(t=262144, m=4.5),
+              FlowJoBiex(max_range=262144, width=-10, positive=4.42, negative=0),
+              FlowJoLog(offset=1.0, decades=5.0)):
+        ticks = scale_ticks(t, 0.0, 1.0)
+        assert "$10^{4}$" in ticks.labels, (t, ticks.labels)
+        raw = {"$10^{3}$": 1e3, "$10^{4}$": 1e4}
+        for label, value in raw.items():
+            if label in ticks.labels:
+                assert ticks.major[ticks.labels.index(label)] == pytest.approx(
+                    float(t.apply(np.array([value]))[0]), abs=1e-12)
+        labelled = np.sort(np.asarray(ticks.major))
+        assert (np.diff(labelled) >= 0.045 - 1e-12).all()  # labels never crowd each other
+    assert scale_ticks(Linear(t=1000.0, a=0.0), 0.0, 1.0).labels[:3] == ("0", "200", "400")
+
+
+def test_backgate_colours_each_event_by_its_deepest_gate(demo, tmp_path):
+    from gating._plot import plot_backgate
+
+    _, sample, plan, result = demo
+    tc17 = f"{CD8}/Tc17"
+    out = tmp_path / "backgate.png"
+    fig = plot_backgate(plan, sample, "Tc17", "FSC-A", "SSC-A", path=out, events=None)
+    _check_png(out, fig)
+    ax = _main_axes(fig)
+    levels = [c for c in ax.collections if str(c.get_gid()).startswith("level")]
+    parts = tc17.strip("/").split("/")
+    assert len(levels) == len(parts) + 1  # all events, each gate down to Tc17
+    sizes = [len(c.get_offsets()) for c in levels]
+    assert sum(sizes) == sample.n_events  # every event once
+    member = result.membership
+    assert sizes[-1] == int(member[tc17].sum())
+    assert sizes[1] == int(member["/Lymphocytes"].sum() - member["/Lymphocytes/Singlets"].sum())
+    # population points are the Tc17 events at their FSC-A, SSC-A values (linear: / 262144)
+    raw = sample.columns(["FSC-A", "SSC-A"], dtype=np.float64)[member[tc17].to_numpy()] / 262144.0
+    shown = np.asarray(levels[-1].get_offsets())
+    np.testing.assert_allclose(np.sort(shown, axis=0), np.sort(raw, axis=0))
+    assert f"Tc17 ({int(member[tc17].sum()):,})" in [t.get_text() for t in ax.get_legend().texts]
+    assert _ticks(ax.xaxis)[1][0] == "0" and "50K" in _ticks(ax.xaxis)[1]
+
+
+def test_backgate_start_events_cap_and_channels_outside_the_plan(demo):
+    from gating import Linear
+    from gating._plot import plot_backgate
+
+    _, sample, plan, result = demo
+    fig = plot_backgate(plan, sample, "Tc17", "CD3", "CD19", start="Live", events=2000)
+    ax = _main_axes(fig)
+    levels = [c for c in ax.collections if str(c.get_gid()).startswith("level")]
+    tc17 = int(result.membership[f"{CD8}/Tc17"].sum())
+    assert len(levels[-1].get_offsets()) == tc17  # the population is kept when subsampling
+    assert sum(len(c.get_offsets()) for c in levels) == 2000
+    assert "CD3 (APC-H7-A)" in ax.get_xlabel() and "$10^{4}$" in _ticks(ax.xaxis)[1]
+    time = "Time"  # a channel no gate uses: shown as stored
+    fig = plot_backgate(plan, sample, "Tc17", str(time), "SSC-A",
+                        transforms={str(time): Linear(t=1e6, a=0.0)})
+    assert "uncompensated" in _main_axes(fig).get_xlabel()
+    with pytest.raises(ValueError, match="not an ancestor"):
+        plot_backgate(plan, sample, "Tc17", "CD3", "CD19", start="CD4+")
+    with pytest.raises(KeyError):
+        plot_backgate(plan, sample, "Tc17", "no-such-channel", "CD19")
