@@ -10,7 +10,7 @@ from gating._errors import (
     FCSTruncatedError,
     FCSWarning,
 )
-from gating._evaluate import COUNT_COLUMNS, Evaluator, GatingResult, apply_plan, evaluate_plan
+from gating._evaluate import COUNT_COLUMNS, Evaluator, GatingResult
 from gating._fcs import FCSData, read_fcs, write_fcs
 from gating._flowjo import (
     FlowJoError,
@@ -21,7 +21,28 @@ from gating._flowjo import (
     write_flowjo,
 )
 from gating._gatingml import GatingMLError, read_gatingml, write_gatingml
-from gating._load import load_strategy, resolve_strategy, strategy_format
+from gating._interop import (
+    EVENT_LAYERS,
+    STAT_NAMES,
+    ConversionError,
+    EventChannel,
+    EventSample,
+    apply_plan,
+    as_sample,
+    as_strategy,
+    compile_plan,
+    evaluate_plan,
+    event_channels,
+    iter_events,
+    load_strategy,
+    obs_column,
+    resolve_strategy,
+    stat_channels,
+    to_anndata,
+    to_dataframe,
+    write_events,
+)
+from gating._load import strategy_format
 from gating._plan import (
     AmbiguousChannelError,
     CompensationError,
@@ -29,7 +50,6 @@ from gating._plan import (
     PlanError,
     SpilloverCheck,
     check_spillover,
-    compile_plan,
     plan_from_dict,
     strategy_hash,
 )
@@ -71,14 +91,19 @@ from gating._yaml import (
 
 __all__ = [
     "COUNT_COLUMNS",
+    "EVENT_LAYERS",
+    "STAT_NAMES",
     "AmbiguousChannelError",
     "Asinh",
     "BooleanGate",
     "CompensationError",
+    "ConversionError",
     "Dimension",
     "Divider",
     "EllipsoidGate",
     "Evaluator",
+    "EventChannel",
+    "EventSample",
     "FCSData",
     "FCSDataLengthError",
     "FCSDatatypeError",
@@ -114,11 +139,16 @@ __all__ = [
     "StrategyFormatError",
     "Transform",
     "apply_plan",
+    "as_sample",
+    "as_strategy",
     "bind_channels",
     "check_spillover",
     "compile_plan",
     "evaluate_plan",
+    "event_channels",
+    "iter_events",
     "load_strategy",
+    "obs_column",
     "plan_from_dict",
     "plot_backgate",
     "plot_gate",
@@ -131,9 +161,13 @@ __all__ = [
     "read_gatingml",
     "read_strategy_yaml",
     "resolve_strategy",
+    "stat_channels",
     "strategy_format",
     "strategy_from_dict",
     "strategy_hash",
+    "to_anndata",
+    "to_dataframe",
+    "write_events",
     "write_fcs",
     "write_flowjo",
     "write_gatingml",

@@ -133,6 +133,14 @@ class BatchTask:
     uncompensated
         ``"error"`` (a file whose compensation cannot be applied fails) or ``"allow"`` (it is
         gated uncompensated, and its rows say so).
+    events
+        ``"parquet"`` or ``"h5ad"``: also write ``events/<sample>.<ext>`` (events x the plan's
+        channels, raw / compensated / transformed, one boolean column per population);
+        ``""`` for none.
+    stats
+        Compute FlowJo's table-editor statistics (``parts/<key>.stats.parquet``).
+    stats_channels
+        Channels of the statistics (empty: the channels the plan's gates use).
     problem
         Set when the file's strategy could not be resolved: the task then fails without a
         worker.
@@ -153,6 +161,9 @@ class BatchTask:
     membership: bool = False
     mfi: tuple[str, ...] = ()
     uncompensated: str = "error"
+    events: str = ""
+    stats: bool = False
+    stats_channels: tuple[str, ...] = ()
     problem: ErrorRecord | None = None
     strategy: str = ""
     threads: int = 1

@@ -7,7 +7,10 @@ file's existence is the record that the file is done, so a run killed at any mom
 ``kill -9``) and started again gates only the files without a valid part. When every file has
 a part, the parts are streamed, in input order, into ``populations.parquet`` (and a CSV mirror),
 ``errors.parquet``, ``files.parquet`` (size, hash, events, status of every input) and, on
-request, an AnnData ``populations.h5ad``; memory stays flat however many files there are.
+request, an AnnData ``populations.h5ad``, ``stats.parquet``/``stats.csv`` (FlowJo's table-editor
+statistics, one row per sample) and per sample ``events/<sample>.parquet|h5ad`` (the events
+with one boolean column per population, written by the worker chunk by chunk); memory stays
+flat however many files there are.
 """
 
 from __future__ import annotations
@@ -76,6 +79,18 @@ class BatchOptions:
         a :class:`gating.CompensationError` in ``errors.parquet``. ``"allow"``: such a file is
         gated uncompensated; ``run.json`` records the option and each such file with why, and
         the populations and files tables get an ``uncompensated`` column.
+    events
+        ``"parquet"`` or ``"h5ad"``: per sample ``events/<sample>.<ext>``, the events x the
+        plan's channels (``<channel> | raw``, ``| compensated``, ``| transformed`` columns, or
+        AnnData ``X`` and layers ``compensated``/``transformed``) with one boolean column per
+        population id (see :func:`gating.write_events`); written chunk by chunk, atomically.
+    stats
+        Write ``stats.parquet`` and ``stats.csv``: one row per sample, FlowJo's table-editor
+        statistics (``<population> | Count``, ``| Freq. of Parent``, ``| Freq. of
+        Grandparent``, ``| Freq. of Total``, ``| Median (<channel>)``, ``Mean``, ``Geometric
+        Mean``, ``CV``, ``Robust SD``; :data:`gating.STAT_NAMES`).
+    stats_channels
+        The statistics' channels (default: the channels the plan's gates use).
     """
 
     membership: bool = False
@@ -83,10 +98,17 @@ class BatchOptions:
     group: str | None = None
     h5ad: bool = False
     uncompensated: Literal["error", "allow"] = "error"
+    events: Literal["parquet", "h5ad"] | None = None
+    stats: bool = False
+    stats_channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.uncompensated not in ("error", "allow"):
             raise ValueError(f"uncompensated must be 'error' or 'allow', not {self.uncompensated!r}")
+        if self.events not in (None, "parquet", "h5ad"):
+            raise ValueError(f"events must be 'parquet', 'h5ad' or None, not {self.events!r}")
+        if self.stats_channels and not self.stats:
+            raise ValueError("stats_channels needs stats=True")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +189,7 @@ def gate_task(task: BatchTask) -> TaskOutcome:
         Events gated and time taken, or the file's :class:`ErrorRecord` when it failed (also
         written to ``parts/<key>.error.json``).
     """
-    from gating import apply_plan, compile_plan, read_fcs
+    from gating import apply_plan, compile_plan, evaluate_plan, read_fcs, write_events
 
     start = time.perf_counter()
     out = Path(task.out_dir)
@@ -177,7 +199,7 @@ def gate_task(task: BatchTask) -> TaskOutcome:
         first = read_fcs(path)  # typed errors for anything that is not a readable FCS file
         digest = _file_hash(path)
         strategy = _strategy(task.strategy)
-        frames, medians, n_events = [], [], 0
+        frames, medians, stat_rows, n_events = [], [], [], 0
         skipped: list[str] = []  # why compensation was not applied, when that is allowed
         mode: Any = task.uncompensated
         for k in range(first.n_datasets):
@@ -185,9 +207,14 @@ def gate_task(task: BatchTask) -> TaskOutcome:
             # compiled per dataset: the plan holds the dataset's own spillover coefficients
             plan = compile_plan(strategy, sample, uncompensated=mode)
             name = task.name if k == 0 else f"{task.name}#{k}"
+            # gated once: counts, statistics and the event export read the same evaluation
+            ev = evaluate_plan(plan, sample, threads=task.threads) if (
+                task.events or task.stats) else None
+            stats: Any = (list(task.stats_channels) or True) if task.stats else False
             result = apply_plan(
                 plan, sample, membership=task.membership, mfi=list(task.mfi) or None,
-                sample_name=name, threads=task.threads, uncompensated=mode,
+                stats=stats, sample_name=name, threads=task.threads, uncompensated=mode,
+                evaluator=ev,
             )
             skipped += [f"{name}: {why}" for why in result.uncompensated]
             counts = result.counts
@@ -208,6 +235,17 @@ def gate_task(task: BatchTask) -> TaskOutcome:
                 )
             if result.mfi is not None:
                 medians.append(result.mfi)
+            if result.stats is not None:
+                row = result.stats
+                for j, (column, value) in enumerate(task.metadata.items()):
+                    row.insert(1 + j, column, value)
+                stat_rows.append(row)
+            if task.events:
+                event_dir = out / "events"
+                event_dir.mkdir(exist_ok=True)
+                write_events(result, event_dir / f"{safe_name(name)}.{task.events}",
+                             format=task.events, evaluator=ev)  # type: ignore[arg-type]
+            del ev
         seconds = time.perf_counter() - start
         meta = {"path": path, "sample": task.name, "stat": list(task.stat), "xxh3_128": digest,
                 "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds,
@@ -216,6 +254,11 @@ def gate_task(task: BatchTask) -> TaskOutcome:
             _write_parquet(
                 pa.Table.from_pandas(pd.concat(medians, ignore_index=True), preserve_index=False),
                 parts / f"{task.key}.mfi.parquet",
+            )
+        if stat_rows:
+            _write_parquet(
+                pa.Table.from_pandas(pd.concat(stat_rows, ignore_index=True), preserve_index=False),
+                parts / f"{task.key}.stats.parquet",
             )
         table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
         table = table.replace_schema_metadata(
@@ -393,13 +436,18 @@ def prepare_batch(
                              list(options.mfi), item.name, sorted(item.metadata.items())]
         if options.uncompensated != "error":  # keys of default runs stay as they were
             signed.append(f"uncompensated={options.uncompensated}")
+        if options.events:
+            signed.append(f"events={options.events}")
+        if options.stats:
+            signed.append(f"stats={','.join(options.stats_channels) or 'plan'}")
         signature = json.dumps(signed)
         tasks.append(
             BatchTask(
                 key=hashlib.sha1(signature.encode()).hexdigest()[:24], path=item.path,
                 name=item.name, metadata=dict(item.metadata), stat=stat, out_dir=str(out_dir),
                 strategy_hash=digest, membership=options.membership, mfi=tuple(options.mfi),
-                uncompensated=options.uncompensated, problem=problem,
+                uncompensated=options.uncompensated, events=options.events or "",
+                stats=options.stats, stats_channels=tuple(options.stats_channels), problem=problem,
             )
         )
     return tasks, texts
@@ -484,9 +532,11 @@ def run_batch(
     _check_group(loaded, options.group)
     if options.mfi:
         check_mfi_channels(inputs, options.mfi)
+    if options.stats_channels:
+        check_mfi_channels(inputs, options.stats_channels)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     with output_lock(out):
-        remove_stale_partials(out, out / "parts", out / "membership")
+        remove_stale_partials(out, out / "parts", out / "membership", out / "events")
         return _run_locked(loaded, inputs, out=out, executor=executor, options=options,
                            on_result=on_result)
 
@@ -552,7 +602,7 @@ def _finalize(
     metadata_keys = list(dict.fromkeys(k for t in tasks for k in t.metadata))
     with atomic_path(out / "populations.csv") as tmp_csv, \
             atomic_path(out / "populations.parquet") as tmp_pop:  # parquet is renamed first
-        files, errors, mfi_tables, wrote = _stream_parts(
+        files, errors, mfi_tables, stat_tables, wrote = _stream_parts(
             tasks, parts, pop_path=tmp_pop, csv_path=tmp_csv, metadata_keys=metadata_keys,
             meta_bytes=meta_bytes,
         )
@@ -560,8 +610,14 @@ def _finalize(
     _write_parquet(pa.Table.from_pandas(error_table, preserve_index=False), out / "errors.parquet")
     if mfi_tables:
         _write_parquet(pa.concat_tables(mfi_tables), out / "mfi.parquet")
+    if options.stats:
+        _write_stats(stat_tables, out)
     record: dict[str, Any] = {**run_meta, "executor": description,
                               "uncompensated": options.uncompensated}
+    if options.events:
+        record["events"] = options.events
+    if options.stats:
+        record["stats_channels"] = list(options.stats_channels) or "the plan's channels"
     if options.uncompensated != "error":  # which files were gated uncompensated, and why
         record["uncompensated_files"] = {
             str(f["path"]): list(f["uncompensated_why"]) for f in files if f["uncompensated_why"]}
@@ -579,12 +635,14 @@ def _finalize(
 def _stream_parts(
     tasks: list[BatchTask], parts: Path, *, pop_path: Path, csv_path: Path,
     metadata_keys: list[str], meta_bytes: dict[bytes, bytes],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[pa.Table], bool]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[pa.Table], list[pd.DataFrame], bool]:
     """Stream the parts into the populations Parquet and CSV files; return the rows of the
-    files and errors tables, the MFI tables and whether any file succeeded."""
+    files and errors tables, the MFI tables, the statistics rows and whether any file
+    succeeded."""
     files: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     mfi_tables: list[pa.Table] = []
+    stat_tables: list[pd.DataFrame] = []
     writer: pq.ParquetWriter | None = None
     csv_writer: pacsv.CSVWriter | None = None
     schema: pa.Schema | None = None
@@ -621,6 +679,9 @@ def _stream_parts(
                 mfi = parts / f"{task.key}.mfi.parquet"
                 if mfi.exists():
                     mfi_tables.append(pq.read_table(mfi))
+                stat = parts / f"{task.key}.stats.parquet"
+                if stat.exists():
+                    stat_tables.append(pd.read_parquet(stat))
             else:
                 err = ErrorRecord.from_dict(json.loads((parts / f"{task.key}.error.json").read_text()))
                 errors.append({"path": err.path, "error_type": err.error_type, "message": err.message})
@@ -638,7 +699,16 @@ def _stream_parts(
         empty = pa.Table.from_pandas(pd.DataFrame(columns=COUNT_COLUMNS), preserve_index=False)
         pq.write_table(empty.replace_schema_metadata(meta_bytes), pop_path)
         pacsv.write_csv(empty, csv_path)
-    return files, errors, mfi_tables, writer is not None
+    return files, errors, mfi_tables, stat_tables, writer is not None
+
+
+def _write_stats(rows: list[pd.DataFrame], out: Path) -> None:
+    """``stats.parquet`` and ``stats.csv``: one row per sample, in input order; columns in
+    first-seen order (files gated with different strategies leave the others' empty)."""
+    table = pd.concat(rows, ignore_index=True, sort=False) if rows else pd.DataFrame({"sample": []})
+    _write_parquet(pa.Table.from_pandas(table, preserve_index=False), out / "stats.parquet")
+    with atomic_path(out / "stats.csv") as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def _write_h5ad(populations: pd.DataFrame, path: Path, meta: dict[str, Any]) -> None:

@@ -49,6 +49,15 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
 @click.option("--group", default=None, help="FlowJo workspace group whose gates apply to every file.")
 @click.option("--mfi", default=None, help="Comma-separated channels for per-population medians.")
 @click.option("--h5ad", is_flag=True, help="Also write populations.h5ad (samples x populations).")
+@click.option("--events", type=click.Choice(["parquet", "h5ad"]), default=None,
+              help="Also write events/<sample>.<ext>: events x the plan's channels (raw, "
+                   "compensated, transformed) with one boolean column per population.")
+@click.option("--stats", is_flag=True,
+              help="Also write stats.parquet/stats.csv: FlowJo table-editor statistics, one row "
+                   "per sample (count, freq. of parent/grandparent/total; median, mean, "
+                   "geometric mean, CV, robust SD per channel).")
+@click.option("--stats-channels", default=None,
+              help="Comma-separated channels for --stats (default: the channels the gates use).")
 @click.option("--allow-uncompensated", is_flag=True,
               help="Gate files whose compensation cannot be applied (no spillover, $SPILLOVER "
                    "labels that are not channels, a singular matrix) uncompensated instead of "
@@ -72,7 +81,8 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Progress lines off a terminal.")
 def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Path, membership: bool,
-         group: str | None, mfi: str | None, h5ad: bool, allow_uncompensated: bool,
+         group: str | None, mfi: str | None, h5ad: bool, events: str | None, stats: bool,
+         stats_channels: str | None, allow_uncompensated: bool,
          workers: int | None, in_process: bool,
          scheduler: str | None, scheduler_file: Path | None, slurm: bool, slurm_cores: int,
          slurm_memory: str, slurm_walltime: str, slurm_jobs: int, slurm_processes: int,
@@ -121,8 +131,18 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
         check_mfi_channels(inputs, channels)
     except InputError as exc:
         raise UsageProblem(f"--mfi: {exc}") from None
+    stat_channels = tuple(c.strip() for c in stats_channels.split(",") if c.strip()) if (
+        stats_channels) else ()
+    if stats_channels is not None and not stats:
+        raise UsageProblem("--stats-channels: add --stats (the channels are for its table)")
+    try:
+        check_mfi_channels(inputs, stat_channels)
+    except InputError as exc:
+        raise UsageProblem(f"--stats-channels: {exc}") from None
     options = BatchOptions(membership=membership, group=group, h5ad=h5ad, mfi=channels,
-                           uncompensated="allow" if allow_uncompensated else "error")
+                           uncompensated="allow" if allow_uncompensated else "error",
+                           events=events, stats=stats,  # type: ignore[arg-type]
+                           stats_channels=stat_channels)
     with Progress(len(inputs), label="gating", json_lines=log_format == "json") as progress:
         run = run_batch(loaded, inputs, out_dir=out_dir, executor=spec, options=options,
                         on_result=progress.update)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,6 @@ import pandas as pd
 from engine.runtime import thread_limit
 from gating._compensation import unmixing_matrix
 from gating._evaluate._evaluator import Evaluator
-from gating._fcs import FCSData
 from gating._plan import CompensationError, Plan, PlanError, check_spillover
 
 __all__ = ["COUNT_COLUMNS", "GatingResult", "apply_plan", "evaluate_plan"]
@@ -70,6 +69,14 @@ class GatingResult:
         Empty unless compensation that could not be applied was skipped on request
         (``uncompensated="allow"``): then why, one line per matrix (the plan's
         :attr:`~gating.Plan.uncompensated`, and the MFI's own when it is skipped there).
+    stats
+        With ``stats=``: one row, FlowJo's table-editor statistics (:data:`STAT_NAMES`),
+        columns ``sample``, then ``<population> | Count``, ``| Freq. of Parent``, ``| Freq.
+        of Grandparent``, ``| Freq. of Total`` and ``<population> | <statistic> (<channel>)``.
+    plan
+        The plan the sample was gated with (for :func:`gating.to_anndata` and friends).
+    data
+        The sample that was gated (an :class:`~gating.FCSData` or in-memory sample).
     """
 
     sample: str
@@ -78,9 +85,30 @@ class GatingResult:
     membership: pd.DataFrame | None = None
     mfi: pd.DataFrame | None = None
     uncompensated: tuple[str, ...] = ()
+    stats: pd.DataFrame | None = None
+    plan: Plan | None = dataclasses.field(default=None, repr=False)
+    data: Any = dataclasses.field(default=None, repr=False)
+
+    def evaluate(self, *, threads: int | None = None) -> Evaluator:
+        """Gate the sample again with the result's plan (the same answers): the evaluator
+        the event export reads populations from when :attr:`membership` was not kept.
+
+        Parameters
+        ----------
+        threads
+            Numba threads.
+
+        Returns
+        -------
+        Evaluator
+            As :func:`evaluate_plan` gives it.
+        """
+        if self.plan is None or self.data is None:
+            raise ValueError("this result holds no plan and sample (it was not made by apply_plan)")
+        return evaluate_plan(self.plan, self.data, threads=threads)
 
 
-def _check_fits(plan: Plan, sample: FCSData) -> None:
+def _check_fits(plan: Plan, sample: Any) -> None:
     names = sample.names
     bad = [
         (c, plan.channel_names[c], names[c] if c < len(names) else None)
@@ -97,13 +125,15 @@ def _check_fits(plan: Plan, sample: FCSData) -> None:
 
 def apply_plan(
     plan: Plan,
-    sample: FCSData,
+    sample: Any,
     *,
     membership: bool = False,
     mfi: Sequence[str] | None = None,
+    stats: bool | Sequence[str] = False,
     sample_name: str | None = None,
     threads: int | None = None,
     uncompensated: Literal["error", "allow"] = "error",
+    evaluator: Evaluator | None = None,
 ) -> GatingResult:
     """Gate one sample with a compiled plan.
 
@@ -112,7 +142,8 @@ def apply_plan(
     plan
         From :func:`gating.compile_plan` (for this sample or one with the same channels).
     sample
-        The events.
+        The events: an :class:`~gating.FCSData`, or what :func:`gating.as_sample` converts
+        (a DataFrame, an AnnData, a ``flowkit.Sample``; converted with its defaults).
     membership
         Also return per-event membership (one boolean column per population id).
     mfi
@@ -120,20 +151,30 @@ def apply_plan(
         reported per population. A spillover that cannot be applied (labels that are not
         channels, singular) is a :class:`~gating.CompensationError` unless ``uncompensated``
         is ``"allow"``.
+    stats
+        FlowJo's table-editor statistics in :attr:`GatingResult.stats` (one row): counts and
+        frequencies of parent, grandparent and total for every population, and per channel
+        (``True``: the channels the plan's gates use; or a list of channels) the median,
+        mean, geometric mean, CV and robust SD of each population, on channel values
+        compensated as for ``mfi`` (see :data:`STAT_NAMES` for the definitions).
     sample_name
         Name in the ``sample`` column; default the file name without extension (with
-        ``#<dataset>`` for later datasets of a multi-dataset file).
+        ``#<dataset>`` for later datasets of a multi-dataset file), or an in-memory sample's
+        name.
     threads
         Numba threads (default: the job's share of the machine).
     uncompensated
-        ``"allow"`` reports MFIs uncompensated when the file's spillover cannot be applied
-        (recorded in :attr:`GatingResult.uncompensated`); compile the plan with the same
-        option (:func:`gating.compile_plan`).
+        ``"allow"`` reports MFIs and statistics uncompensated when the file's spillover
+        cannot be applied (recorded in :attr:`GatingResult.uncompensated`); compile the plan
+        with the same option (:func:`gating.compile_plan`).
+    evaluator
+        The :func:`evaluate_plan` of this very plan and sample, to reuse its work (the
+        batch engine gates once for counts, statistics and the event export).
 
     Returns
     -------
     GatingResult
-        Counts table, and membership / MFIs when asked.
+        Counts table, and membership / MFIs / statistics when asked.
 
     Notes
     -----
@@ -158,11 +199,20 @@ def apply_plan(
     - A singular (or numerically singular, or non-finite) compensation matrix is a
       :class:`PlanError` naming the matrix and the file; transform parameters out of range are a
       ``ValueError`` when the transform is built.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from gating import Dimension, RectangleGate, Strategy, compile_plan
+    >>> events = pd.DataFrame({"A": [0.0, 1.0, 2.0]})
+    >>> s = Strategy(gates=(RectangleGate("R", (Dimension("A"),), ((0.5, None),)),))
+    >>> apply_plan(compile_plan(s, events), events).counts["count"].tolist()
+    [2]
     """
-    name = sample_name or (
-        sample.path.stem + (f"#{sample.dataset}" if sample.dataset else "")
-    )
-    ev = evaluate_plan(plan, sample, threads=threads)
+    name = sample_name or _default_name(sample)
+    if evaluator is not None and (evaluator.plan is not plan or evaluator.sample is not sample):
+        raise ValueError("evaluator= must be evaluate_plan(plan, sample) of this plan and sample")
+    ev = evaluator if evaluator is not None else evaluate_plan(plan, sample, threads=threads)
     with thread_limit(threads):
         masks = {g.population: ev.mask(g.population) for g in plan.gates} if (membership or mfi) else {}
     n = sample.n_events
@@ -186,28 +236,45 @@ def apply_plan(
     counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
     members = pd.DataFrame(masks, copy=False) if membership else None
     skipped = list(plan.uncompensated)
+    allow = uncompensated == "allow"
     mfis = None
     if mfi:
-        mfis, why = _medians(sample, plan, masks, mfi, name, allow=uncompensated == "allow")
+        mfis, why = _medians(sample, plan, masks, mfi, name, allow=allow)
         if why and why not in skipped:
             skipped.append(why)
+    table = None
+    if stats is not False and stats is not None:
+        channels = _plan_channels(plan, sample) if stats is True else list(stats)  # type: ignore[arg-type]
+        table, why = _stats(sample, plan, ev, channels, name, allow=allow)
+        if why and why not in skipped:
+            skipped.append(why)
+    if not membership:
+        masks.clear()
     return GatingResult(sample=name, n_events=n, counts=counts, membership=members, mfi=mfis,
-                        uncompensated=tuple(skipped))
+                        uncompensated=tuple(skipped), stats=table, plan=plan, data=sample)
 
 
-def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) -> Evaluator:
+def _default_name(sample: Any) -> str:
+    named = getattr(sample, "name", None)  # an in-memory sample (gating.EventSample)
+    if isinstance(named, str):
+        return named
+    return sample.path.stem + (f"#{sample.dataset}" if sample.dataset else "")
+
+
+def evaluate_plan(plan: Plan, sample: Any, *, threads: int | None = None) -> Evaluator:
     """Evaluate every population of ``plan`` exactly as :func:`apply_plan` does, keeping the state.
 
-    For inspection (gate plots): the returned evaluator gives ``rows``/``count``/``mask`` of
-    every population and ``feature(key, parent)``, the transformed values of a plan feature
-    on a parent population's rows.
+    For inspection (gate plots) and for reuse (``apply_plan(..., evaluator=)``, the event
+    export): the returned evaluator gives ``rows``/``count``/``mask`` of every population and
+    ``feature(key, parent)``, the transformed values of a plan feature on a parent
+    population's rows.
 
     Parameters
     ----------
     plan
         From :func:`gating.compile_plan`.
     sample
-        The events.
+        The events (anything :func:`gating.as_sample` takes).
     threads
         Numba threads for the evaluation (default: the job's share of the machine).
 
@@ -215,6 +282,15 @@ def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) ->
     -------
     Evaluator
         The evaluator after every step of the plan.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from gating import Dimension, RectangleGate, Strategy, compile_plan
+    >>> events = pd.DataFrame({"A": [0.0, 1.0, 2.0]})
+    >>> s = Strategy(gates=(RectangleGate("R", (Dimension("A"),), ((0.5, None),)),))
+    >>> evaluate_plan(compile_plan(s, events), events).count("R")
+    2
     """
     _check_fits(plan, sample)
     pending: dict[str | None, int] = {}
@@ -230,39 +306,50 @@ def evaluate_plan(plan: Plan, sample: FCSData, *, threads: int | None = None) ->
     return ev
 
 
-def _medians(
-    sample: FCSData, plan: Plan, masks: dict[str, np.ndarray], channels: Sequence[str], name: str,
-    *, allow: bool = False,
-) -> tuple[pd.DataFrame, str]:
-    """The medians table, and why the file's spillover was not applied ("" when it was, or
-    when the file has none)."""
+def _compensated(
+    sample: Any, channels: Sequence[str], *, allow: bool, what: str,
+) -> tuple[np.ndarray, str]:
+    """Events x channels, compensated with the file's spillover when it has one (as MFIs are),
+    and why it was not applied ("" when it was, or when the file has none)."""
     idx = [sample.channel_index(c) for c in channels]
     values = sample.columns(idx, dtype=np.float64)
+    if not values.flags.writeable:
+        values = values.copy()
     why = ""
     check = check_spillover(sample) if sample.spill is not None else None
     if check is not None and not check.ok:
-        why = f"the file's spillover for MFI: {check.text}"
+        why = f"the file's spillover for {what}: {check.text}"
         if not allow:
             raise CompensationError(
-                f"{sample.path}: the MFI channels are compensated with the file's spillover, "
+                f"{sample.path}: the {what} channels are compensated with the file's spillover, "
                 f"which cannot be applied: {check.text}; fix the file's $SPILLOVER labels, or "
-                "report MFIs uncompensated on purpose with uncompensated='allow' "
+                f"report {what} uncompensated on purpose with uncompensated='allow' "
                 "(phenoflow gate --allow-uncompensated)",
                 path=str(sample.path), matrix="FCS", reason=check.status, labels=check.labels,
                 hints=check.hints,
             )
-        logger.warning("%s: MFIs reported UNCOMPENSATED as asked (%s)", sample.path, why)
+        logger.warning("%s: %s reported UNCOMPENSATED as asked (%s)", sample.path, what, why)
     elif check is not None:  # the same unmixing the plan uses for the file's spillover
         spill = sample.spill
         det = [sample.channel_index(d) for d in spill.columns]
         try:
             unmix = unmixing_matrix(spill.to_numpy(), inverted=False)
         except np.linalg.LinAlgError as exc:
-            raise PlanError(f"{sample.path}: MFI compensation with the file's spillover: {exc}") from None
+            raise PlanError(f"{sample.path}: {what} compensation with the file's spillover: {exc}") from None
         raw = sample.columns(det, dtype=np.float64)
         for j, col in enumerate(idx):
             if col in det:
                 values[:, j] = raw @ unmix[:, det.index(col)]
+    return values, why
+
+
+def _medians(
+    sample: Any, plan: Plan, masks: dict[str, np.ndarray], channels: Sequence[str], name: str,
+    *, allow: bool = False,
+) -> tuple[pd.DataFrame, str]:
+    """The medians table, and why the file's spillover was not applied ("" when it was, or
+    when the file has none)."""
+    values, why = _compensated(sample, channels, allow=allow, what="MFI")
     rows = []
     for step in plan.gates:
         mask = masks[step.population]
@@ -277,3 +364,73 @@ def _medians(
                 }
             )
     return pd.DataFrame(rows), why
+
+
+#: The per-channel statistics of ``apply_plan(stats=...)`` (FlowJo's names; defined in
+#: :data:`gating.STAT_NAMES`).
+STAT_NAMES = ("Median", "Mean", "Geometric Mean", "CV", "Robust SD")
+
+
+def _plan_channels(plan: Plan, sample: Any) -> list[str]:
+    """The sample's channels (``$PnN``) the plan's gates use (``gating.stat_channels``)."""
+    mapped = {name: pnn for name, pnn, _ in plan.channel_map}
+    out: list[str] = []
+    for f in plan.features:
+        name, _, _, kind = f.key.rsplit("|", 3)
+        if kind == "ratio":
+            continue
+        try:
+            pnn = str(sample.names[sample.channel_index(mapped.get(name, name))])
+        except KeyError:
+            continue
+        if pnn not in out:
+            out.append(pnn)
+    return out
+
+
+def _one_channel_stats(x: np.ndarray) -> list[float]:
+    if not len(x):
+        return [np.nan] * len(STAT_NAMES)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        median, p16, p84 = (float(v) for v in np.percentile(x, [50.0, 15.87, 84.13]))
+        mean = float(np.mean(x))
+        positive = x[x > 0]
+        geo = float(np.exp(np.mean(np.log(positive)))) if len(positive) else np.nan
+        sd = float(np.std(x, ddof=1)) if len(x) > 1 else np.nan
+        cv = 100.0 * sd / mean if mean != 0 else np.nan
+    return [median, mean, geo, cv, 0.5 * (p84 - p16)]
+
+
+def _label(path: str) -> str:
+    """FlowJo's population label: the path without its leading ``/``."""
+    return path.lstrip("/")
+
+
+def _stats(
+    sample: Any, plan: Plan, ev: Evaluator, channels: Sequence[str], name: str, *, allow: bool,
+) -> tuple[pd.DataFrame, str]:
+    """The one-row wide statistics table, and why compensation was skipped ("" if not)."""
+    values, why = _compensated(sample, channels, allow=allow, what="statistics") if channels else (
+        np.empty((sample.n_events, 0)), "")
+    labels = [sample.names[sample.channel_index(c)] for c in channels]
+    parent_of = {g.population: g.parent for g in plan.gates}
+    n = sample.n_events
+
+    def pct(count: int, of: int | None) -> float:
+        return 100.0 * count / of if of else np.nan
+
+    row: dict[str, Any] = {"sample": name}
+    for step in plan.gates:
+        pop = _label(step.path)
+        count = ev.count(step.population)
+        grand = None if step.parent is None else ev.count(parent_of[step.parent])
+        row[f"{pop} | Count"] = count
+        row[f"{pop} | Freq. of Parent"] = pct(count, ev.count(step.parent))
+        row[f"{pop} | Freq. of Grandparent"] = pct(count, grand) if grand is not None else np.nan
+        row[f"{pop} | Freq. of Total"] = pct(count, n)
+        rows = ev.rows(step.population)
+        for j, label in enumerate(labels):
+            chosen = values[:, j] if rows is None else values[rows, j]
+            for stat, value in zip(STAT_NAMES, _one_channel_stats(chosen), strict=True):
+                row[f"{pop} | {stat} ({label})"] = value
+    return pd.DataFrame([row]), why

@@ -314,3 +314,34 @@ def test_task_records_ship_to_dask_and_outcomes_reach_the_caller(archive, tmp_pa
     mfi = pd.read_parquet(tmp_path / "o" / "mfi.parquet")
     assert len(mfi) and set(mfi["sample"]) == {inputs[0].name}
     assert not [p for p in (tmp_path / "o").rglob("*") if ".partial" in p.name]
+
+
+def test_events_and_stats_options_are_checked_and_sign_the_task(archive, tmp_path):
+    with pytest.raises(ValueError, match="events"):
+        BatchOptions(events="csv")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stats_channels needs stats"):
+        BatchOptions(stats_channels=("CD3",))
+    inputs = resolve_inputs([archive["good"][0]])
+    plain, _ = prepare_batch(archive["strategy"], inputs, out_dir=tmp_path, options=BatchOptions())
+    events, _ = prepare_batch(archive["strategy"], inputs, out_dir=tmp_path,
+                              options=BatchOptions(events="h5ad", stats=True))
+    assert events[0].events == "h5ad" and events[0].stats and not plain[0].events
+    assert plain[0].key != events[0].key  # parts of a run without them are not reused
+
+
+def test_events_and_stats_in_a_batch_with_failing_files(archive, tmp_path):
+    import anndata
+
+    inputs = resolve_inputs([archive["good"][0], archive["fcs"] / "zz_truncated.fcs"])
+    run = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "o",
+                    executor=ExecutorSpec(kind="inprocess"),
+                    options=BatchOptions(events="h5ad", stats=True))
+    assert len(run.errors) == 1
+    stats = pd.read_parquet(tmp_path / "o" / "stats.parquet")
+    assert list(stats["sample"]) == [inputs[0].name]
+    events = list((tmp_path / "o" / "events").glob("*.h5ad"))
+    assert [p.stem for p in events] == [inputs[0].name]
+    adata = anndata.read_h5ad(events[0], backed="r")
+    assert adata.n_obs == 4000
+    adata.file.close()
+    assert not [p for p in (tmp_path / "o").rglob("*") if ".partial" in p.name]
