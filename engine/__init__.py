@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "StudyRun": "engine._study",
     "load_study": "engine._study",
     "run_study": "engine._study",
+    "phenotype": "engine._phenotype",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -20,6 +20,7 @@ from engine.cli._errors import (
     load_strategy_option,
 )
 from engine.cli._gate import gate as _gate_command
+from engine.cli._phenotype import phenotype as _phenotype_command
 from engine.cli._progress import track
 from engine.cli._study import executor_options
 from engine.cli._study import study as _study_command
@@ -348,4 +349,5 @@ _DEMO_POPULATIONS = (
 main.add_command(_gate_command)
 main.add_command(_convert_command)
 main.add_command(_study_command)
+main.add_command(_phenotype_command)
 executor_options(demo)
