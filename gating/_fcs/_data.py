@@ -31,6 +31,7 @@ from gating._fcs._kernels import (
     lookup_column,
     rescale_column,
 )
+from gating._fcs._channels import channel_lookups, find_channel
 from gating._fcs._keywords import SPILL_KEYWORDS, parse_spill
 
 __all__ = ["CHUNK_BYTES", "FCSData", "Layout"]
@@ -153,44 +154,14 @@ class FCSData:
         int
             The column index.
         """
-        if isinstance(channel, int | np.integer):
-            if not 0 <= int(channel) < self.n_channels:
-                raise KeyError(f"{self.path}: channel index {channel} out of range")
-            return int(channel)
-        key = str(channel)
-        for lookup, probe in zip(self._channel_lookups, (key, key.lower(), key, key.lower()), strict=True):
-            hit = lookup.get(probe)
-            if hit is not None:
-                return hit
-        names = self.channels["name"]
-        raise KeyError(
-            f"{self.path}: no unique channel {channel!r}; channels are "
-            + ", ".join(f"{n} ({m})" if m else n for n, m in zip(names, self.channels["marker"], strict=True))
+        return find_channel(
+            channel, lookups=self._channel_lookups, names=self.names,
+            markers=[str(m) for m in self.channels["marker"]], where=self.path,
         )
 
     @functools.cached_property
     def _channel_lookups(self) -> tuple[dict[str, int], ...]:
-        """Unique ``$PnN``, lower-cased ``$PnN``, ``$PnS`` and lower-cased ``$PnS`` -> column."""
-
-        def unique(labels: list[str]) -> dict[str, int]:
-            seen: dict[str, int] = {}
-            repeated: set[str] = set()
-            for i, label in enumerate(labels):
-                if not label:
-                    continue
-                if label in seen:
-                    repeated.add(label)
-                seen.setdefault(label, i)
-            return {k: v for k, v in seen.items() if k not in repeated}
-
-        names = [str(n) for n in self.channels["name"]]
-        markers = [str(m) for m in self.channels["marker"]]
-        return (
-            unique(names),
-            unique([n.lower() for n in names]),
-            unique(markers),
-            unique([m.lower() for m in markers]),
-        )
+        return channel_lookups(self.names, [str(m) for m in self.channels["marker"]])
 
     # ---- DATA access -------------------------------------------------------------------
     @functools.cached_property

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gating._fcs import FCSData
+from gating._fcs import FCSData, channel_lookups, find_channel
 
 __all__ = ["ConversionError", "EventSample", "EventValues", "as_sample", "parse_spillover_text"]
 
@@ -117,23 +117,10 @@ class EventSample:
 
     @functools.cached_property
     def _lookups(self) -> tuple[dict[str, int], ...]:
-        def unique(labels: list[str]) -> dict[str, int]:
-            seen: dict[str, int] = {}
-            repeated: set[str] = set()
-            for i, label in enumerate(labels):
-                if label:
-                    if label in seen:
-                        repeated.add(label)
-                    seen.setdefault(label, i)
-            return {k: v for k, v in seen.items() if k not in repeated}
-
-        names = self.names
-        markers = [str(m) for m in self.channels["marker"]]
-        return (unique(names), unique([n.lower() for n in names]), unique(markers),
-                unique([m.lower() for m in markers]))
+        return channel_lookups(self.names, [str(m) for m in self.channels["marker"]])
 
     def channel_index(self, channel: str | int) -> int:
-        """0-based column of a channel given by name, unique marker or index (as
+        """0-based column of a channel given by name, unique marker or index (the rule of
         :meth:`gating.FCSData.channel_index`).
 
         Parameters
@@ -146,16 +133,8 @@ class EventSample:
         int
             The column index.
         """
-        if isinstance(channel, int | np.integer):
-            if not 0 <= int(channel) < self.n_channels:
-                raise KeyError(f"{self.path}: channel index {channel} out of range")
-            return int(channel)
-        key = str(channel)
-        for lookup, probe in zip(self._lookups, (key, key.lower(), key, key.lower()), strict=True):
-            hit = lookup.get(probe)
-            if hit is not None:
-                return hit
-        raise KeyError(f"{self.path}: no unique channel {channel!r}; channels are {self.names}")
+        return find_channel(channel, lookups=self._lookups, names=self.names,
+                            markers=[str(m) for m in self.channels["marker"]], where=self.path)
 
     @property
     def events(self) -> np.ndarray:
