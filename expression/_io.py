@@ -401,16 +401,12 @@ def check_output(
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"{what} {target}: folder {folder} does not exist", path=target)
-    import tempfile
+    from engine.runtime import unwritable_reason
 
-    try:  # a real probe: os.access is wrong for root, ACLs and read-only mounts
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{target.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise OutputError(
-            f"{what} {target}: folder {folder} is not writable ({exc.strerror or exc})",
-            path=target,
-        ) from None
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise OutputError(f"{what} {target}: folder {folder} is not writable ({reason})",
+                          path=target)
     if target.exists() and not os.access(target, os.W_OK):
         raise OutputError(f"{what} {target}: the existing file is not writable", path=target)
     return target

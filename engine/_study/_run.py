@@ -364,15 +364,16 @@ def _flow(study: Study, gating: BatchRun, common: dict[str, Any]) -> FlowResult:
 
 def _writable_folder(study: Study, out: Path) -> Path:
     """Create ``out`` and check a file can be written there, before any work."""
-    import tempfile
+    from engine.runtime import unwritable_reason
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".phenoflow.", suffix=".probe"):
-            pass
     except OSError as exc:
-        raise StudyError(study.manifest, "(out)",
-                         f"output folder {out} cannot be written: {exc.strerror or exc}") from None
+        reason: str | None = exc.strerror or str(exc)
+    else:
+        reason = unwritable_reason(out)
+    if reason is not None:
+        raise StudyError(study.manifest, "(out)", f"output folder {out} cannot be written: {reason}")
     return out
 
 

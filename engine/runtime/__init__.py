@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "output_lock": "engine.runtime._lock",
     "pid_alive": "engine.runtime._lock",
     "remove_stale_partials": "engine.runtime._lock",
+    "unwritable_reason": "engine.runtime._lock",
     "SERIAL_BELOW": "engine.runtime._numba",
     "default_threads": "engine.runtime._numba",
     "ensure_cache_dir": "engine.runtime._numba",

@@ -38,6 +38,7 @@ __all__ = [
     "output_lock",
     "pid_alive",
     "remove_stale_partials",
+    "unwritable_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,16 +185,42 @@ def check_output_dir(path: str | os.PathLike[str], *, what: str = "output folder
     return target
 
 
-def _probe(folder: Path, message: str, target: Path) -> None:
-    """Create and remove a file in ``folder`` (``os.access`` is wrong for root and ACLs)."""
+def unwritable_reason(folder: str | os.PathLike[str]) -> str | None:
+    """Why no file can be created in ``folder``, or ``None`` when one can.
+
+    The one writability check of phenoflow: it creates and removes a probe file, because
+    ``os.access`` is wrong for root, ACLs and read-only mounts.
+
+    Parameters
+    ----------
+    folder
+        An existing folder.
+
+    Returns
+    -------
+    str or None
+        The operating system's reason, or ``None``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> unwritable_reason(tempfile.gettempdir()) is None
+    True
+    """
     try:
         fd, name = tempfile.mkstemp(prefix=".phenoflow-probe.", dir=folder)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise OutputDirError(f"{message} ({reason}); choose a folder you can write to") from None
+        return os.strerror(exc.errno) if exc.errno else str(exc)
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(name)
+    return None
+
+
+def _probe(folder: Path, message: str, target: Path) -> None:
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise OutputDirError(f"{message} ({reason}); choose a folder you can write to")
 
 
 def _read_holder(fd: int) -> LockHolder | None:
