@@ -19,11 +19,14 @@ def measure(
     repeats: int = 3,
     timeout: float = 1800,
     env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
 ) -> dict:
     """Run ``python -m module --one ARGS`` ``repeats`` times; keep the fastest run.
 
     The child prints one JSON object with ``seconds`` (the timed section only) and the
     harness adds ``peak_rss_mb`` (the child's maximum resident set size, whole process).
+    ``cwd`` runs the module (and the code it imports) from another checkout, e.g. an earlier
+    version timed side by side.
     """
     best: dict | None = None
     env = {**os.environ, "PYTHONHASHSEED": "0", **(env or {})}
@@ -35,6 +38,7 @@ def measure(
             timeout=timeout,
             env=env,
             check=False,
+            cwd=cwd,
         )
         if proc.returncode != 0:
             return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}

@@ -13,6 +13,8 @@ import numpy as np
 from engine.runtime import small_or_parallel
 from gating._evaluate._kernels import (
     channel_values,
+    channel_values_stored,
+    channel_values_words,
     in_box,
     in_ellipsoid,
     in_polygon,
@@ -60,7 +62,8 @@ class Evaluator:
         self.plan = plan
         self.n = sample.n_events
         self.sample = sample
-        self.x, self.colmap = sample.event_matrix(plan.columns)
+        source = sample.event_source(plan.columns)
+        self.x, self.colmap, self._stored = source.x, source.colmap, source.stored
         self.features = {f.key: f for f in plan.features}
         # rows of each population (None: every event); masks built only when asked for
         self._rows: dict[str | None, np.ndarray | None] = {None: None}
@@ -154,13 +157,50 @@ class Evaluator:
         drop each chunk's file pages once done (see :meth:`FCSData.chunk_ranges`), so a pass
         keeps about one chunk of the file resident, not the file. Each row is summed exactly
         as in one call (results are identical).
+
+        The matrix is read as :meth:`FCSData.event_source` says: float values (the mapping
+        or a decoded copy) by :func:`channel_values`; stored words of one kind (unaligned
+        native floats are values; big-endian floats, integers masked alike) by
+        :func:`channel_values_words`, decoded inside the sums; any other stored layout (mixed
+        widths, byte rows, integers rescaled through tables) by
+        :func:`channel_values_stored`, a block of events at a time. All give the sums over the
+        decoded float64 values, in the same order.
         """
         rows_arg = rows if rows is not None else np.zeros(0, dtype=np.int64)
         m = out.shape[1]
+        if self._stored is None:
+            def kernel(size: int, a: int, b: int) -> None:
+                small_or_parallel(channel_values, size)(
+                    self.x, rows_arg, rows is None, cols, coefs, n_cols, out, a, b,
+                )
+        else:  # the stored bytes, decoded as they are read (no float64 copy of the columns)
+            big, floats, *per_column = self._stored
+            used = sorted({int(cols[f, t]) for f in range(len(n_cols)) for t in range(n_cols[f])})
+            _, _, masks, lookup, _ = (a[used] for a in per_column)
+            if self.x.itemsize > 1 and not lookup.any() and (
+                floats or (len(set(masks.tolist())) == 1 and int(masks[0]) < 1 << 63)
+            ):  # one word per value, decoded alike: inline in the sums, as channel_values
+                words = per_column[0][cols]
+                mask = masks[0]
+
+                def kernel(size: int, a: int, b: int) -> None:
+                    small_or_parallel(channel_values_words, size)(
+                        self.x, rows_arg, rows is None, big, floats, mask, words, coefs, n_cols,
+                        out, a, b,
+                    )
+            else:  # any layout: a block of events decoded to a scratch, then summed
+                where = np.zeros(len(per_column[0]), dtype=np.int64)
+                where[used] = np.arange(len(used))
+                local = where[cols]  # only the columns this pass reads are decoded
+                codec = [a[used] for a in per_column]
+
+                def kernel(size: int, a: int, b: int) -> None:
+                    small_or_parallel(channel_values_stored, size)(
+                        self.x, rows_arg, rows is None, big, floats, *codec, local, coefs,
+                        n_cols, out, a, b,
+                    )
         if self.n <= self.sample._chunk_events:  # one chunk: one call
-            small_or_parallel(channel_values, m)(
-                self.x, rows_arg, rows is None, cols, coefs, n_cols, out, 0, m,
-            )
+            kernel(m, 0, m)
             return
         for lo, hi in self.sample.chunk_ranges():
             if rows is None:
@@ -168,9 +208,7 @@ class Evaluator:
             else:  # the parent's rows (sorted) that fall in events lo..hi
                 a, b = (int(i) for i in np.searchsorted(rows, (lo, hi)))
             if a < b:
-                small_or_parallel(channel_values, b - a)(
-                    self.x, rows_arg, rows is None, cols, coefs, n_cols, out, a, b,
-                )
+                kernel(b - a, a, b)
 
     def untransformed(self, key: str, parent: str | None) -> np.ndarray:
         """Compensated (and ratio'd) values of a feature on the parent's rows, cached."""

@@ -9,6 +9,8 @@ from engine.runtime import njit
 
 __all__ = [
     "channel_values",
+    "channel_values_stored",
+    "channel_values_words",
     "in_box",
     "in_ellipsoid",
     "in_polygon",
@@ -229,3 +231,207 @@ def in_box(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) 
                 ok = False
                 break
         out[i] = ok
+
+
+@njit()
+def _swap(v: np.uint64, width: int) -> np.uint64:
+    """The low ``width`` bytes of ``v`` in reverse order (LLVM emits one ``bswap``)."""
+    if width == 4:
+        w = np.uint32(v)
+        return np.uint64(
+            ((w & np.uint32(0xFF)) << np.uint32(24)) | ((w & np.uint32(0xFF00)) << np.uint32(8))
+            | ((w >> np.uint32(8)) & np.uint32(0xFF00)) | (w >> np.uint32(24))
+        )
+    if width == 2:
+        h = np.uint32(v)
+        return np.uint64(((h & np.uint32(0xFF)) << np.uint32(8)) | (h >> np.uint32(8)))
+    out = np.uint64(0)
+    for j in range(width):
+        out = (out << np.uint64(8)) | ((v >> np.uint64(8 * j)) & np.uint64(0xFF))
+    return out
+
+
+@njit()
+def _swap32(v: np.uint32) -> np.uint32:
+    """``v`` with its 4 bytes reversed (LLVM emits one ``bswap``)."""
+    return (
+        ((v & np.uint32(0xFF)) << np.uint32(24)) | ((v & np.uint32(0xFF00)) << np.uint32(8))
+        | ((v >> np.uint32(8)) & np.uint32(0xFF00)) | (v >> np.uint32(24))
+    )
+
+
+@njit()
+def _stored_word(row: np.ndarray, p: int, w: int, item: int, big: bool) -> np.uint64:
+    """The ``w``-byte unsigned value at ``row[p]`` (``row`` of ``item``-byte words)."""
+    if w == item:  # one stored word per value: load it, swap the bytes if needed
+        if big:
+            return _swap(np.uint64(row[p]), w)
+        return np.uint64(row[p])
+    out = np.uint64(0)
+    if big:
+        for j in range(w):
+            out = (out << np.uint64(8)) | np.uint64(row[p + j])
+    else:
+        for j in range(w):
+            out |= np.uint64(row[p + j]) << np.uint64(8 * j)
+    return out
+
+
+@njit()
+def _as_float(bits: np.uint64, w: int) -> float:
+    if w == 4:
+        return np.float64(np.uint32(bits).view(np.float32))
+    return np.uint64(bits).view(np.float64)
+
+
+@njit()
+def _as_number(v: np.uint64, lookup: bool, tables: np.ndarray, u: int) -> float:
+    if lookup:
+        return tables[u, np.int64(v)]
+    if v >> np.uint64(63):
+        return np.float64(v)
+    return np.float64(np.int64(v))  # the fast conversion, same value below 2**63
+
+
+@njit(parallel=True)
+def channel_values_stored(
+    data: np.ndarray, rows: np.ndarray, all_rows: bool, big: bool, floats: bool,
+    offsets: np.ndarray, widths: np.ndarray, masks: np.ndarray, lookup: np.ndarray,
+    tables: np.ndarray, cols: np.ndarray, coefs: np.ndarray, n_cols: np.ndarray, out: np.ndarray,
+    start: int, stop: int,
+) -> None:
+    """:func:`channel_values` reading the stored bytes of each event directly.
+
+    ``data`` is the DATA segment as rows of unsigned words (events x words per event), at any
+    alignment: ``uint8`` for any layout, or words as wide as every value (``uint16``,
+    ``uint32``, ``uint64``, native byte order). Each column ``u`` the call reads is
+    ``widths[u]`` bytes at word ``offsets[u]`` of a row (``big``: big-endian); ``floats``: IEEE floats (4 or 8 bytes); otherwise unsigned
+    integers masked with ``masks[u]`` and, when ``lookup[u]``, replaced by
+    ``tables[u, value]`` (the preprocessed value of every stored integer). ``cols[f, t]``
+    indexes these columns. A block of events is decoded once into a small float64 scratch
+    (each value the float64 the decode pass, :meth:`FCSData.columns`, would produce) and
+    summed in the same order as :func:`channel_values`: results are identical to it over the
+    decoded matrix, without writing that matrix.
+    """
+    k = out.shape[0]
+    n_used = offsets.shape[0]
+    item = data.itemsize
+    block = 256
+    for b in numba.prange((stop - start + block - 1) // block):
+        i0 = start + b * block
+        i1 = min(stop, i0 + block)
+        scratch = np.empty((i1 - i0, n_used), dtype=np.float64)
+        # column by column: each column's decoding is decided once per block, not per value
+        for u in range(n_used):
+            p = offsets[u]
+            w = widths[u]
+            if w == item and w == 4 and floats:
+                for i in range(i0, i1):
+                    r = np.int64(i) if all_rows else np.int64(rows[i])
+                    v32 = np.uint32(data[r, p])
+                    if big:
+                        v32 = _swap32(v32)
+                    scratch[i - i0, u] = np.float64(np.uint32(v32).view(np.float32))
+            elif w == item and not floats and not lookup[u] and masks[u] >> np.uint64(63) == 0:
+                mask = np.int64(masks[u])
+                for i in range(i0, i1):
+                    r = np.int64(i) if all_rows else np.int64(rows[i])
+                    word = np.uint64(data[r, p])
+                    if big:
+                        word = _swap(word, w)
+                    scratch[i - i0, u] = np.float64(np.int64(word) & mask)
+            else:
+                for i in range(i0, i1):
+                    r = np.int64(i) if all_rows else np.int64(rows[i])
+                    wide = _stored_word(data[r], p, w, item, big)
+                    if floats:
+                        scratch[i - i0, u] = _as_float(wide, w)
+                    else:
+                        scratch[i - i0, u] = _as_number(wide & masks[u], lookup[u], tables, u)
+        # four rows at a time, as channel_values (independent accumulators, same order)
+        i = i0
+        while i + 4 <= i1:
+            j = i - i0
+            for f in range(k):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                for t in range(n_cols[f]):
+                    c = cols[f, t]
+                    w = coefs[f, t]
+                    s0 += scratch[j, c] * w
+                    s1 += scratch[j + 1, c] * w
+                    s2 += scratch[j + 2, c] * w
+                    s3 += scratch[j + 3, c] * w
+                out[f, i] = s0
+                out[f, i + 1] = s1
+                out[f, i + 2] = s2
+                out[f, i + 3] = s3
+            i += 4
+        while i < i1:
+            for f in range(k):
+                s = 0.0
+                for t in range(n_cols[f]):
+                    s += scratch[i - i0, cols[f, t]] * coefs[f, t]
+                out[f, i] = s
+            i += 1
+
+
+@njit()
+def _word_value(word: np.uint64, item: int, big: bool, floats: bool, mask: np.uint64) -> float:
+    """A stored word as the float64 the decode pass gives: byte-swapped when ``big``, then
+    reinterpreted as an IEEE float (``floats``) or masked as an unsigned integer below 2**63."""
+    v = _swap(word, item) if big else word
+    if floats:
+        return _as_float(v, item)
+    return np.float64(np.int64(v & mask))
+
+
+@njit(parallel=True)
+def channel_values_words(
+    data: np.ndarray, rows: np.ndarray, all_rows: bool, big: bool, floats: bool, mask: np.uint64,
+    cols: np.ndarray, coefs: np.ndarray, n_cols: np.ndarray, out: np.ndarray, start: int, stop: int,
+) -> None:
+    """:func:`channel_values` over stored words decoded as they are read.
+
+    ``data`` holds one native-order word per value (events x channels, ``uint16``/``uint32``/
+    ``uint64``, any alignment): every column the call reads is stored the same way (``big``:
+    big-endian; ``floats``: IEEE floats; otherwise unsigned integers masked with ``mask``,
+    which is below ``2**63``, and not rescaled). Same sums in the same order as
+    :func:`channel_values` over the decoded matrix (identical results), no scratch copy.
+    """
+    m = stop
+    k = out.shape[0]
+    item = data.itemsize
+    for b in numba.prange((stop - start + 3) // 4):
+        i0 = start + 4 * b
+        if i0 + 4 <= m:
+            r0 = np.int64(i0) if all_rows else np.int64(rows[i0])
+            r1 = np.int64(i0 + 1) if all_rows else np.int64(rows[i0 + 1])
+            r2 = np.int64(i0 + 2) if all_rows else np.int64(rows[i0 + 2])
+            r3 = np.int64(i0 + 3) if all_rows else np.int64(rows[i0 + 3])
+            for f in range(k):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                for t in range(n_cols[f]):
+                    c = cols[f, t]
+                    w = coefs[f, t]
+                    s0 += _word_value(np.uint64(data[r0, c]), item, big, floats, mask) * w
+                    s1 += _word_value(np.uint64(data[r1, c]), item, big, floats, mask) * w
+                    s2 += _word_value(np.uint64(data[r2, c]), item, big, floats, mask) * w
+                    s3 += _word_value(np.uint64(data[r3, c]), item, big, floats, mask) * w
+                out[f, i0] = s0
+                out[f, i0 + 1] = s1
+                out[f, i0 + 2] = s2
+                out[f, i0 + 3] = s3
+        else:
+            for i in range(i0, m):
+                r = np.int64(i) if all_rows else np.int64(rows[i])
+                for f in range(k):
+                    s = 0.0
+                    for t in range(n_cols[f]):
+                        s += _word_value(np.uint64(data[r, cols[f, t]]), item, big, floats, mask) * coefs[f, t]
+                    out[f, i] = s

@@ -11,6 +11,12 @@ and drops each chunk's pages from the process (``madvise(MADV_DONTNEED)``) once 
 the file pages mapped into the process stay within about one chunk whatever the file's size
 (the page cache keeps them; re-reading is a minor fault). :meth:`FCSData.chunk_ranges` gives
 callers that read the zero-copy matrix themselves (the gating evaluator) the same chunks.
+
+Gating reads no copy of the columns for most layouts (:meth:`FCSData.event_source`): native
+float data through the mapping itself, also at the unaligned offsets most instrument and
+flowio/FlowKit files have (on x86-64 and AArch64, see :data:`UNALIGNED_LOADS`); big-endian
+floats and integer data (FCS 2.0/3.x, masked, rescaled through a table) as their stored bytes,
+decoded by the evaluator's kernel in its pass over each event.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import mmap
+import platform
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -25,16 +32,16 @@ import numpy as np
 import pandas as pd
 
 from gating._errors import FCSDatatypeError, FCSTruncatedError
+from gating._fcs._channels import channel_lookups, find_channel
 from gating._fcs._kernels import (
     decode_packed_columns,
     decode_uint_columns,
     lookup_column,
     rescale_column,
 )
-from gating._fcs._channels import channel_lookups, find_channel
 from gating._fcs._keywords import SPILL_KEYWORDS, parse_spill
 
-__all__ = ["CHUNK_BYTES", "FCSData", "Layout"]
+__all__ = ["CHUNK_BYTES", "EventSource", "FCSData", "Layout"]
 
 #: Bytes of DATA per chunk when the mapping is read in passes (pages dropped after each).
 CHUNK_BYTES = 64 << 20
@@ -91,6 +98,45 @@ class Layout:
             for position, rank in enumerate(self.order):
                 sig[rank] = position
         return sig
+
+
+#: Whether the gating kernels may read numbers at addresses that are not a multiple of their
+#: size. Numba types every array as aligned, so a kernel over an unaligned view is correct
+#: only where unaligned loads are defined by the hardware for every instruction the compiler
+#: may emit for them: x86-64 and AArch64 (checked: same answers and same speed as an aligned
+#: copy). Elsewhere such files are read byte by byte (``uint8`` rows), which needs no alignment.
+UNALIGNED_LOADS = platform.machine().lower() in {"x86_64", "amd64", "aarch64", "arm64"}
+
+#: Integer channels that need rescaling are read through a table of this many entries at most
+#: when gating reads stored bytes directly (:meth:`FCSData.event_source`).
+_TABLE_LIMIT = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EventSource:
+    """How the gating kernels read the columns a plan uses (:meth:`FCSData.event_source`).
+
+    Attributes
+    ----------
+    x
+        ``values`` mode (``stored is None``): a 2-D float array holding the columns, the file's
+        own mapping or a decoded copy. ``stored`` mode: the DATA segment as rows of unsigned
+        words, decoded by the kernel as it reads: ``uint8`` (events x bytes per event), or,
+        where :data:`UNALIGNED_LOADS` and every value is 2, 4 or 8 bytes, words that wide in
+        native order (events x channels); either at any alignment.
+    colmap
+        Channel index -> column of ``x`` (``values``) or index into the ``stored`` arrays.
+    stored
+        ``None``, or ``(big, floats, offsets, widths, masks, lookup, tables)``: big-endian
+        storage, IEEE floats, and per used column its offset in an event (in words of ``x``),
+        its bytes, its
+        integer mask, whether the masked integer is replaced through its row of ``tables``
+        (the preprocessed value of every stored integer).
+    """
+
+    x: np.ndarray
+    colmap: dict[int, int]
+    stored: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -396,7 +442,8 @@ class FCSData:
         """A 2-D array holding (at least) the given columns, and where each one is in it.
 
         The file's own mapping when the stored values need no conversion (native float data,
-        none of the columns rescaled): nothing is copied; read it chunk by chunk with
+        none of the columns rescaled; at an unaligned offset only where
+        :data:`UNALIGNED_LOADS`): nothing is copied; read it chunk by chunk with
         :meth:`chunk_ranges` to keep the mapped pages bounded. Otherwise only these columns are
         decoded, to float64 (chunk by chunk, pages dropped).
 
@@ -417,11 +464,105 @@ class FCSData:
             self._layout.datatype in ("F", "D")
             and view is not None
             and view.dtype.isnative
-            and view.flags.aligned
+            and (view.flags.aligned or UNALIGNED_LOADS)
             and not needs[cols].any()
         ):
             return view, {c: c for c in cols}
         return self.columns(cols, dtype=np.float64), {c: j for j, c in enumerate(cols)}
+
+    def event_source(self, columns: Sequence[int]) -> EventSource:
+        """How to read the given columns for gating, copying as little as possible.
+
+        - Native, aligned float data with nothing to rescale: the file's own mapping.
+        - Byte-aligned little- or big-endian storage at any offset (most instrument files and
+          everything flowio/FlowKit write start DATA at an odd byte; big-endian floats;
+          integers of 1 to 8 bytes, masked as ``$PnR`` says; rescaled integers up to 16 bits
+          through a table): the DATA bytes themselves, decoded by the gating kernels in their
+          first pass over each event, so no float64 copy of the columns is made.
+        - Anything else (bit-packed data, mixed byte orders, rescaled floats or wide rescaled
+          integers): the columns decoded to float64 chunk by chunk, as :meth:`event_matrix`.
+
+        Every mode gives the values :meth:`columns` would give, bit for bit.
+
+        Parameters
+        ----------
+        columns
+            0-based channel indices.
+
+        Returns
+        -------
+        EventSource
+        """
+        cols = [int(c) for c in dict.fromkeys(int(c) for c in columns)]
+        layout = self._layout
+        view = self._mapped
+        needs = self._scaling["needs_scaling"].to_numpy(dtype=bool)
+        if (
+            layout.datatype in ("F", "D") and view is not None and view.dtype.isnative
+            and (view.flags.aligned or UNALIGNED_LOADS) and not needs[cols].any()
+        ):
+            return EventSource(view, {c: c for c in cols})
+        stored = self._stored_codec(cols)
+        if stored is not None:
+            row_bytes = layout.event_bits // 8
+            width = layout.bits[0] // 8
+            if UNALIGNED_LOADS and view is not None and width in (2, 4, 8):
+                # every value is one word: rows of native words, offsets in words
+                mapping, offset = self._map
+                data = np.frombuffer(
+                    mapping, dtype=np.dtype(f"=u{width}"), count=view.size, offset=offset
+                ).reshape(view.shape)
+                stored = (*stored[:2], stored[2] // width, *stored[3:])
+            else:
+                data = self._bytes[: self.n_events * row_bytes].reshape(self.n_events, row_bytes)
+            return EventSource(data, {c: j for j, c in enumerate(cols)}, stored)
+        x, colmap = self.event_matrix(cols)
+        return EventSource(x, colmap)
+
+    def _stored_codec(self, cols: list[int]) -> tuple[np.ndarray, ...] | None:
+        """The per-column decoding of :class:`EventSource` ``stored`` mode, or ``None``."""
+        layout = self._layout
+        if layout.packed or layout.event_bits % 8 or self.n_events == 0 or not cols:
+            return None
+        n_order = len(layout.order)
+        little = layout.order == tuple(range(n_order))
+        big = layout.order == tuple(reversed(range(n_order)))
+        bits = np.asarray(layout.bits, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(bits)[:-1]]) // 8
+        widths = bits[cols] // 8
+        if len(self._bytes) < self.n_events * (layout.event_bits // 8):
+            return None  # let the decode pass report it
+        if layout.datatype == "I":
+            if not bool(((widths >= 1) & (widths <= 8)).all()):
+                return None
+        elif not bool((widths == (4 if layout.datatype == "F" else 8)).all()):
+            return None
+        if not (little or big or bool((widths == 1).all())):
+            return None
+        scaling = self._scaling.iloc[cols]
+        needs = scaling["needs_scaling"].to_numpy(dtype=bool)
+        masks = scaling["mask"].to_numpy(dtype=np.uint64)
+        lookup = needs.copy()
+        size = 0
+        if needs.any():
+            if layout.datatype != "I" or int(masks[needs].max()) + 1 > _TABLE_LIMIT:
+                return None
+            size = int(masks[needs].max()) + 1
+        tables = np.zeros((len(cols), size), dtype=np.float64)
+        for j in np.flatnonzero(needs):
+            n_entries = int(masks[j]) + 1
+            table = np.arange(n_entries, dtype=np.float64).reshape(-1, 1)
+            _rescale(table, 0, scaling.iloc[j], integer=True)
+            tables[j, :n_entries] = table[:, 0]
+        return (
+            bool(big and not little),
+            layout.datatype != "I",
+            starts[cols].astype(np.int64),
+            widths.astype(np.int64),
+            masks if layout.datatype == "I" else np.full(len(cols), ~np.uint64(0), dtype=np.uint64),
+            lookup,
+            tables,
+        )
 
     @functools.cached_property
     def spill(self) -> pd.DataFrame | None:

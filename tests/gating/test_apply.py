@@ -310,3 +310,148 @@ def test_chunked_pass_over_the_mapping_gives_the_same_populations(tmp_path, monk
     _, whole = _members(Strategy(gates=gates), _sample(tmp_path, s.events, names=s.names, spill=spill, name="t.fcs"))
     assert 0 < m["Q"].sum() < c.sum()
     assert np.array_equal(m["Q"], whole["Q"])
+
+
+# ---- the same events in every storage layout gate identically ---------------------------
+_LAYOUT_SPILL = pd.DataFrame(
+    [[1.0, 0.2, 0.05], [0.1, 1.0, 0.15], [0.02, 0.3, 1.0]],
+    index=["A", "B", "C"], columns=["A", "B", "C"],
+)
+_STORED_LAYOUTS = [  # (version, datatype, bits, byte order): read without a float64 copy
+    ("FCS3.0", "F", None, "4,3,2,1"),  # big-endian float32
+    ("FCS3.0", "D", None, "1,2,3,4,5,6,7,8"),
+    ("FCS3.0", "D", None, "8,7,6,5,4,3,2,1"),
+    ("FCS2.0", "I", [16] * 4, "4,3,2,1"),  # big-endian int16 (FCS 2.0 instruments)
+    ("FCS2.0", "I", [16] * 4, "1,2"),
+    ("FCS3.0", "I", [32] * 4, "1,2,3,4"),
+    ("FCS3.0", "I", [32] * 4, "4,3,2,1"),
+    ("FCS3.1", "I", [16, 32, 16, 64], "1,2,3,4,5,6,7,8"),  # mixed widths
+    ("FCS3.0", "I", [24] * 4, "4,3,2,1"),  # 3-byte values
+    ("FCS3.0", "I", [16, 32, 16, 32], "4,3,2,1"),  # mixed widths, big-endian
+]
+_DECODED_LAYOUTS = [  # decoded to float64 first (kept exact)
+    ("FCS2.0", "I", [10, 12, 10, 11], "1,2,3,4"),  # bit-packed
+    ("FCS2.0", "I", [32] * 4, "3,4,1,2"),  # middle-endian
+]
+
+
+def _layout_events(n=4000, seed=5):
+    """Integer-valued events (exact in every layout) with a compensation-heavy structure."""
+    rng = np.random.default_rng(seed)
+    true = rng.gamma(2.0, 90.0, size=(n, 3))
+    true[rng.random(n) < 0.4, 0] += 400
+    observed = np.clip(np.rint(true @ _LAYOUT_SPILL.to_numpy()), 0, 1023)
+    fsc = rng.integers(0, 1024, n)
+    events = np.column_stack([fsc, observed]).astype(np.float64)
+    events[::97, 1] = 1023  # range edge
+    events[::89] = events[::89].round(-1)  # repeated values and gate boundaries
+    return events
+
+
+def _layout_strategy():
+    ca, cb, cc = (Dimension(c, "FCS", "lg") for c in "ABC")
+    gates = (
+        PolygonGate("P", (Dimension("FSC"), Dimension("A")),
+                    ((100.0, 0.0), (1000.0, 50.0), (900.0, 1023.0), (150.0, 900.0))),
+        RectangleGate("C", (ca,), ((0.85, None),), parent="P"),
+        RectangleGate("D", (cb, cc), ((0.76, 0.88), (None, 0.86)), parent="C"),
+        RectangleGate("E", (cc,), ((0.82, None),), parent="C"),
+        BooleanGate("DnotE", "and", (("D", False), ("E", True)), parent="C"),
+        PolygonGate("Q", (cb, cc), ((0.7, 0.7), (0.95, 0.75), (0.85, 0.95)), parent="P"),
+    )
+    return Strategy(gates=gates, transforms={"lg": Logicle(t=1024.0, w=0.5, m=4.5, a=0.0)})
+
+
+def _spill_text():
+    s = _LAYOUT_SPILL
+    return ",".join(["3", *s.columns, *(repr(float(v)) for v in s.to_numpy().ravel())])
+
+
+def _build_layout(tmp_path, events, version, datatype, bits, order, name):
+    from tests.fcs_factory import build_dataset
+
+    values = events.astype(np.uint64) if datatype == "I" else events
+    blob = build_dataset(
+        values, version=version, datatype=datatype, bits=bits, byteorder=order,
+        names=["FSC", "A", "B", "C"], ranges=[1024] * 4, extra={"$SPILLOVER": _spill_text()},
+    )
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return read_fcs(path)
+
+
+def _layout_memberships(sample):
+    result, m = _members(_layout_strategy(), sample)
+    return result.counts.set_index("id")["count"].to_dict(), {k: m[k].to_numpy() for k in m}
+
+
+@pytest.mark.parametrize("unaligned_loads", [True, False], ids=["word-loads", "byte-loads"])
+@pytest.mark.parametrize("chunk_bytes", [None, 1], ids=["one-chunk", "8-event-chunks"])
+def test_every_storage_layout_gates_identically(tmp_path, monkeypatch, unaligned_loads, chunk_bytes):
+    """Aligned float32 (our writer), unaligned float32 (flowio), big-endian floats and integer
+    FCS 2.0/3.x layouts holding the same events give the same populations, event by event."""
+    flowio = pytest.importorskip("flowio")
+    monkeypatch.setattr("gating._fcs._data.UNALIGNED_LOADS", unaligned_loads)
+    if chunk_bytes is not None:
+        monkeypatch.setattr("gating._fcs._data.CHUNK_BYTES", chunk_bytes)
+    events = _layout_events()
+    names = ("FSC", "A", "B", "C")
+    aligned = _sample(tmp_path, events, names=names, spill=_LAYOUT_SPILL, name="aligned.fcs")
+    assert aligned.event_source([0, 1, 2, 3]).x.flags.aligned
+    counts, ref = _layout_memberships(aligned)
+    assert 0 < counts["DnotE"] < counts["D"] < counts["C"] < counts["P"] < len(events)
+    assert 0 < counts["Q"] < counts["P"]
+
+    path = tmp_path / "flowio.fcs"
+    with open(path, "wb") as fh:
+        flowio.create_fcs(fh, events.astype(np.float32).ravel(), list(names),
+                          metadata_dict={"spillover": _spill_text()})
+    samples = {"flowio": read_fcs(path)}
+    assert samples["flowio"]._layout.start % 4  # DATA really starts at an unaligned offset
+    for i, (version, datatype, bits, order) in enumerate(_STORED_LAYOUTS + _DECODED_LAYOUTS):
+        samples[f"{version}-{datatype}-{bits}-{order}"] = _build_layout(
+            tmp_path, events, version, datatype, bits, order, f"layout{i}.fcs"
+        )
+    for label, sample in samples.items():
+        source = sample.event_source([0, 1, 2, 3])
+        if label == "flowio":  # zero-copy (a view of the unaligned mapping) or bytes read as stored
+            assert source.stored is not None or not source.x.flags.owndata
+            assert unaligned_loads == (source.stored is None)
+        elif any(label == f"{v}-{d}-{b}-{o}" for v, d, b, o in _STORED_LAYOUTS):
+            assert source.stored is not None or not source.x.flags.owndata, label  # no copy
+        else:
+            assert source.stored is None and source.x.flags.owndata, label  # decoded first
+        got_counts, got = _layout_memberships(sample)
+        assert got_counts == counts, label
+        for key, mask in ref.items():
+            assert np.array_equal(got[key], mask), (label, key)
+
+
+def test_rescaled_integer_channels_gate_as_their_preprocessed_values(tmp_path):
+    """Log-amplified and gained integer channels are read through a table from the stored
+    bytes; the populations equal those of a float file holding the preprocessed values."""
+    from tests.fcs_factory import build_dataset
+
+    events = _layout_events()
+    blob = build_dataset(
+        events.astype(np.uint64), version="FCS2.0", datatype="I", bits=[16] * 4,
+        byteorder="4,3,2,1", names=["FSC", "A", "B", "C"], ranges=[1024] * 4,
+        extra={"$SPILLOVER": _spill_text(), "$P2E": "4,1", "$P3G": "2.5", "$P4E": "3,0.5"},
+    )
+    (tmp_path / "log.fcs").write_bytes(blob)
+    log = read_fcs(tmp_path / "log.fcs")
+    assert log.event_source([0, 1, 2, 3]).stored is not None
+    flat = _sample(tmp_path, log.columns(range(4)), names=("FSC", "A", "B", "C"),
+                   spill=_LAYOUT_SPILL, name="pre.fcs")
+    strategy = Strategy(
+        gates=(
+            RectangleGate("C", (Dimension("A", "FCS", "lg"),), ((0.45, None),)),
+            RectangleGate("D", (Dimension("B", "FCS", "lg"), Dimension("C", "FCS", "lg")),
+                          ((0.2, 0.7), (None, 0.8)), parent="C"),
+        ),
+        transforms={"lg": Logicle(t=1e4, w=0.5, m=4.5, a=0.0)},
+    )
+    _, a = _members(strategy, log)
+    _, b = _members(strategy, flat)
+    assert 0 < a["D"].sum() < a["C"].sum() < len(events)
+    assert a.equals(b)

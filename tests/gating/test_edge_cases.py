@@ -396,3 +396,55 @@ def test_inconsistent_plan_is_a_plan_error(tmp_path, where, value, match):
     )
     with pytest.raises(PlanError, match=match):
         plan_from_dict(_edit(d, where, value))
+
+
+# ---- the same awkward values in every float storage layout -----------------------------------
+@pytest.mark.parametrize("unaligned_loads", [True, False], ids=["word-loads", "byte-loads"])
+@pytest.mark.parametrize(
+    "datatype, order",
+    [("F", "4,3,2,1"), ("D", "1,2,3,4,5,6,7,8"), ("D", "8,7,6,5,4,3,2,1"), ("flowio", None)],
+)
+def test_special_values_gate_identically_from_every_float_layout(
+    tmp_path, monkeypatch, datatype, order, unaligned_loads
+):
+    """NaN, infinities, -0.0, subnormals and huge values stored big-endian, as float64 or at an
+    unaligned offset (read without a float64 copy) give the aligned float32 file's populations,
+    on the serial and the parallel kernels, with and without compensation."""
+    from tests.fcs_factory import build_dataset
+
+    monkeypatch.setattr("gating._fcs._data.UNALIGNED_LOADS", unaligned_loads)
+    extra = np.array([[-0.0, 5], [1e-42, 5], [5, -1e-42], [3.4e38, 5], [-3.4e38, -3.4e38]],
+                     dtype=np.float32)
+    values = np.vstack([SPECIAL, extra])
+    padded = np.vstack([values, np.full((PAD, 2), 1e9, dtype=np.float32)])
+    spill = pd.DataFrame([[1.0, 0.25], [0.1, 1.0]], index=["A", "B"], columns=["A", "B"])
+    spill_text = "2,A,B," + ",".join(repr(float(v)) for v in spill.to_numpy().ravel())
+    ca, cb = Dimension("A", "FCS"), Dimension("B", "FCS", "l")
+    gates = (
+        RectangleGate("Rc", (A, B), ((0.0, 10.0), (0.0, 10.0))),
+        RectangleGate("Thi", (TA,), ((0.1, None),)),
+        PolygonGate("PT", (TA, TB), ((0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9))),
+        EllipsoidGate("E", (A, B), (5.0, 5.0), ((25.0, 0.0), (0.0, 25.0)), 1.0),
+        RectangleGate("C", (ca, cb), ((-1.0, 20.0), (0.05, None))),
+        PolygonGate("CP", (ca, B), ((0, 0), (10, 0), (10, 10), (0, 10)), parent="Thi"),
+        BooleanGate("NotRc", "not", (("Rc", False),)),
+    )
+    strategy = Strategy(gates=gates, transforms={"l": LOGICLE})
+    for rows in (values, padded):
+        ref = read_fcs(write_fcs(tmp_path / "ref.fcs", rows, ["A", "B"], spill=spill))
+        path = tmp_path / "layout.fcs"
+        if datatype == "flowio":
+            flowio = pytest.importorskip("flowio")
+            with open(path, "wb") as fh:
+                flowio.create_fcs(fh, rows.ravel(), ["A", "B"], metadata_dict={"spillover": spill_text})
+        else:
+            path.write_bytes(build_dataset(
+                rows.astype(np.float64), version="FCS3.0", datatype=datatype, byteorder=order,
+                names=["A", "B"], extra={"$SPILLOVER": spill_text},
+            ))
+        sample = read_fcs(path)
+        assert sample.event_source([0, 1]).stored is not None or not sample.event_source([0, 1]).x.flags.owndata
+        want = apply_plan(compile_plan(strategy, ref), ref, membership=True).membership
+        got = apply_plan(compile_plan(strategy, sample), sample, membership=True).membership
+        assert 0 < want["C"].sum() < len(rows) and want["CP"].any()
+        pd.testing.assert_frame_equal(got, want)
