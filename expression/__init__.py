@@ -4,8 +4,7 @@ The names load lazily (PEP 562): ``from expression import cpm`` imports the norm
 only, not pydeseq2, scipy.stats or matplotlib; each command pays only for what it uses.
 """
 
-from importlib import import_module
-from typing import Any
+from engine.runtime import lazy_namespace
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -54,14 +53,4 @@ _EXPORTS: dict[str, str] = {
 __all__: list[str] = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'expression' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())

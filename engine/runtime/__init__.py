@@ -10,8 +10,7 @@ The names load lazily (PEP 562): ``from engine.runtime import safe_name`` does n
 so the command line starts fast; the first kernel module pays for it.
 """
 
-from importlib import import_module
-from typing import Any
+from engine.runtime._lazy import lazy_namespace
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -40,19 +39,10 @@ _EXPORTS: dict[str, str] = {
     "safe_name": "engine.runtime._paths",
     "MAX_YAML_NODES": "engine.runtime._yaml",
     "load_yaml_bounded": "engine.runtime._yaml",
+    "lazy_namespace": "engine.runtime._lazy",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.runtime' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
