@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 ERROR_COLUMNS = ["path", "error_type", "message"]
 FILE_COLUMNS = ["path", "sample", "size", "xxh3_128", "n_datasets", "n_events", "status", "seconds",
-                "uncompensated"]
+                "uncompensated", "reader_notes"]
 _HASH_CHUNK = 1 << 22
 
 
@@ -249,7 +249,9 @@ def gate_task(task: BatchTask) -> TaskOutcome:
         seconds = time.perf_counter() - start
         meta = {"path": path, "sample": task.name, "stat": list(task.stat), "xxh3_128": digest,
                 "n_datasets": first.n_datasets, "n_events": n_events, "seconds": seconds,
-                "uncompensated": skipped}
+                "uncompensated": skipped,
+                # what the reader repaired (instrument quirks): recorded, not only warned
+                "reader_notes": list(first.warnings)}
         if medians:
             _write_parquet(
                 pa.Table.from_pandas(pd.concat(medians, ignore_index=True), preserve_index=False),
@@ -675,7 +677,8 @@ def _stream_parts(
                               "xxh3_128": meta.get("xxh3_128"), "n_datasets": meta["n_datasets"],
                               "n_events": meta["n_events"], "status": "ok", "seconds": meta["seconds"],
                               "uncompensated": bool(meta.get("uncompensated")),
-                              "uncompensated_why": meta.get("uncompensated", [])})
+                              "uncompensated_why": meta.get("uncompensated", []),
+                              "reader_notes": "; ".join(meta.get("reader_notes", []))})
                 mfi = parts / f"{task.key}.mfi.parquet"
                 if mfi.exists():
                     mfi_tables.append(pq.read_table(mfi))
@@ -687,7 +690,8 @@ def _stream_parts(
                 errors.append({"path": err.path, "error_type": err.error_type, "message": err.message})
                 files.append({"path": task.path, "sample": task.name, "size": err.stat[0],
                               "xxh3_128": None, "n_datasets": 0, "n_events": 0, "status": "error",
-                              "seconds": err.seconds, "uncompensated": False, "uncompensated_why": []})
+                              "seconds": err.seconds, "uncompensated": False, "uncompensated_why": [],
+                              "reader_notes": ""})
         flush()
     finally:
         for w in (writer, csv_writer):

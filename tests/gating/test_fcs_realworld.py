@@ -87,3 +87,20 @@ def test_fcexpr_files_keep_slashes_in_channel_names():
         data = _read_quietly(path)
         assert data.n_events == 500, path.name
         assert "v-450/50-B-A" in list(data.channels["name"]), path.name
+
+
+def test_the_batch_records_what_the_reader_repaired(tmp_path):
+    import pandas as pd
+
+    from engine import BatchOptions, ExecutorSpec, resolve_inputs, run_batch
+    from gating import Dimension, RectangleGate, Strategy
+
+    strategy = Strategy(gates=(RectangleGate("Low", (Dimension("ForSc"),), ((None, 300.0),)),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_batch(strategy, resolve_inputs([str(p) for p in _labkey_files()[:2]]),
+                  out_dir=tmp_path / "out", executor=ExecutorSpec(kind="inprocess"),
+                  options=BatchOptions())
+    files = pd.read_parquet(tmp_path / "out" / "files.parquet")
+    assert (files["status"] == "ok").all()
+    assert files["reader_notes"].str.contains(r"\$BEGINDATA=.*HEADER").all()
