@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "BatchTask": "engine._batch",
     "ErrorRecord": "engine._batch",
     "ExecutorSpec": "engine._batch",
+    "GatedSample": "engine._batch",
     "InputError": "engine._batch",
     "InputFile": "engine._batch",
     "SlurmOptions": "engine._batch",

@@ -2,7 +2,7 @@
 
 from engine._batch._executor import ExecutorSpec, SlurmOptions, open_executor, slurm_job_script
 from engine._batch._inputs import InputError, InputFile, expand_inputs, resolve_inputs
-from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
+from engine._batch._records import BatchTask, ErrorRecord, GatedSample, TaskOutcome
 from engine._batch._run import (
     BatchOptions,
     BatchRun,
@@ -18,6 +18,7 @@ __all__ = [
     "BatchTask",
     "ErrorRecord",
     "ExecutorSpec",
+    "GatedSample",
     "InputError",
     "InputFile",
     "SlurmOptions",

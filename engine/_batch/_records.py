@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["BatchTask", "ErrorRecord", "TaskOutcome"]
+__all__ = ["BatchTask", "ErrorRecord", "GatedSample", "TaskOutcome"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,3 +198,31 @@ class TaskOutcome:
     def ok(self) -> bool:
         """Whether the file was gated."""
         return self.error is None
+
+
+@dataclasses.dataclass(frozen=True)
+class GatedSample:
+    """One file's evaluation, shown to the caller while the driver process gates it.
+
+    :func:`engine.run_batch` gates the files named in its ``watch`` argument in the driver
+    process and hands each watcher this record, so that figures and other views read the
+    very evaluation that the counts came from (the file is not evaluated a second time). It
+    lives only for the call: it holds the sample's events and is never shipped or stored.
+
+    Attributes
+    ----------
+    path, name
+        The input file and its sample name in the batch.
+    plan
+        The compiled plan (:func:`gating.compile_plan`) of the file's first data set.
+    sample
+        The sample read from the file.
+    evaluation
+        :func:`gating.evaluate_plan`'s evaluator, the same one the counts were taken from.
+    """
+
+    path: str
+    name: str
+    plan: Any
+    sample: Any
+    evaluation: Any

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,11 +34,12 @@ import pyarrow.parquet as pq
 
 from engine._batch._executor import ExecutorSpec, open_executor
 from engine._batch._inputs import InputError, InputFile
-from engine._batch._records import BatchTask, ErrorRecord, TaskOutcome
+from engine._batch._records import BatchTask, ErrorRecord, GatedSample, TaskOutcome
 from engine.runtime import (
     atomic_path,
     atomic_write_bytes,
     check_output_dir,
+    default_threads,
     output_lock,
     remove_stale_partials,
     safe_name,
@@ -175,13 +176,19 @@ def _write_error(record: ErrorRecord, parts: Path, key: str) -> None:
     atomic_write_bytes(parts / f"{key}.error.json", json.dumps(record.to_dict()).encode())
 
 
-def gate_task(task: BatchTask) -> TaskOutcome:
+def gate_task(
+    task: BatchTask, *, watcher: Callable[[GatedSample], None] | None = None,
+) -> TaskOutcome:
     """Gate one file and write its part file; never raises for a bad file.
 
     Parameters
     ----------
     task
         The file, its strategy (``task.strategy``, JSON text), options and output folder.
+    watcher
+        In-process only: called with the first data set's :class:`GatedSample` (plan,
+        sample and the evaluation the counts come from) before the part file is written.
+        A watcher that raises is logged; the file's result does not depend on it.
 
     Returns
     -------
@@ -209,7 +216,7 @@ def gate_task(task: BatchTask) -> TaskOutcome:
             name = task.name if k == 0 else f"{task.name}#{k}"
             # gated once: counts, statistics and the event export read the same evaluation
             ev = evaluate_plan(plan, sample, threads=task.threads) if (
-                task.events or task.stats) else None
+                task.events or task.stats or (watcher is not None and k == 0)) else None
             stats: Any = (list(task.stats_channels) or True) if task.stats else False
             result = apply_plan(
                 plan, sample, membership=task.membership, mfi=list(task.mfi) or None,
@@ -217,6 +224,9 @@ def gate_task(task: BatchTask) -> TaskOutcome:
                 evaluator=ev,
             )
             skipped += [f"{name}: {why}" for why in result.uncompensated]
+            if watcher is not None and k == 0:
+                _watch(watcher, GatedSample(path=path, name=name, plan=plan, sample=sample,
+                                            evaluation=ev))
             counts = result.counts
             for column, value in task.metadata.items():
                 counts[column] = value
@@ -277,6 +287,15 @@ def gate_task(task: BatchTask) -> TaskOutcome:
                                            seconds=seconds)
         _write_error(error, parts, task.key)
         return TaskOutcome(key=task.key, path=path, sample=task.name, seconds=seconds, error=error)
+
+
+def _watch(watcher: Callable[[GatedSample], None], gated: GatedSample) -> None:
+    """Show ``gated`` to a watcher; its failure is the watcher's, not the file's."""
+    try:
+        watcher(gated)
+    except Exception as exc:
+        log.warning("%s: watcher failed: %s: %s", gated.path, type(exc).__name__, exc)
+        log.debug("%s", traceback.format_exc())
 
 
 # ---- driver side --------------------------------------------------------------------------
@@ -487,6 +506,7 @@ def run_batch(
     executor: ExecutorSpec | None = None,
     options: BatchOptions | None = None,
     on_result: Callable[[TaskOutcome], None] | None = None,
+    watch: Mapping[str, Callable[[GatedSample], None]] | None = None,
 ) -> BatchRun:
     """Gate every input file, resuming from part files left by an earlier run.
 
@@ -510,6 +530,11 @@ def run_batch(
         Membership, MFI channels, FlowJo group, AnnData output, compensation rule.
     on_result
         Called with each finished task's :class:`TaskOutcome` (progress reporting).
+    watch
+        Input path -> a watcher. Those files (when not already done) are gated in this
+        process before the others are submitted, and their watcher sees the
+        :class:`GatedSample`: plan, sample and the very evaluation the counts come from,
+        for figures drawn without evaluating the file again. Resumed files are not shown.
 
     Returns
     -------
@@ -540,13 +565,14 @@ def run_batch(
     with output_lock(out):
         remove_stale_partials(out, out / "parts", out / "membership", out / "events")
         return _run_locked(loaded, inputs, out=out, executor=executor, options=options,
-                           on_result=on_result)
+                           on_result=on_result, watch=watch or {})
 
 
 def _run_locked(
     loaded: Strategy | FlowJoWorkspace, inputs: Sequence[InputFile], *, out: Path,
     executor: ExecutorSpec | None, options: BatchOptions,
     on_result: Callable[[TaskOutcome], None] | None,
+    watch: Mapping[str, Callable[[GatedSample], None]],
 ) -> BatchRun:
     """:func:`run_batch` once the folder is checked and locked."""
     tasks, hashes = prepare_batch(loaded, inputs, out_dir=out, options=options)
@@ -561,9 +587,20 @@ def _run_locked(
             outcome = _failing_task(t, t.problem)
             if on_result:
                 on_result(outcome)
+    # watched files: gated here, their evaluation shown to the caller (figures), then done
+    watched = [t for t in runnable if t.path in watch]
+    for t in watched:
+        outcome = gate_task(dataclasses.replace(t, strategy=hashes[t.strategy_hash],
+                                                threads=default_threads()),
+                            watcher=watch[t.path])
+        if on_result:
+            on_result(outcome)
+    runnable = [t for t in runnable if t.path not in watch]
+    if watched:
+        description = f"in-process ({len(watched)} watched files)"
     if runnable:
         ex = open_executor(executor or ExecutorSpec())
-        description = ex.description
+        description = ex.description + (f"; {len(watched)} watched in the driver" if watched else "")
         try:
             submitted = (dataclasses.replace(t, strategy=hashes[t.strategy_hash]) for t in runnable)
             for outcome in ex.run(gate_task, submitted):

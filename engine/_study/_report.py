@@ -84,57 +84,85 @@ def _label(text: str) -> str:
     return shown.replace("$", r"\$")
 
 
-def _gate_figures(study: Study, folder: Path, gating: BatchRun) -> list[tuple[str, str, Path]]:
+def gate_plot_patient(study: Study, ok: set[str] | None = None) -> str | None:
+    """The patient whose samples are drawn as gate figures.
+
+    The manifest's ``gate_plot_patient``, else the first patient with a sample at every
+    timepoint (among the gated samples ``ok`` when given). ``None`` when there is none.
+    """
+    if study.gate_plot_patient is not None:
+        return study.gate_plot_patient
+    have: dict[str, set[str]] = {}
+    for s in study.fcs:
+        if ok is None or s.sample in ok:
+            have.setdefault(s.patient, set()).add(s.timepoint)
+    return next((p for p, tps in have.items() if tps == set(study.timepoints)), None)
+
+
+def _gate_populations(study: Study) -> tuple[str, list[str]]:
+    """The key population drawn and the gate chain leading to it (at most ``_GATE_PANELS``)."""
+    key = next((p for p in study.populations if p.name in study.key_populations),
+               study.populations[0])
+    parts = key.path.strip("/").split("/")
+    return key.name, ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))][-_GATE_PANELS:]
+
+
+def draw_gate_figures(study: Study, folder: Path, name: str, timepoint: str, plan: Any,
+                      sample: Any, evaluation: Any) -> Path:
+    """Draw one sample's gates from its evaluation: per-gate PNGs and a panel figure.
+
+    File and folder names come from :func:`engine.runtime.safe_name` of the sample: a
+    manifest's sample names are untrusted. Returns the panel figure's PNG.
+    """
+    from gating import plot_gate, plot_gates
+
+    key, wanted = _gate_populations(study)
+    stem = safe_name(name)
+    plot_gates(plan, sample, folder / "gates" / stem, populations=wanted, evaluation=evaluation)
+    cols = 3
+    rows = int(np.ceil(len(wanted) / cols))
+    fig = new_figure(figsize=(5.2 * cols, 4.4 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, pop in zip(axes, wanted, strict=False):
+        plot_gate(plan, sample, pop, ax=ax, events=20_000, evaluation=evaluation)
+    for ax in axes[len(wanted):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{_label(name)}: gating of {_label(key)} ({_label(timepoint)})", fontsize=12)
+    return save_figure(fig, folder / f"gates_{stem}")[0]
+
+
+def _gate_figures(study: Study, folder: Path, gating: BatchRun,
+                  drawn: dict[str, Path]) -> list[tuple[str, str, Path]]:
     """One panel figure per timepoint of the chosen patient (plus per-gate PNGs).
 
-    Returns (timepoint, sample, figure) triples. File and folder names come from
-    :func:`engine.runtime.safe_name` of the sample: a manifest's sample names are untrusted.
-
-    The strategy is the study's loaded one (not read again). Each drawn sample is evaluated
-    once (:func:`gating.evaluate_plan`) and all its figures, the per-gate PNGs and the
-    panels, are drawn from that evaluation; one sample's evaluation is held at a time.
+    Returns (timepoint, sample, figure) triples. ``drawn`` holds the figures already drawn
+    while the batch gated those samples in this process (sample -> panel PNG,
+    :func:`draw_gate_figures` on the batch's own evaluation). A sample not among them (its
+    gating was resumed from an earlier run, or another patient had to be chosen) is
+    evaluated here once (:func:`gating.evaluate_plan`); one sample's evaluation is held at a
+    time. The strategy is the study's loaded one (not read again).
     """
-    from gating import Strategy, compile_plan, evaluate_plan, plot_gate, plot_gates, read_fcs
+    from gating import Strategy, compile_plan, evaluate_plan, read_fcs
 
     ok = set(gating.files.loc[gating.files["status"] == "ok", "sample"])
-    patient = study.gate_plot_patient
-    if patient is None:
-        have: dict[str, set[str]] = {}
-        for s in study.fcs:
-            if s.sample in ok:
-                have.setdefault(s.patient, set()).add(s.timepoint)
-        patient = next((p for p, tps in have.items() if tps == set(study.timepoints)), None)
+    patient = gate_plot_patient(study, ok)
     if patient is None:
         return []
     loaded = study.loaded_strategy
     if not isinstance(loaded, Strategy):
         return []  # a FlowJo workspace: per-sample strategies, not drawn here
-    key = next((p for p in study.populations if p.name in study.key_populations),
-               study.populations[0])
-    parts = key.path.strip("/").split("/")
-    wanted = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))][-_GATE_PANELS:]
     out = []
     for s in study.fcs:
         if s.patient != patient or s.sample not in ok:
             continue
-        sample = read_fcs(s.path)
-        plan = compile_plan(loaded, sample)
-        evaluation = evaluate_plan(plan, sample)  # the one evaluation of this sample here
-        stem = safe_name(s.sample)
-        plot_gates(plan, sample, folder / "gates" / stem, populations=wanted,
-                   evaluation=evaluation)
-        cols = 3
-        rows = int(np.ceil(len(wanted) / cols))
-        fig = new_figure(figsize=(5.2 * cols, 4.4 * rows))
-        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-        for ax, pop in zip(axes, wanted, strict=False):
-            plot_gate(plan, sample, pop, ax=ax, events=20_000, evaluation=evaluation)
-        for ax in axes[len(wanted):]:
-            ax.set_visible(False)
-        fig.suptitle(f"{_label(s.sample)}: gating of {_label(key.name)} ({_label(s.timepoint)})",
-                     fontsize=12)
-        out.append((s.timepoint, s.sample, save_figure(fig, folder / f"gates_{stem}")[0]))
-        del evaluation, sample  # before the next sample is read
+        png = drawn.get(s.sample)
+        if png is None or not png.exists():
+            sample = read_fcs(s.path)
+            plan = compile_plan(loaded, sample)
+            evaluation = evaluate_plan(plan, sample)  # not gated in this process this run
+            png = draw_gate_figures(study, folder, s.sample, s.timepoint, plan, sample, evaluation)
+            del evaluation, sample  # before the next sample is read
+        out.append((s.timepoint, s.sample, png))
     order = {tp: i for i, tp in enumerate(study.timepoints)}
     return sorted(out, key=lambda t: order.get(t[0], 9))
 
@@ -167,6 +195,7 @@ def _cohort(study: Study, tables: dict[str, pd.DataFrame], expr: ExpressionResul
 def build_report(
     study: Study, out: Path, *, tables: dict[str, pd.DataFrame], expr: ExpressionResult | None,
     gating: BatchRun, strategy_hash: str, versions: dict[str, str],
+    drawn: dict[str, Path] | None = None,
 ) -> ReportFiles:
     """Draw the figures and write ``report.html`` and ``report.md``.
 
@@ -184,6 +213,9 @@ def build_report(
         The batch gating run.
     strategy_hash, versions
         For the methods section.
+    drawn
+        Gate figures already drawn during gating (sample -> panel PNG), see
+        :func:`draw_gate_figures`.
 
     Returns
     -------
@@ -253,7 +285,7 @@ def build_report(
                                 "Percent of the named parent; one line per patient with "
                                 "both timepoints, black bar = median over those pairs, hollow "
                                 "circles: samples without a pair."))
-    for tp, sample_name, png in _gate_figures(study, figs, gating):
+    for tp, sample_name, png in _gate_figures(study, figs, gating, drawn or {}):
         figures.append(png)
         blocks.append(FigureRef(f"Gates, {sample_name} ({tp})", png,
                                 "Each gate drawn over its parent's events (density, log "

@@ -16,9 +16,10 @@ tables.
 
 Each stage hands the next a frozen record (:mod:`engine._study._stages`). The strategy is
 read once, by :func:`engine.load_study`, and travels in :attr:`Study.loaded_strategy`. Each
-FCS file is gated once by the batch engine (in its workers; a resumed file not at all); the
-few files drawn as gate figures (one patient, pre and post) are evaluated once more in this
-process, and every figure of such a file reuses that one evaluation.
+FCS file is evaluated once: by the batch engine's workers, or, for the few files drawn as gate
+figures (one patient, pre and post), by the batch in this process (``run_batch(watch=)``),
+whose evaluation gives both the counts and every figure of the file. Only when such a file's
+gating was resumed from an earlier run is it evaluated here for its figures.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine._batch import BatchRun, ExecutorSpec, InputFile, TaskOutcome, run_batch
+from engine._batch import BatchRun, ExecutorSpec, GatedSample, InputFile, TaskOutcome, run_batch
 from engine._study._manifest import Study, StudyError, file_hash, load_study
 from engine._study._stages import (
     ClinicalResult,
@@ -142,14 +143,34 @@ def population_frequencies(populations: pd.DataFrame, study: Study) -> pd.DataFr
 
 
 def _gate(study: Study, out: Path, executor: ExecutorSpec | None,
-          on_result: Callable[[TaskOutcome], None] | None) -> BatchRun:
+          on_result: Callable[[TaskOutcome], None] | None) -> tuple[BatchRun, dict[str, Path]]:
+    """Gate every FCS file; the drawn patient's samples are gated in this process and their
+    gate figures drawn from that same evaluation (returned: sample -> panel PNG)."""
+    from engine._study._report import draw_gate_figures, gate_plot_patient
+    from gating import Strategy
+
     inputs = tuple(
         InputFile(str(s.path), s.sample, {study.subject: s.patient, study.time: s.timepoint})
         for s in study.fcs
     )
     strategy = study.loaded_strategy if study.loaded_strategy is not None else study.strategy
-    return run_batch(strategy, inputs, out_dir=out / "gating", executor=executor,
-                     on_result=on_result)
+    drawn: dict[str, Path] = {}
+    watch: dict[str, Callable[[GatedSample], None]] = {}
+    patient = gate_plot_patient(study)
+    if isinstance(study.loaded_strategy, Strategy) and patient is not None:
+        for s in study.fcs:
+            if s.patient != patient:
+                continue
+
+            def draw(gated: GatedSample, s: Any = s) -> None:
+                drawn[s.sample] = draw_gate_figures(
+                    study, out / "figures", s.sample, s.timepoint, gated.plan, gated.sample,
+                    gated.evaluation)
+
+            watch[str(s.path)] = draw
+    run = run_batch(strategy, inputs, out_dir=out / "gating", executor=executor,
+                    on_result=on_result, watch=watch)
+    return run, drawn
 
 
 # ---- expression -------------------------------------------------------------------------------
@@ -433,7 +454,7 @@ def _run_locked(
     started = time.perf_counter()
 
     t0 = time.perf_counter()
-    gating = _gate(study, out, executor, on_result)
+    gating, drawn = _gate(study, out, executor, on_result)
     timings["gating"] = time.perf_counter() - t0
     log.info("study: gated %d files (%d resumed)", len(gating.files), gating.resumed)
 
@@ -484,7 +505,7 @@ def _run_locked(
     digest, versions = _strategy_hash(study), _versions()
     report = build_report(
         study, out, tables=tables, expr=expr, gating=gating,
-        strategy_hash=digest, versions=versions,
+        strategy_hash=digest, versions=versions, drawn=drawn,
     )
     timings["figures_and_report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
