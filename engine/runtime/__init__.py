@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "unwritable_reason": "engine.runtime._lock",
     "SERIAL_BELOW": "engine.runtime._numba",
     "default_threads": "engine.runtime._numba",
-    "ensure_cache_dir": "engine.runtime._numba",
+    "ensure_cache_dir": "engine.runtime._cache",
     "njit": "engine.runtime._numba",
     "small_or_parallel": "engine.runtime._numba",
     "thread_limit": "engine.runtime._numba",

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 import numba
 
+from engine.runtime._cache import ensure_cache_dir  # kept importable from here
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "SERIAL_BELOW",
     "default_threads",
-    "ensure_cache_dir",
+    "ensure_cache_dir",  # defined in engine.runtime._cache (no Numba import)
     "njit",
     "small_or_parallel",
     "thread_limit",
@@ -150,50 +152,3 @@ def thread_limit(n: int | None = None) -> Iterator[int]:
         yield n
     finally:
         numba.set_num_threads(previous)
-
-
-def ensure_cache_dir(*sources: str | os.PathLike[str]) -> str | None:
-    """Make sure Numba's on-disk cache is writable; call before the kernels are imported.
-
-    Numba caches next to the source (``__pycache__``). When a folder holding kernels is not
-    writable (a shared HPC module, a container image) and ``NUMBA_CACHE_DIR`` is unset, this
-    points the cache at a per-user, per-job temporary folder
-    (``$TMPDIR/phenoflow-numba-<uid>[-<job>]``) and logs a warning. Worker processes started
-    afterwards inherit the setting.
-
-    Parameters
-    ----------
-    *sources
-        The folders whose kernels will be compiled (the caller, which sits above the packages
-        that hold kernels, names them); default: the folder of the package this layer lives in.
-
-    Returns
-    -------
-    str or None
-        The cache folder chosen, or ``None`` when nothing had to change.
-
-    Examples
-    --------
-    >>> import os
-    >>> os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/numba-cache") and ensure_cache_dir() is None
-    True
-    """
-    import logging
-    import tempfile
-
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return None
-    folders = [os.fspath(s) for s in sources] or [os.path.dirname(os.path.dirname(__file__))]
-    blocked = next((f for f in folders if not os.access(f, os.W_OK)), None)
-    if blocked is None:
-        return None
-    job = os.environ.get("SLURM_JOB_ID", "")
-    folder = os.path.join(tempfile.gettempdir(), f"phenoflow-numba-{os.getuid()}" + (f"-{job}" if job else ""))
-    os.makedirs(folder, exist_ok=True)
-    os.environ["NUMBA_CACHE_DIR"] = folder
-    numba.config.CACHE_DIR = folder
-    logging.getLogger(__name__).warning(
-        "%s is not writable: caching compiled kernels in %s (set NUMBA_CACHE_DIR to choose)",
-        blocked, folder,
-    )
-    return folder

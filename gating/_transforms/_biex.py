@@ -14,7 +14,6 @@ from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import brentq
 
 from engine.runtime import small_or_parallel
 from gating._transforms import _kernels as _k
@@ -40,6 +39,7 @@ def _logicle_d(w: float, b: float) -> float:
     """The logicle ``d``: root of ``2 (ln d - ln b) + w (b + d) = 0`` in ``(0, b]``."""
     if w == 0.0:
         return b
+    from scipy.optimize import brentq  # once per parameter set; SciPy only when needed
 
     def g(d: float) -> float:
         return 2.0 * (math.log(d) - math.log(b)) + w * (b + d)

@@ -214,6 +214,36 @@ def test_the_command_line_starts_without_the_heavy_libraries():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("command", ["gate", "de", "normalize", "info", "study", "convert"])
+def test_subcommand_help_starts_without_the_heavy_libraries(command):
+    """``phenoflow CMD --help`` (and the Numba cache set-up every command does first) imports
+    neither Numba nor the data libraries."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['phenoflow', %r, '--help']\n"
+            "try:\n    runpy.run_module('engine.cli', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numba', 'scipy', 'pandas', 'matplotlib', 'dask', "
+            "'pydeseq2') if m in sys.modules))" % command)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_reading_and_writing_a_strategy_does_not_load_pandas_or_scipy(tmp_path):
+    """(Numba itself imports the top-level ``scipy`` package, which is cheap.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys, gating; s = gating.preset('study_panel'); "
+            f"gating.write_gatingml(s, {str(tmp_path / 's.xml')!r}); "
+            "print(sorted(m for m in ('scipy.optimize', 'scipy.stats', 'pandas', 'matplotlib', "
+            "'dask') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "s.xml").stat().st_size > 0
+
+
 def test_de_lrt_and_lfc_threshold_from_the_command_line(tmp_path):
     args = _paired_counts(tmp_path)
     wald = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "wald.csv")])
