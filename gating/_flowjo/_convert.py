@@ -3,9 +3,11 @@
 :func:`tree_strategy` converts the parsed :class:`~gating._flowjo._xml._Node` tree of a sample or a
 group template under a :class:`Context` (the matrix and scales it is read with; see
 :func:`group_context` for a group's): rectangles keep raw bounds, polygon vertices go through
-the parameter's display transform, ellipses are rescaled from display pixels, four sibling
-open-sided rectangles become one quadrant gate and ``eventsInside="0"`` shapes a Boolean
-``not``. Where FlowJo stores what is described in :mod:`gating._flowjo._workspace`.
+the parameter's display transform, ellipses are rescaled from display pixels, FlowJo 9's
+binned rectangles and polygons (given in display bins) become display-scale boxes and
+outlines, four sibling open-sided rectangles become one quadrant gate and
+``eventsInside="0"`` shapes a Boolean ``not``. Where FlowJo stores what is described in
+:mod:`gating._flowjo._workspace`.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ class _Builder:
         return Dimension(name, comp, key), ctx.lengths.get(key, DISPLAY_LENGTH)
 
     def shape(self, node: WsNode, gid: str, parent: str | None, name: str) -> Gate:
+        if node.binned:
+            return self.binned(node, gid, parent, name)
         if node.kind == "rectangle":
             dims = tuple(self.dimension(p, node.id, scaled=False)[0] for p in node.params)
             return RectangleGate(gid, dims, node.bounds, parent, name, inclusive="max")
@@ -140,6 +144,24 @@ class _Builder:
             raise self.fail("ellipse axes need a display transform (FlowJo stores pixels)", node.id)
         mean, cov = _ellipse(node, [length for _, length in scaled], self.fail)
         return EllipsoidGate(gid, tuple(d for d, _ in scaled), mean, cov, 1.0, parent, name)
+
+    def binned(self, node: WsNode, gid: str, parent: str | None, name: str) -> Gate:
+        """A FlowJo 9 rectangle or polygon given in display bins, on the display scale."""
+        scaled = [self.dimension(p, node.id, scaled=True) for p in node.params]
+        if any(d.transform is None for d, _ in scaled):
+            raise self.fail("a FlowJo 9 gate's axes need a display scale (it gates on bins)", node.id)
+        dims = tuple(d for d, _ in scaled)
+        lengths = [length for _, length in scaled]
+        if node.kind == "rectangle":
+            bounds = tuple(
+                (None if lo is None else lo / n, None if hi is None else hi / n)
+                for (lo, hi), n in zip(node.bounds, lengths, strict=True)
+            )
+            return RectangleGate(gid, dims, bounds, parent, name, inclusive="min")
+        if node.kind != "polygon" or len(dims) != 2:
+            raise self.fail(f"a binned {node.kind} is not supported", node.id)
+        vertices = tuple((x / lengths[0], y / lengths[1]) for x, y in node.vertices)
+        return PolygonGate(gid, (dims[0], dims[1]), vertices, parent, name)
 
 
 def _ellipse(
@@ -215,6 +237,10 @@ def tree_strategy(nodes: tuple[WsNode, ...], ctx: Context, *, name: str, version
             gates.append(BooleanGate(node.id, node.kind, operands, parent, label))  # type: ignore[arg-type]
         elif node.inside:
             gates.append(build.shape(node, node.id, parent, label))
+            if node.binned:
+                notes[node.id] = (
+                    "FlowJo 9: the display bins (256 per axis) whose centres FlowJo's gate holds"
+                )
         else:
             helper = f"{node.id}#inside"
             gates.append(build.shape(node, helper, parent, f"{label} (inside)"))

@@ -12,7 +12,8 @@ FlowJo paths (``/Lymphocytes/Singlets/CD3+``), display names the FlowJo gate nam
 Versions: FlowJo 10.1+ names gate axes ``<data-type:fcs-dimension>``, FlowJo 7 and 10.0
 ``<data-type:parameter>`` (both read). FlowJo 7 writes no ``<Transformations>``: the display
 scales come from the FCS ``$PnE`` keywords it copied (see :func:`_keyword_scales`). FlowJo 8/9
-Mac workspaces have their own layout, read by :mod:`gating._flowjo._mac`. Strategies from a
+Mac workspaces have their own layout, and FlowJo 9 gates on its 256-bin display rather than
+on the events (both in :mod:`gating._flowjo._mac`). Strategies from a
 workspace carry ``channel_matching="flowjo"``: FlowJo 10 writes ``v-450_50-B-A`` for the FCS
 channel ``v-450/50-B-A``, and :func:`gating.compile_plan` maps such names explicitly
 (reported in ``Plan.channel_map``, an error when two channels could be meant).

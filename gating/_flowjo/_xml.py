@@ -82,6 +82,8 @@ class WsNode:
     inside: bool = True
     count: int = -1
     negated: tuple[bool, ...] = ()  # per dependent: complemented (FlowJo 9 ``! G0``)
+    # FlowJo 9: bounds/vertices are display bins (0 to 256) and a rectangle is lo <= x < hi
+    binned: bool = False
 
     @property
     def id(self) -> str:
