@@ -4,8 +4,8 @@
 group template under a :class:`Context` (the matrix and scales it is read with; see
 :func:`group_context` for a group's): rectangles keep raw bounds, polygon vertices go through
 the parameter's display transform, ellipses are rescaled from display pixels, FlowJo 9's
-binned rectangles and polygons (given in display bins) become display-scale boxes and
-outlines, four sibling open-sided rectangles become one quadrant gate and
+binned rectangles, polygons and ellipses (given in display bins) become display-scale
+boxes and bin outlines, four sibling open-sided rectangles become one quadrant gate and
 ``eventsInside="0"`` shapes a Boolean ``not``. Where FlowJo stores what is described in
 :mod:`gating._flowjo._workspace`.
 """
@@ -146,7 +146,8 @@ class _Builder:
         return EllipsoidGate(gid, tuple(d for d, _ in scaled), mean, cov, 1.0, parent, name)
 
     def binned(self, node: WsNode, gid: str, parent: str | None, name: str) -> Gate:
-        """A FlowJo 9 rectangle or polygon given in display bins, on the display scale."""
+        """A FlowJo 9 rectangle, polygon or ellipse given in display bins, on the display
+        scale: a box, or the outline of the bins (a polygon) for the other two."""
         scaled = [self.dimension(p, node.id, scaled=True) for p in node.params]
         if any(d.transform is None for d, _ in scaled):
             raise self.fail("a FlowJo 9 gate's axes need a display scale (it gates on bins)", node.id)
@@ -158,7 +159,7 @@ class _Builder:
                 for (lo, hi), n in zip(node.bounds, lengths, strict=True)
             )
             return RectangleGate(gid, dims, bounds, parent, name, inclusive="min")
-        if node.kind != "polygon" or len(dims) != 2:
+        if node.kind not in ("polygon", "ellipse") or len(dims) != 2:
             raise self.fail(f"a binned {node.kind} is not supported", node.id)
         vertices = tuple((x / lengths[0], y / lengths[1]) for x, y in node.vertices)
         return PolygonGate(gid, (dims[0], dims[1]), vertices, parent, name)
@@ -239,7 +240,10 @@ def tree_strategy(nodes: tuple[WsNode, ...], ctx: Context, *, name: str, version
             gates.append(build.shape(node, node.id, parent, label))
             if node.binned:
                 notes[node.id] = (
-                    "FlowJo 9: the display bins (256 per axis) whose centres FlowJo's gate holds"
+                    "FlowJo 9: the display bins (256 per axis) wholly inside the ellipse "
+                    "through FlowJo's four handles"
+                    if node.kind == "ellipse"
+                    else "FlowJo 9: the display bins (256 per axis) whose centres FlowJo's gate holds"
                 )
         else:
             helper = f"{node.id}#inside"

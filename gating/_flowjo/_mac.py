@@ -29,20 +29,30 @@ display scale. Both hold exactly the events FlowJo's binned test does; edges sit
 ``_EDGE`` bins below the bin edges so that an event on an edge (every even channel of such
 data) stays in its own bin despite rounding.
 
-Ellipses are not binned, and FlowJo 9's ellipse is not the one through its four handles.
-The handles are the ends of two perpendicular axes on the display scale (their midpoints
-coincide, their directions are at right angles to 0.5 degrees, the ``bounds`` attribute is
-close to that ellipse's bounding box), and that ellipse, the smallest through the four
-handles, holds 1.5-3.5% more events than FlowJo 9 counted in all 8 ellipse rows of the
-LabKey workspace (two differently shaped ellipses, four samples): the handles lie outside
-FlowJo's ellipse. Scaling about the centre by 0.971-0.979 matches each row; ellipses shrunk by
-a fixed number of bins, polygons of 6-360 vertices through or around the ellipse, Bezier
-outlines, coordinate offsets and scalings about another point do not match all rows, and
-counting only bins wholly inside comes within 0.7% but errs one way for one ellipse and the
-other way for the other. How FlowJo 9 derives its ellipse is therefore not known; it is
-read as the handles' ellipse scaled by ``ELLIPSE_SCALE`` (0.9725, fitted on those 8 rows),
-within 7 events (0.39%; any scale from 0.970 to 0.977 keeps every row within 1%, 0.971 to
-0.973 within 0.4%). The ellipses read this way are named in one warning.
+An ellipse is evaluated on the same bins, as the bins that lie **wholly inside** the
+ellipse through its four handles (all four corners of the bin inside or on it;
+:func:`_ellipse_outline`), with no fitted number. The handles are the ends of two axes on
+the display scale (their midpoints coincide, their directions are at right angles to 0.5
+degrees, the ``bounds`` attribute is close to that ellipse's bounding box) and sit on bin
+edges like every FlowJo 9 vertex. The ellipse is the smallest through all four handles: the
+two pairs are conjugate diameters (:func:`_ellipse_inside`; FlowJo 10's construction, the
+second axis forced perpendicular to the first, differs by those 0.5 degrees). Its bins are
+the ones inside the drawn outline once the bins the outline passes through are left out. On
+the LabKey workspace (two differently shaped ellipses, four samples) that comes within 12
+events of FlowJo's counts, 0.64% (the Booleans of them 0.15%), up for one ellipse and
+mostly down for the other, by a few events per row. Other rules with no free number,
+per-row maximum there (events binned as above; the handles' ellipse built as FlowJo 10
+does): the bins wholly inside 0.67%; the bins whose centres the ellipse holds 3.24% (3.22%
+through all four handles; the events themselves, not binned, 3.49%); the bins with three
+of four corners inside 1.91%; the bins wholly inside with the handles at bin centres
+2.30%; the bins whose centres are inside with both semi-axes half a bin shorter 1.22% (a
+bin shorter 2.64%; half a bin shorter with the handles at bin centres 2.79%); the bins
+whose centres are inside with the handles at bin centres 4.39%; the bins whose
+circumscribed circle is inside 0.88%; the bins whose centres are inside, less those with a
+side or corner neighbour outside, 2.29% and 4.11%. FlowJo 9's own test is not documented:
+this rule is the closest of these, not a reproduction. Before it, the handles' ellipse
+scaled by 0.9725 about its centre, fitted on these same rows, came within 0.39%. The
+ellipses read this way are named in one warning.
 
 Boolean populations are ``<BooleanGate specification="G1 & ! G0">`` over the
 ``<GatePaths>`` strings (``G0`` the first path). The sample's DATA location is a Mac alias
@@ -63,7 +73,7 @@ import numpy as np
 from gating._flowjo._xml import DISPLAY_LENGTH, FlowJoError, FlowJoSample, WsNode
 from gating._transforms import FlowJoLinear, FlowJoLog, Transform
 
-__all__ = ["ELLIPSE_SCALE", "is_mac_workspace", "mac_workspace"]
+__all__ = ["is_mac_workspace", "mac_workspace"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +82,7 @@ _TOKEN = re.compile(r"\s*(!|&|\||G\d+)")
 BINS = DISPLAY_LENGTH  # FlowJo 9's display has 256 bins per axis
 _EDGE = 1e-4  # bins: bin edges move this far down so an event on an edge stays in its bin
 _ON_GRID = 1e-3  # a vertex this close to a bin edge is on it (FlowJo writes float32 values)
-ELLIPSE_SCALE = 0.9725  # FlowJo 9's ellipse relative to the one through its handles (fitted)
+_ON_ELLIPSE = 1e-9  # a bin corner this close to the ellipse (in its equation) is on it
 
 
 def is_mac_workspace(root: ET.Element) -> bool:
@@ -178,8 +188,55 @@ def _bin_outline(vertices: tuple[tuple[float, float], ...]) -> tuple[tuple[float
     x0, y0 = math.floor(min(xs) - 0.5), math.floor(min(ys) - 0.5)
     nx, ny = math.ceil(max(xs) + 0.5) - x0, math.ceil(max(ys) + 0.5) - y0
     cx, cy = np.meshgrid(np.arange(x0, x0 + nx) + 0.5, np.arange(y0, y0 + ny) + 0.5)
+    return _outline(_centres_inside(list(vertices), cx, cy), x0, y0)
+
+
+def _ellipse_inside(
+    handles: tuple[tuple[float, float], ...], x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Whether each point is inside or on the ellipse through four handles (display bins).
+
+    The smallest ellipse centred on the mean of the handles through all four: the one with
+    the two pairs as conjugate diameters, ``centre + p cos t + q sin t`` with ``p`` and
+    ``q`` half of each pair's difference (FlowJo 10's ellipse when they are perpendicular).
+    """
+    h = np.asarray(handles, dtype=np.float64)
+    centre = h.mean(axis=0)
+    to_unit = np.linalg.inv(np.column_stack([(h[1] - h[0]) / 2.0, (h[3] - h[2]) / 2.0]))
+    dx, dy = x - centre[0], y - centre[1]
+    s, t = to_unit[0, 0] * dx + to_unit[0, 1] * dy, to_unit[1, 0] * dx + to_unit[1, 1] * dy
+    return s * s + t * t <= 1.0 + _ON_ELLIPSE
+
+
+@functools.lru_cache(maxsize=1024)
+def _ellipse_outline(
+    handles: tuple[tuple[float, float], ...],
+) -> tuple[tuple[float, float], ...] | None:
+    """The outline, in display bins, of the bins wholly inside the ellipse through four
+    handles: all four corners of the bin inside or on it (:func:`_ellipse_inside`).
+
+    As :func:`_bin_outline`; ``None`` also when the two pairs of handles are parallel.
+    """
+    h = np.asarray(handles, dtype=np.float64)
+    p, q = (h[1] - h[0]) / 2.0, (h[3] - h[2]) / 2.0
+    if p[0] * q[1] - p[1] * q[0] == 0.0:
+        return None
+    reach = math.hypot(*p, *q)  # no point of the ellipse is farther from its centre
+    centre = h.mean(axis=0)
+    x0, y0 = math.floor(centre[0] - reach) - 1, math.floor(centre[1] - reach) - 1
+    nx, ny = math.ceil(centre[0] + reach) + 1 - x0, math.ceil(centre[1] + reach) + 1 - y0
+    gx, gy = np.meshgrid(np.arange(x0, x0 + nx + 1.0), np.arange(y0, y0 + ny + 1.0))
+    corner = _ellipse_inside(handles, gx, gy)  # bin (j, i) has corners [j:j+2, i:i+2]
+    wholly = corner[:-1, :-1] & corner[:-1, 1:] & corner[1:, :-1] & corner[1:, 1:]
+    return _outline(wholly, x0, y0)
+
+
+def _outline(inside: np.ndarray, x0: int, y0: int) -> tuple[tuple[float, float], ...] | None:
+    """The outline of the bins marked in ``inside`` (rows ``y0 + j``, columns ``x0 + i``),
+    as :func:`_bin_outline` describes it."""
+    ny, nx = inside.shape
     full = np.zeros((ny + 2, nx + 2), dtype=bool)  # a margin of bins outside
-    full[1:-1, 1:-1] = _centres_inside(list(vertices), cx, cy)
+    full[1:-1, 1:-1] = inside
     inner = full[1:-1, 1:-1]
     if not inner.any():
         return None
@@ -363,7 +420,7 @@ def _shape(
             notes[f"polygons gated as drawn, not on FlowJo's display bins ({why})"].add(gid)
             return WsNode(path, "polygon", (x, y), vertices=tuple(vertices), count=count)
         return WsNode(path, "polygon", (x, y), vertices=tuple(outline), count=count, binned=True)
-    # ellipse: the handles in display bins (FlowJo 10's pixels), scaled to FlowJo 9's ellipse
+    # ellipse: the handles in display bins (FlowJo 10's pixels), evaluated as its bins
     if len(vertices) != 4:
         raise FlowJoError(
             f"a FlowJo 9 Ellipse needs 4 points, found {len(vertices)}", source=src, gate=gid
@@ -376,22 +433,25 @@ def _shape(
             source=src,
             gate=gid,
         )
-    handles = list(zip(
+    handles = tuple(zip(
         _to_bins(transforms[x], [v[0] for v in vertices]),
         _to_bins(transforms[y], [v[1] for v in vertices]),
         strict=True,
     ))
-    centre = tuple(sum(c) / 4.0 for c in zip(*handles, strict=True))
-    edge = tuple(
-        tuple(m + ELLIPSE_SCALE * (h - m) for h, m in zip(handle, centre, strict=True))
-        for handle in handles
-    )
+    outline = _ellipse_outline(handles)
+    if outline is None:  # as drawn: FlowJo 10's ellipse through the handles
+        notes[
+            "ellipses gated as drawn through their handles, not on FlowJo's display bins "
+            "(no bins wholly inside, they do not form one region, or the handles are collinear)"
+        ].add(gid)
+        centre = tuple(sum(c) / 4.0 for c in zip(*handles, strict=True))
+        return WsNode(path, "ellipse", (x, y), vertices=(centre, centre, *handles), count=count)
     notes[
-        f"FlowJo 9 ellipses: the ellipse through the four handles scaled by {ELLIPSE_SCALE}, an "
-        "empirical fit to FlowJo 9's counts (within 0.4% on the LabKey workspace; see "
-        "gating._flowjo._mac)"
+        "FlowJo 9 ellipses: evaluated as the display bins wholly inside the ellipse through "
+        "the four handles (a rule with no fitted number; within 0.7% of FlowJo 9 on the "
+        "LabKey workspace, see gating._flowjo._mac)"
     ].add(gid)
-    return WsNode(path, "ellipse", (x, y), vertices=(centre, centre, *edge), count=count)
+    return WsNode(path, "ellipse", (x, y), vertices=outline, count=count, binned=True)
 
 
 def _tree(

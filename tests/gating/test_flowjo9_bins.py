@@ -1,5 +1,6 @@
 """FlowJo 9 (Mac) gates on its 256-bin display: rectangles, ranges and polygons read from a
-FlowJo 9 workspace hold exactly the events whose display bin has its centre in the gate.
+FlowJo 9 workspace hold exactly the events whose display bin has its centre in the gate, an
+ellipse the events whose display bin lies wholly inside the ellipse through its handles.
 
 The workspaces here are written by hand in the FlowJo 9 layout (what ``gating._flowjo._mac``
 reads). Their events sit on a grid of four per display bin, two of them on the bin's lower
@@ -23,13 +24,22 @@ from gating import (
     read_flowjo,
     write_fcs,
 )
-from gating._flowjo._mac import _EDGE, _bin_outline, _bin_range
+from gating._flowjo._mac import (
+    _EDGE,
+    _bin_outline,
+    _bin_range,
+    _ellipse_inside,
+    _ellipse_outline,
+)
 
 N_BINS = 128  # events on display bins 0..127 of both axes (of 256)
 # drawn polygon, in display bins (A: 4 raw units per bin; B: log, 64 bins per decade)
 POLYGON = [(10, 10), (50, 12), (40, 30), (70, 52), (21, 45), (25, 29)]
 RECT = [(20, 30), (61, 70)]  # corners in bins, under the polygon
 RANGE = (10.25, 90)  # bins; 10.25 is no bin edge: the first bin whose centre is in is 10
+# ellipse handles in bins: the ends of the axis from (20, 20) to (60, 60), then of the
+# perpendicular one; centre (40, 40), semi-axes 20 * sqrt(2) and 8 * sqrt(2)
+ELLIPSE = [(20, 20), (60, 60), (48, 32), (32, 48)]
 
 
 def _a(bins: float) -> float:
@@ -40,7 +50,7 @@ def _b(bins: float) -> float:
     return 10.0 ** (bins / 64.0)  # B: log, 1 to 10**4 over the 256 bins
 
 
-def _workspace(tmp_path, polygon=POLYGON) -> tuple:
+def _workspace(tmp_path, polygon=POLYGON, ellipse=ELLIPSE) -> tuple:
     def vertices(points, scale_y=True):
         return "".join(
             f'<Vertex x="{_a(x)!r}" y="{_b(y) if scale_y else 0.0!r}" />' for x, y in points
@@ -63,6 +73,9 @@ def _workspace(tmp_path, polygon=POLYGON) -> tuple:
   </Population>
   <Population name="G" count="-1"><PolygonGate>
    <Range name="G" xAxisName="A"><Polygon>{vertices([(RANGE[0], 0), (RANGE[1], 0)], False)}</Polygon></Range>
+  </PolygonGate></Population>
+  <Population name="E" count="-1"><PolygonGate>
+   <Ellipse name="E" xAxisName="A" yAxisName="B"><Polygon>{vertices(ellipse)}</Polygon></Ellipse>
   </PolygonGate></Population>
  </SampleNode></Sample></SampleList></Workspace>"""
     path = tmp_path / "w.xml"
@@ -155,3 +168,57 @@ def test_bin_range_takes_the_bins_whose_centres_are_in():
     assert _bin_range(10.0, 90.0) == (10 - _EDGE, 90 - _EDGE)
     assert _bin_range(90.0, 10.25) == (10 - _EDGE, 90 - _EDGE)
     assert _bin_range(10.6, 11.4) == (11 - _EDGE, 11 - _EDGE)  # no centre inside: empty
+
+
+def _in_ellipse(dx, dy) -> np.ndarray:
+    """ELLIPSE, exactly: points at (dx, dy) bins from its centre inside or on it. Along the
+    axes ``(dx + dy) / sqrt(2)`` and ``(dy - dx) / sqrt(2)``, semi-axes squared 800 and 128."""
+    return 256 * (dx + dy) ** 2 + 1600 * (dy - dx) ** 2 <= 1600 * 256
+
+
+def test_ellipse_holds_the_events_of_the_bins_wholly_inside_it(tmp_path):
+    ws, data = _workspace(tmp_path)
+    strategy = ws.strategy_for("1")
+    counts = apply_plan(compile_plan(strategy, data), data).counts
+    got = dict(zip(counts["id"], counts["count"], strict=True))
+    i, j = np.meshgrid(np.arange(N_BINS) - 40, np.arange(N_BINS) - 40, indexing="ij")
+    corners = [_in_ellipse(i + di, j + dj) for di in (0, 1) for dj in (0, 1)]
+    wholly = np.logical_and.reduce(corners)
+    assert got["/E"] == 16 * wholly.sum()  # 4 x 4 events per bin
+    # the handles are bin corners on the ellipse: the bins they touch inside it count
+    assert wholly[60 - 1, 60 - 1] and wholly[20, 20]
+    # neither the bins whose centres are inside nor the events inside give that count
+    centres = _in_ellipse(i + 0.5, j + 0.5)
+    assert 16 * centres.sum() > got["/E"]
+    qa, qb = np.meshgrid(np.arange(4 * N_BINS) / 4 - 40, np.arange(4 * N_BINS) / 4 - 40, indexing="ij")
+    assert _in_ellipse(qa, qb).sum() > got["/E"]
+    gate = strategy.populations()["/E"]
+    assert isinstance(gate, PolygonGate) and all(d.transform for d in gate.dimensions)
+    for x, y in gate.vertices:  # the outline of the bins: corners on bin corners
+        for v in (x * 256 + _EDGE, y * 256 + _EDGE):
+            assert v == pytest.approx(round(v), abs=1e-9)
+    assert "wholly inside the ellipse" in strategy.notes["/E"]
+
+
+def test_ellipse_without_a_bin_wholly_inside_is_gated_as_drawn(tmp_path, caplog):
+    # a circle of radius 0.5 bins about a bin centre: no bin's four corners are inside
+    tiny = ((40.0, 40.5), (41.0, 40.5), (40.5, 40.0), (40.5, 41.0))
+    assert _ellipse_outline(tiny) is None
+    with caplog.at_level(logging.WARNING, logger="gating._flowjo._mac"):
+        ws, _ = _workspace(tmp_path, ellipse=list(tiny))
+    assert any("ellipses gated as drawn" in r.getMessage() and "/E" in r.getMessage()
+               for r in caplog.records)
+    assert ws.strategy_for("1").populations()["/E"].kind == "ellipsoid"
+
+
+def test_ellipse_passes_through_all_four_handles_when_they_are_not_perpendicular():
+    # the pairs (0, 0)-(4, 2) and (0, 1.5)-(4, 0.5): same midpoint, not at right angles (an
+    # ellipse with the second axis perpendicular to the first misses the second pair)
+    handles = ((0.0, 0.0), (4.0, 2.0), (0.0, 1.5), (4.0, 0.5))
+    h = np.array(handles)
+    on = _ellipse_inside(handles, h[:, 0], h[:, 1])
+    beyond = [2.0, 1.0] + 1.001 * (h - [2.0, 1.0])  # just outside each handle, away from the centre
+    within = [2.0, 1.0] + 0.999 * (h - [2.0, 1.0])
+    assert on.all() and not _ellipse_inside(handles, beyond[:, 0], beyond[:, 1]).any()
+    assert _ellipse_inside(handles, within[:, 0], within[:, 1]).all()
+    assert _ellipse_outline(((0.0, 0.0), (4.0, 2.0), (2.0, 1.0), (6.0, 3.0))) is None  # parallel
