@@ -22,7 +22,21 @@ How phenoflow gates become FlowJo gates (FlowJo stores coordinates in raw channe
   dimension's transform (a straight edge on that scale is FlowJo's edge); without a transform
   a linear display is written;
 * ellipses (two dimensions, both with a transform): foci and the four handles in display
-  pixels (scale value x 256).
+  pixels (scale value x 256), and ``gating:distance`` (FlowJo writes it on every ellipse;
+  here the focal sum ``2a``).
+
+Conventions checked against FlowJo's own files (``tests/gating/test_flowjo_layout.py``): every
+element path and attribute written here occurs in a workspace saved by FlowJo 10 (10.7.1 for
+the document, samples, polygons, rectangles, linear/biex/fasinh transforms; 10.6/10.0.7 for
+ellipses and Boolean nodes), except the ``logicle``/``hyperlog`` transforms and the
+``spilloverMatrix``, of which the shared FlowJo 10 files have no example. A FlowJo 10.8.1
+workspace in FlowKit's public test data (``8_color_ICS_with_ellipse.wsp``) has that
+``spilloverMatrix`` (its elements, and a subset of its attributes) under ``Sample`` before
+``Transformations``, a ``logicle`` with our attributes, and each compensated parameter's
+transform under both ``Comp-<detector>`` and ``<detector>``, as written here. Values as FlowJo
+writes them: ``file:/...`` URIs, ``ID<digits>`` gate ids, population counts under each
+``SampleNode`` (``-1`` in the group template), numbers without a needless fraction
+(``maxRange="262144"``, a coefficient ``"1"``).
 
 Refused with :class:`FlowJoError` naming the gate and the construct: ratio dimensions, a
 parameter drawn on two different scales by polygons/ellipses, transforms with
@@ -196,7 +210,23 @@ def _q(value: Any) -> str:
     return quoteattr(str(value), {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
 
+def _num(value: float) -> str:
+    """A transform parameter or matrix coefficient as FlowJo writes it: integral values without
+    a fraction (``maxRange="262144"``, ``value="1"``, never ``-0.0``), others in full
+    precision."""
+    v = float(value)
+    if v.is_integer() and abs(v) < 2.0**53:
+        return str(int(v))
+    return repr(v)
+
+
 def _transform_el(t: Transform, param: str) -> _El:
+    el = _transform_kind(t, param)
+    el.attrs = {k: v if isinstance(v, str) else _num(v) for k, v in el.attrs.items()}
+    return el
+
+
+def _transform_kind(t: Transform, param: str) -> _El:
     dim = [_El("data-type:parameter", {"data-type:name": param})]
     if isinstance(t, FlowJoLinear):
         attrs = {"transforms:minRange": t.min_range, "transforms:maxRange": t.max_range,
@@ -215,8 +245,8 @@ def _transform_el(t: Transform, param: str) -> _El:
         return _El("transforms:fasinh", attrs, dim)
     if isinstance(t, Logicle | Hyperlog):
         tag = "transforms:logicle" if isinstance(t, Logicle) else "transforms:hyperlog"
-        attrs = {"transforms:length": int(LENGTH), "transforms:T": t.t, "transforms:W": t.w,
-                 "transforms:M": t.m, "transforms:A": t.a}
+        attrs = {"transforms:length": int(LENGTH), "transforms:T": t.t, "transforms:A": t.a,
+                 "transforms:W": t.w, "transforms:M": t.m}  # FlowJo 10.8's order
         return _El(tag, attrs, dim)
     if isinstance(t, FlowJoBiex):
         attrs = {"transforms:length": int(LENGTH), "transforms:maxRange": t.max_range,
@@ -238,7 +268,7 @@ def _matrix_el(m: Matrix, mid: str) -> _El:
             {"data-type:parameter": f},
             [
                 _El("transforms:coefficient",
-                    {"data-type:parameter": d, "transforms:value": float(v)})
+                    {"data-type:parameter": d, "transforms:value": _num(v)})
                 for d, v in zip(m.detectors, row, strict=True)
             ],
         )
@@ -425,11 +455,13 @@ class _Converter:
             if any(t is None for t in scales):
                 raise self.fail("an ellipse axis without a transform (FlowJo stores ellipses in "
                                 "display pixels)", pid)
+            handles, distance = _ellipse(gate)
             body = [
                 _El("gating:dimension", None,
                     [_El("data-type:fcs-dimension", {"data-type:name": p})]) for p in params
-            ] + _ellipse(gate)
-            return _Shape(path, self.gate_el("EllipsoidGate", pid, body, {}))
+            ] + handles
+            return _Shape(path, self.gate_el("EllipsoidGate", pid, body,
+                                             {"gating:distance": distance}))
         assert isinstance(gate, BooleanGate)
         deps = tuple(
             "/".join(self.complement(ref, path[:-1])) if c else s.path(ref).lstrip("/")
@@ -460,8 +492,11 @@ class _Converter:
         return self.helpers[key]
 
 
-def _ellipse(gate: EllipsoidGate) -> list[_El]:
-    """Foci and the four handles (major axis ends, minor axis ends) in display pixels."""
+def _ellipse(gate: EllipsoidGate) -> tuple[list[_El], float]:
+    """Foci and the four handles (major axis ends, minor axis ends) in display pixels, and
+    ``gating:distance``, which FlowJo writes on every ellipse: here the sum of a boundary
+    point's distances to the foci (``2a``). FlowJo does not document it; its own values are
+    near that sum in FlowJo 10.0.7's ellipses, and neither phenoflow nor FlowKit read it."""
     mean = np.asarray(gate.mean, dtype=np.float64) * LENGTH
     cov = np.asarray(gate.covariance, dtype=np.float64) * gate.distance_square * LENGTH**2
     values, vectors = np.linalg.eigh(cov)
@@ -478,11 +513,15 @@ def _ellipse(gate: EllipsoidGate) -> list[_El]:
 
     foci = vertices([mean - c * u, mean + c * u])
     edge = vertices([mean - a * u, mean + a * u, mean - b * v, mean + b * v])
-    return [_El("gating:foci", None, foci), _El("gating:edge", None, edge)]
+    return [_El("gating:foci", None, foci), _El("gating:edge", None, edge)], float(2.0 * a)
 
 
-def _tree(shapes: list[_Shape], ids: Mapping[tuple[str, ...], str], group: str) -> list[_El]:
-    """Nested ``Population`` / Boolean elements of the shapes under the root."""
+def _tree(
+    shapes: list[_Shape], ids: Mapping[tuple[str, ...], str], group: str,
+    counts: Mapping[str, int] | None = None,
+) -> list[_El]:
+    """Nested ``Population`` / Boolean elements of the shapes under the root, with each
+    population's event count where known (FlowJo's ``count``; ``-1``: not computed)."""
     children: dict[tuple[str, ...], list[_Shape]] = {}
     for sh in shapes:
         children.setdefault(sh.path[:-1], []).append(sh)
@@ -490,8 +529,9 @@ def _tree(shapes: list[_Shape], ids: Mapping[tuple[str, ...], str], group: str) 
     def build(parent: tuple[str, ...]) -> list[_El]:
         out = []
         for sh in children.get(parent, []):
+            count = (counts or {}).get("/" + "/".join(sh.path), -1)
             attrs = {"name": sh.path[-1], "annotation": "", "owningGroup": group,
-                     "expanded": "1", "sortPriority": "10", "count": "-1"}
+                     "expanded": "1", "sortPriority": "10", "count": str(count)}
             kids: list[_El] = []
             if sh.boolean is not None:
                 node, deps = sh.boolean
@@ -536,9 +576,12 @@ def _file_matrix(data: FCSData, gate: str, source: str) -> Matrix:
 
 
 def render_workspace(
-    strategy: Strategy, samples: Sequence[FCSData], *, group: str = GROUP
+    strategy: Strategy, samples: Sequence[FCSData], *, group: str = GROUP,
+    counts: Sequence[Mapping[str, int]] | None = None,
 ) -> str:
-    """The FlowJo 10 workspace text of ``strategy`` applied to ``samples`` (channels bound)."""
+    """The FlowJo 10 workspace text of ``strategy`` applied to ``samples`` (channels bound);
+    ``counts``: per sample, events per population path (as FlowJo stores them under each
+    ``SampleNode``; the group's template keeps ``-1``)."""
     conv = _Converter(strategy)
     shapes = conv.shapes()
     gated = [sh for sh in shapes if sh.gate is not None]
@@ -550,20 +593,26 @@ def render_workspace(
     )
     sample_els = []
     for n, data in enumerate(samples, 1):
-        kids: list[_El] = [_El("DataSet", {"uri": Path(data.path).resolve().as_uri(),
-                                           "sampleID": str(n)})]
+        kids: list[_El] = [_El("DataSet", {"uri": _file_uri(data.path), "sampleID": str(n)})]
         if comp is not None:
             m = (_file_matrix(data, strategy.path(first_comp) if first_comp else "",
                               strategy.source)
                  if comp == FILE_SPILLOVER else strategy.matrices[comp])
             kids.append(_matrix_el(m, f"m{n}"))
+        # a FlowJo sample has a transform for each of its parameters, the detectors behind the
+        # Comp- ones included: readers that look a compensated axis up by its detector
+        # (FlowKit) find the same scale there
+        scales = {p: t for p, (t, _) in conv.scales.items()}
+        for p, t in list(scales.items()):
+            if p.startswith(PREFIX):
+                scales.setdefault(p[len(PREFIX):], t)
         xforms = [
             _transform_el(t if t is not None else _linear_display(data, p), p)
-            for p, (t, _) in sorted(conv.scales.items())
+            for p, t in sorted(scales.items())
         ]
         kids.append(_El("Transformations", None, xforms))
         kids.append(_keywords(data))
-        tree = _tree(shapes, ids, group)
+        tree = _tree(shapes, ids, group, counts[n - 1] if counts is not None else None)
         node_attrs = {"name": Path(data.path).name, "annotation": "", "owningGroup": "",
                       "expanded": "1", "sortPriority": "10", "count": str(data.n_events),
                       "sampleID": str(n)}
@@ -593,6 +642,12 @@ def render_workspace(
            + " -->"]
     root.lines(0, out)
     return "\n".join(out) + "\n"
+
+
+def _file_uri(path: str | os.PathLike[str]) -> str:
+    """The FCS file as FlowJo writes ``DataSet/@uri``: ``file:/dir/name.fcs`` (Java's form of
+    a file URI, one slash; percent-encoded as ``Path.as_uri``)."""
+    return "file:" + Path(path).resolve().as_uri()[len("file://"):]
 
 
 def _dims(gate: Gate) -> list[Dimension]:
@@ -634,9 +689,10 @@ def write_flowjo(
 
     Channel names are bound to each file's ``$PnN`` (:func:`bind_channels`); the samples are
     listed with their file URIs in one group; see the module docstring for how each gate is
-    written and what is refused. With ``verify`` (the default) the written workspace is read
-    back with :func:`gating.read_flowjo` and gated on every file: every population must give
-    the strategy's count, else nothing is written.
+    written and what is refused. The workspace is read back with :func:`gating.read_flowjo`
+    and gated on every file, and each population's count is stored in it as FlowJo stores it
+    (``Population/@count`` under each ``SampleNode``). With ``verify`` (the default) every
+    population must give the strategy's count, else nothing is written.
 
     Parameters
     ----------
@@ -649,7 +705,7 @@ def write_flowjo(
     group
         The group's name.
     verify
-        Check the read-back counts (on by default).
+        Refuse a workspace whose read-back counts differ from the strategy's (on by default).
 
     Returns
     -------
@@ -677,24 +733,31 @@ def write_flowjo(
                           "name", source=strategy.source)
     samples = [read_fcs(f) for f in fcs]
     bound = bind_channels(strategy, samples)
-    text = render_workspace(bound, samples, group=group)
-    if verify:
-        _verify(strategy, samples, text, path)
+    counts = _read_back(strategy, samples, render_workspace(bound, samples, group=group), path,
+                        verify=verify)
+    text = render_workspace(bound, samples, group=group, counts=counts)
     atomic_write_text(Path(path), text)
     return text
 
 
-def _verify(strategy: Strategy, samples: Sequence[FCSData], text: str,
-            path: str | os.PathLike[str]) -> None:
+def _read_back(strategy: Strategy, samples: Sequence[FCSData], text: str,
+               path: str | os.PathLike[str], *, verify: bool) -> list[dict[str, int]]:
+    """Each sample's counts per population path as the workspace defines them (read back and
+    gated, FlowJo's helper NOT nodes included); with ``verify``, every population of the
+    strategy must have its own count."""
     import tempfile
 
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "probe.wsp"
         probe.write_text(text, encoding="utf-8")
         ws = read_flowjo(probe, source=str(path))
         for data in samples:
-            want = _counts(strategy, data)
             got = _counts(ws.strategy_for(Path(data.path).name), data)
+            out.append(got)
+            if not verify:
+                continue
+            want = _counts(strategy, data)
             for pop, n in want.items():
                 if got.get(pop) != n:
                     raise FlowJoError(
@@ -705,4 +768,4 @@ def _verify(strategy: Strategy, samples: Sequence[FCSData], text: str,
                         "events sit on a bound or the scale differs)",
                         source=strategy.source, gate=pop,
                     )
-
+    return out
