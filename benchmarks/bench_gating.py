@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-set3", action="store_true")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold JIT cache runs")
     parser.add_argument(
+        "--files", metavar="DIR",
+        help="write the benchmark files to DIR and keep them; files already there are reused "
+        "(the 10M files take minutes to write)",
+    )
+    parser.add_argument(
         "--baseline", metavar="DIR",
         help="a checkout of an earlier phenoflow (e.g. `git worktree add DIR HEAD~1`), timed "
         "as 'phenoflow (baseline)', runs alternating with the current code's",
@@ -355,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     layouts = args.layouts.split(",")
     tools = args.tools.split(",")
-    with tempfile.TemporaryDirectory(prefix="phenoflow-gating-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="phenoflow-gating-") as scratch:
+        tmp = args.files or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         xml = Path(tmp) / "strategy.xml"
         xml.write_text(strategy_xml())
         cases = [
@@ -372,8 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             fcs = Path(tmp) / f"case{abs(n)}-{layout}.fcs"
             warm = fcs.with_name("warm-" + fcs.name)
             if n > 0:
-                make_layout(fcs, n, layout)
-                make_layout(warm, 200_000, layout, seed=1)  # loads parallel and serial kernels
+                for path, size, seed in ((fcs, n, 0), (warm, 200_000, 1)):  # warm: JIT loads
+                    if not (args.files and path.exists()):
+                        make_layout(path, size, layout, seed=seed)
             else:
                 make_set3(fcs, -n)
                 make_set3(warm, 1)
@@ -449,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             disagree = {g: (ours[g], theirs[g]) for g in shared if ours[g] != theirs[g]}
             if disagree:
                 print(f"{label} {layout}: counts differ: {disagree}", file=sys.stderr)
-            fcs.unlink()
-            warm.unlink()
+            if not args.files or n < 0:
+                fcs.unlink()
+                warm.unlink()
     md = write_table(
         "gating",
         rows,

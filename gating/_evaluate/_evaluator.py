@@ -42,10 +42,10 @@ __all__ = ["Evaluator"]
 # value is a bound on the raw value. Log is excluded (NaN below zero), FlowJo log too (flat).
 _STRICT = (Linear, Asinh, Logicle, Hyperlog, FlowJoBiex, FlowJoLinear)
 _CHEAP = (Linear, FlowJoLinear)  # as cheap to apply as a bounding-box test
-_BAND = 1e-7  # relative width of the raw-space band re-checked exactly in transformed space
+BAND = 1e-7  # relative width of the raw-space band re-checked exactly in transformed space
 
 
-def _raw_comparable(t: Transform | None) -> bool:
+def raw_comparable(t: Transform | None) -> bool:
     return (
         t is not None
         and isinstance(t, _STRICT)
@@ -256,7 +256,7 @@ class Evaluator:
         transform = self.features[key].transform
         lo_t = -np.inf if lo is None else float(lo)
         hi_t = np.inf if hi is None else float(hi)
-        if (key, parent) in self._values or not _raw_comparable(transform):
+        if (key, parent) in self._values or not raw_comparable(transform):
             return _half_open(self.feature(key, parent), lo, hi, inclusive)
         assert transform is not None
         u = self.untransformed(key, parent)
@@ -264,8 +264,8 @@ class Evaluator:
         r_lo = -np.inf if lo is None else float(raw[0])
         r_hi = np.inf if hi is None else float(raw[1])
         state = np.empty(len(u), dtype=np.int8)
-        band_lo = _BAND * (abs(r_lo) + 1.0) if np.isfinite(r_lo) else 0.0
-        band_hi = _BAND * (abs(r_hi) + 1.0) if np.isfinite(r_hi) else 0.0
+        band_lo = BAND * (abs(r_lo) + 1.0) if np.isfinite(r_lo) else 0.0
+        band_hi = BAND * (abs(r_hi) + 1.0) if np.isfinite(r_hi) else 0.0
         small_or_parallel(raw_bound_state, len(u))(u, r_lo, r_hi, band_lo, band_hi, state)
         inside = state == 1
         unsure = np.flatnonzero(state == 2)
@@ -409,10 +409,10 @@ class Evaluator:
             if t is None:
                 r_lo.append(b_lo)
                 r_hi.append(b_hi)
-            elif _raw_comparable(t):
+            elif raw_comparable(t):
                 low, high = (float(r) for r in t.inverse(np.array([b_lo, b_hi])))
-                r_lo.append(low - _BAND * (abs(low) + 1.0))
-                r_hi.append(high + _BAND * (abs(high) + 1.0))
+                r_lo.append(low - BAND * (abs(low) + 1.0))
+                r_hi.append(high + BAND * (abs(high) + 1.0))
             else:
                 return None
             raws.append(self.untransformed(key, step.parent))

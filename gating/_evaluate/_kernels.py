@@ -234,7 +234,7 @@ def in_box(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) 
 
 
 @njit()
-def _swap(v: np.uint64, width: int) -> np.uint64:
+def swap(v: np.uint64, width: int) -> np.uint64:
     """The low ``width`` bytes of ``v`` in reverse order (LLVM emits one ``bswap``)."""
     if width == 4:
         w = np.uint32(v)
@@ -252,7 +252,7 @@ def _swap(v: np.uint64, width: int) -> np.uint64:
 
 
 @njit()
-def _swap32(v: np.uint32) -> np.uint32:
+def swap32(v: np.uint32) -> np.uint32:
     """``v`` with its 4 bytes reversed (LLVM emits one ``bswap``)."""
     return (
         ((v & np.uint32(0xFF)) << np.uint32(24)) | ((v & np.uint32(0xFF00)) << np.uint32(8))
@@ -261,11 +261,11 @@ def _swap32(v: np.uint32) -> np.uint32:
 
 
 @njit()
-def _stored_word(row: np.ndarray, p: int, w: int, item: int, big: bool) -> np.uint64:
+def stored_word(row: np.ndarray, p: int, w: int, item: int, big: bool) -> np.uint64:
     """The ``w``-byte unsigned value at ``row[p]`` (``row`` of ``item``-byte words)."""
     if w == item:  # one stored word per value: load it, swap the bytes if needed
         if big:
-            return _swap(np.uint64(row[p]), w)
+            return swap(np.uint64(row[p]), w)
         return np.uint64(row[p])
     out = np.uint64(0)
     if big:
@@ -278,14 +278,14 @@ def _stored_word(row: np.ndarray, p: int, w: int, item: int, big: bool) -> np.ui
 
 
 @njit()
-def _as_float(bits: np.uint64, w: int) -> float:
+def as_float(bits: np.uint64, w: int) -> float:
     if w == 4:
         return np.float64(np.uint32(bits).view(np.float32))
     return np.uint64(bits).view(np.float64)
 
 
 @njit()
-def _as_number(v: np.uint64, lookup: bool, tables: np.ndarray, u: int) -> float:
+def as_number(v: np.uint64, lookup: bool, tables: np.ndarray, u: int) -> float:
     if lookup:
         return tables[u, np.int64(v)]
     if v >> np.uint64(63):
@@ -330,7 +330,7 @@ def channel_values_stored(
                     r = np.int64(i) if all_rows else np.int64(rows[i])
                     v32 = np.uint32(data[r, p])
                     if big:
-                        v32 = _swap32(v32)
+                        v32 = swap32(v32)
                     scratch[i - i0, u] = np.float64(np.uint32(v32).view(np.float32))
             elif w == item and not floats and not lookup[u] and masks[u] >> np.uint64(63) == 0:
                 mask = np.int64(masks[u])
@@ -338,16 +338,16 @@ def channel_values_stored(
                     r = np.int64(i) if all_rows else np.int64(rows[i])
                     word = np.uint64(data[r, p])
                     if big:
-                        word = _swap(word, w)
+                        word = swap(word, w)
                     scratch[i - i0, u] = np.float64(np.int64(word) & mask)
             else:
                 for i in range(i0, i1):
                     r = np.int64(i) if all_rows else np.int64(rows[i])
-                    wide = _stored_word(data[r], p, w, item, big)
+                    wide = stored_word(data[r], p, w, item, big)
                     if floats:
-                        scratch[i - i0, u] = _as_float(wide, w)
+                        scratch[i - i0, u] = as_float(wide, w)
                     else:
-                        scratch[i - i0, u] = _as_number(wide & masks[u], lookup[u], tables, u)
+                        scratch[i - i0, u] = as_number(wide & masks[u], lookup[u], tables, u)
         # four rows at a time, as channel_values (independent accumulators, same order)
         i = i0
         while i + 4 <= i1:
@@ -382,9 +382,9 @@ def channel_values_stored(
 def _word_value(word: np.uint64, item: int, big: bool, floats: bool, mask: np.uint64) -> float:
     """A stored word as the float64 the decode pass gives: byte-swapped when ``big``, then
     reinterpreted as an IEEE float (``floats``) or masked as an unsigned integer below 2**63."""
-    v = _swap(word, item) if big else word
+    v = swap(word, item) if big else word
     if floats:
-        return _as_float(v, item)
+        return as_float(v, item)
     return np.float64(np.int64(v & mask))
 
 

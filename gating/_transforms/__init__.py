@@ -68,8 +68,13 @@ from gating._transforms._build import (
     transform_from_gatingml,
 )
 from gating._transforms._closed import Asinh, FlowJoLinear, FlowJoLog, Linear, Log
+from gating._transforms._kernels import N_PARAMS, P_SCALE, P_X1, biex_solve
 
 __all__ = [
+    # the biex parameter vector and its solver, for kernels of other rooms (fused gating)
+    "N_PARAMS",
+    "P_SCALE",
+    "P_X1",
     "Asinh",
     "FlowJoBiex",
     "FlowJoLinear",
@@ -79,6 +84,7 @@ __all__ = [
     "Log",
     "Logicle",
     "Transform",
+    "biex_solve",
     "transform_from_dict",
     "transform_from_flowjo",
     "transform_from_gatingml",
