@@ -13,13 +13,16 @@ Numba kernels (:mod:`expression._kernels`) run under :func:`engine.runtime.threa
   steps (never a worse optimum than pydeseq2's L-BFGS-B; LFCs agree to ~1e-3), with the exact
   inverse Hessian at the optimum (pydeseq2 0.5.4 adds the prior's curvature to whole columns of
   its Hessian, so the shrunken standard errors differ);
-* rough/moments dispersions, the linear-model means and the gamma GLM of the trend in numpy.
+* rough/moments dispersions, the linear-model means and the gamma GLM of the trend in numpy,
+  in R's operation order (see :mod:`expression._dispersion`).
 
-:class:`RDeseqDataSet` overrides the pydeseq2 steps whose orchestration departs from R: the
-parametric trend (R's outlier loop and ``glm`` IRLS, only genes above ``100 * min_disp``), the
-prior variance (R's MAD constant), the MAP start (the gene-wise estimate when it is above a
-tenth of the trend) and the refit of genes whose Cook's outliers were replaced (through this
-class, so the refit follows the same rules).
+:class:`RDeseqDataSet` overrides the pydeseq2 steps whose orchestration departs from R: R's
+exact median-of-ratios size factors and ``rowMeans`` (pydeseq2's differ in the last bits, which
+decide knife-edge genes of the dispersion line search), the parametric trend (R's outlier loop
+and ``glm`` IRLS, only genes above ``100 * min_disp``), the prior variance (R's MAD constant),
+the MAP start (the gene-wise estimate when it is above a tenth of the trend) and the refit of
+genes whose Cook's outliers were replaced (through this class, so the refit follows the same
+rules).
 """
 
 from __future__ import annotations
@@ -110,9 +113,9 @@ class NumbaInference(Inference):
 
     def fit_moments_dispersions(self, normed_counts: np.ndarray, size_factors: Any) -> np.ndarray:
         normed = np.asarray(normed_counts, dtype=np.float64)
-        normed = normed[:, ~(normed == 0).all(axis=0)]
-        mean = normed.mean(axis=0)
-        var = ((normed - mean) ** 2).sum(axis=0) / (normed.shape[0] - 1)
+        normed = np.ascontiguousarray(normed[:, ~(normed == 0).all(axis=0)].T)
+        mean = disp._r_row_means(normed)
+        var = disp._r_row_var(normed)
         sf = np.asarray(size_factors, dtype=np.float64)
         return np.nan_to_num(disp.moments_dispersions(mean, var, sf))
 
@@ -260,7 +263,7 @@ def _mle_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gene-wise MLE as ``estimateDispersionsGeneEst`` after its starting values."""
     res = disp.line_search(y, mu, x, start, min_disp=min_disp, use_cr=use_cr, threads=threads)
-    est = np.minimum(np.exp(res["log_alpha"]), max_disp)
+    est = np.minimum(disp._libm_exp(res["log_alpha"]), max_disp)
     no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
     est[no_increase] = start[no_increase]
     iters = res["iterations"]
@@ -278,7 +281,7 @@ def _map_search(
     """MAP line search (prior around ``prior_mean``) with the grid for non-converged genes."""
     res = disp.line_search(y, mu, x, start, prior_mean=prior_mean, prior_var=prior_var,
                            min_disp=min_disp, use_cr=use_cr, threads=threads)
-    est = np.exp(res["log_alpha"])
+    est = disp._libm_exp(res["log_alpha"])
     converged = res["iterations"] < disp.MAXIT
     if (~converged).any():
         est[~converged] = disp.grid_search(y[~converged], mu[~converged], x,
@@ -296,6 +299,27 @@ class RDeseqDataSet(DeseqDataSet):
 
     def _threads(self) -> int:
         return int(getattr(self.inference, "n_cpus", 1) or 1)
+
+    def fit_size_factors(self, fit_type: str | None = None, control_genes: Any = None) -> None:
+        """pydeseq2's size factors; for the median-of-ratios ones (the default) R's exact values
+        (:func:`expression.size_factors`) replace pydeseq2's, which differ in the last bits,
+        and the mean normalised counts are R's ``rowMeans`` (``baseMean``): the gene-wise
+        dispersion line search and the trend are decided on those bits."""
+        super().fit_size_factors(fit_type=fit_type, control_genes=control_genes)
+        used = fit_type if fit_type is not None else self.size_factors_fit_type
+        if used != "ratio" or control_genes is not None or (self.X == 0).any(0).all():
+            return
+        from expression._size_factors import size_factors
+
+        counts = np.asarray(self.X, dtype=np.float64)
+        exact = size_factors(counts, method="ratio", orientation="samples_x_genes")
+        current = self.obs["size_factors"].to_numpy(dtype=np.float64)
+        if not np.allclose(exact, current, rtol=1e-10, atol=0.0):
+            return  # not the same estimator (should not happen): keep pydeseq2's
+        self.obs["size_factors"] = exact
+        self.layers["normed_counts"] = counts / exact[:, None]
+        self.var["_normed_means"] = disp._r_row_means(
+            np.ascontiguousarray(self.layers["normed_counts"].T))
 
     def fit_dispersion_trend(self, vst: bool = False) -> None:
         """R's ``estimateDispersionsFit``: parametric (mean when that fails) or mean."""
@@ -368,9 +392,11 @@ class RDeseqDataSet(DeseqDataSet):
         flags[np.flatnonzero(nz)] = converged
         self.var["_MAP_converged"] = flags
         self.var["dispersions"] = self.var["MAP_dispersions"].copy()
-        self.var["_outlier_genes"] = np.log(self.var["genewise_dispersions"]) > np.log(
-            self.var["fitted_dispersions"]
-        ) + 2 * np.sqrt(self.uns["_squared_logres"])
+        genewise_all = self.var["genewise_dispersions"].to_numpy(dtype=np.float64)
+        fitted_all = self.var["fitted_dispersions"].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            self.var["_outlier_genes"] = disp._libm_log(genewise_all) > disp._libm_log(
+                fitted_all) + 2 * np.sqrt(self.uns["_squared_logres"])
         self.var.loc[self.var["_outlier_genes"], "dispersions"] = self.var.loc[
             self.var["_outlier_genes"], "genewise_dispersions"
         ]
@@ -410,7 +436,7 @@ class RDeseqDataSet(DeseqDataSet):
         sub.obs["size_factors"] = sf
         sub.layers["normed_counts"] = np.asarray(sub.X, dtype=np.float64) / sf[:, None]
         sub.fit_genewise_dispersions()
-        means = sub.layers["normed_counts"].mean(axis=0)
+        means = disp._r_row_means(np.ascontiguousarray(sub.layers["normed_counts"].T))
         sub.var["_normed_means"] = means
         sub.uns["disp_function_type"] = self.uns["disp_function_type"]
         if self.uns["disp_function_type"] == "parametric":

@@ -4,7 +4,12 @@ Every kernel takes arrays and scalars only. Count-like arrays are genes x sample
 C-contiguous row per gene), so the gene loop (``prange``) reads contiguous memory. The
 algorithms follow DESeq2 1.38's documented C++ routines step by step (same starting values,
 step rules and stopping rules), because the estimates they produce depend on where the
-iterations stop, not only on the optimum.
+iterations stop, not only on the optimum. The dispersion log posterior, its derivative and the
+IRLS solve also keep R's operation order (R's ``lgammafn``/``digamma``, libm ``pow`` where R's C++
+calls it, Armadillo's closed-form 2x2/3x3 determinants and inverses, reference LAPACK's
+Householder QR and LU order): the line search compares values a few units in the last place
+apart, so equal inputs must give R's bits (checked against R in
+``tests/expression/test_r_dispersion.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ __all__ = [
     "fit_disp_line_search",
     "irls_nb",
     "lgamma",
+    "libm_exp",
+    "libm_log",
     "log_posterior",
     "nb_log_pmf",
     "nb_shrink_newton",
@@ -35,23 +42,77 @@ LARGE_BETA = 30.0
 
 
 @njit()
+def libm_exp(a: np.ndarray) -> np.ndarray:
+    """``exp`` of a 2-D array element by element with the C library's ``exp``, as R computes
+    it (numpy's vectorised ``exp`` differs in the last bit for a few percent of arguments)."""
+    out = np.empty(a.shape)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[i, j] = math.exp(a[i, j])
+    return out
+
+
+@njit()
+def libm_log(a: np.ndarray) -> np.ndarray:
+    """``log`` of a 2-D array with the C library's ``log`` (see :func:`libm_exp`)."""
+    out = np.empty(a.shape)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[i, j] = math.log(a[i, j])
+    return out
+
+
+#: Bernoulli numbers B_2, B_4, ..., B_40 (the coefficients of digamma's asymptotic series).
+_BERNOULLI = np.array([
+    1.0 / 6.0, -1.0 / 30.0, 1.0 / 42.0, -1.0 / 30.0, 5.0 / 66.0, -691.0 / 2730.0, 7.0 / 6.0,
+    -3617.0 / 510.0, 43867.0 / 798.0, -174611.0 / 330.0, 854513.0 / 138.0,
+    -236364091.0 / 2730.0, 8553103.0 / 6.0, -23749461029.0 / 870.0,
+    8615841276005.0 / 14322.0, -7709321041217.0 / 510.0, 2577687858367.0 / 6.0,
+    -1.3711655205088332e13, 4.883323189735932e14, -1.9296579341940068e16,
+])
+#: Half the machine epsilon: the asymptotic series stops at terms below this share of 1/(2x).
+_HALF_EPS = 2.0**-53
+#: The ratios ``2k / (2k + 2)`` of successive series terms, divided once here (the same double
+#: as dividing at every call).
+_TERM_RATIOS = np.array([tk / (tk + 2.0) for tk in np.arange(2.0, 42.0, 2.0)])
+
+
+@njit()
 def digamma(x: float) -> float:
-    """The digamma function for ``x > 0`` (recurrence to ``x >= 10``, then the asymptotic series)."""
-    result = 0.0
-    while x < 10.0:
-        result -= 1.0 / x
-        x += 1.0
-    inv = 1.0 / x
-    inv2 = inv * inv
-    series = inv2 * (
-        1.0 / 12.0
-        - inv2 * (1.0 / 120.0
-        - inv2 * (1.0 / 252.0
-        - inv2 * (1.0 / 240.0
-        - inv2 * (1.0 / 132.0
-        - inv2 * (691.0 / 32760.0
-        - inv2 * (1.0 / 12.0)))))))
-    return result + math.log(x) - 0.5 * inv - series
+    """The digamma function for ``x > 0``, evaluated as R's ``digamma`` (``dpsifn``) does, so
+    that sums of its values round as R's do (DESeq2's dispersion derivative).
+
+    Below 9 the argument is shifted up to ``x + (9 - floor(x))``; there the asymptotic series
+    ``log z - 1/(2z) - sum B_2k / (2k z^2k)`` is summed from ``k = 1`` on, each term obtained
+    from the previous one by the factor ``(2k - 2) / (2k) / z^2``, until a term falls below
+    ``eps/2 * 1/(2z)``; the shift is undone by adding ``1 / (x + j)`` for ``j`` from the
+    largest down to 0 before subtracting ``log z``.
+    """
+    shift = 0.0
+    z = x
+    if x < 9.0:
+        whole = int(x)
+        shift = 9.0 - whole
+        z = x + shift
+    log_z = math.log(z)
+    half_inv = 0.5 / z
+    tol = _HALF_EPS * half_inv
+    inv_z2 = 1.0 / (z * z)
+    t = 0.5 * inv_z2
+    s = t * _BERNOULLI[0]
+    if abs(s) >= tol:
+        for k in range(1, 20):
+            # the factor (2k - 1 + 0 + 1) / (2k - 1) of the general series is exactly 1 here
+            t = t * _TERM_RATIOS[k - 1] * inv_z2
+            term = t * _BERNOULLI[k]
+            if abs(term) < tol:
+                break
+            s += term
+    s = s + half_inv
+    n_shift = int(shift)
+    for i in range(1, n_shift + 1):
+        s += 1.0 / (x + float(n_shift - i))
+    return -(s - log_z)
 
 
 #: The first terms of the Chebyshev series of Stirling's correction (the ones R evaluates).
@@ -61,14 +122,60 @@ _ALGMCS = np.array([
     0.6221098041892605227126015543416e-13,
 ])
 _LN_SQRT_2PI = 0.918938533204672741780329736406
+#: The first 22 terms of Fullerton's (SLATEC) Chebyshev series for Gamma on [1, 2], as R
+#: evaluates it.
+_GAMCS = np.array([
+    +0.8571195590989331421920062399942e-2, +0.4415381324841006757191315771652e-2,
+    +0.5685043681599363378632664588789e-1, -0.4219835396418560501012500186624e-2,
+    +0.1326808181212460220584006796352e-2, -0.1893024529798880432523947023886e-3,
+    +0.3606925327441245256578082217225e-4, -0.6056761904460864218485548290365e-5,
+    +0.1055829546302283344731823509093e-5, -0.1811967365542384048291855891166e-6,
+    +0.3117724964715322277790254593169e-7, -0.5354219639019687140874081024347e-8,
+    +0.9193275519859588946887786825940e-9, -0.1577941280288339761767423273953e-9,
+    +0.2707980622934954543266540433089e-10, -0.4646818653825730144081661058933e-11,
+    +0.7973350192007419656460767175359e-12, -0.1368078209830916025799499172309e-12,
+    +0.2347319486563800657233471771688e-13, -0.4027432614949066932766570534699e-14,
+    +0.6910051747372100912138336975257e-15, -0.1185584500221992907052387126192e-15,
+])
+
+
+@njit()
+def _gamma_small(x: float) -> float:
+    """Gamma(x) for 0 < x <= 10 as R's ``gammafn``: the Chebyshev series on [1, 2] (Clenshaw
+    recurrence), then the recurrence down (divisions) or up (products) to ``x``."""
+    n = int(x)
+    frac = x - n
+    n -= 1
+    t = frac * 2.0 - 1.0
+    twox = t * 2.0
+    b0 = 0.0
+    b1 = 0.0
+    b2 = 0.0
+    m = _GAMCS.shape[0]
+    for i in range(1, m + 1):
+        b2 = b1
+        b1 = b0
+        b0 = twox * b1 - b2 + _GAMCS[m - i]
+    value = (b0 - b2) * 0.5 + 0.9375
+    if n == 0:
+        return value
+    if n < 0:
+        for i in range(-n):
+            value /= x + i
+        return value
+    for i in range(1, n + 1):
+        value *= frac + i
+    return value
 
 
 @njit()
 def lgamma(x: float) -> float:
-    """log Gamma(x) for x > 0, evaluated as R's ``lgammafn`` does above 10 (Stirling's series
-    with the Chebyshev correction), so sums of large values round as R's do; libm below."""
+    """log Gamma(x) for x > 0, evaluated as R's ``lgammafn`` does (``log(gammafn(x))`` up to 10,
+    Stirling's series with the Chebyshev correction above), so sums round as R's do."""
+    if x < 1e-306:
+        return -math.log(x)
     if x <= 10.0:
-        return math.lgamma(x)
+        return math.log(abs(_gamma_small(x)))
     if x > 1e17:
         return x * (math.log(x) - 1.0)
     if x > 4934720.0:
@@ -97,6 +204,14 @@ def nb_log_pmf(y: float, size: float, mu: float) -> float:
         if size < mu:
             return size * math.log(size / (size + mu))
         return size * math.log1p(-mu / (size + mu))
+    if y < 1e-10 * size:
+        # R's dnbinom_mu for a count far below the size (near-Poisson, dispersions near 1e-8):
+        # its own expansion, whose last bits decide where DESeq2's IRLS stops
+        if size < mu:
+            lp = math.log(size / (1.0 + size / mu))
+        else:
+            lp = math.log(mu / (1.0 + mu / size))
+        return y * lp - mu - lgamma(y + 1.0) + math.log1p(y * (y - 1.0) / (2.0 * size))
     return (
         lgamma(y + size) - lgamma(size) - lgamma(y + 1.0)
         + size * math.log(size / (size + mu)) + y * math.log(mu / (size + mu))
@@ -175,20 +290,119 @@ def _cholesky_inverse(low: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None
             out[j, k] = col[j]
 
 
+#: Determinants below this or above its inverse are not taken from the closed form (as R's
+#: Armadillo does not): the Cholesky factor gives them.
+_DET_EPS = 2.0**-52
+
+
+@njit()
+def _small_det(b: np.ndarray) -> float:
+    """Closed-form determinant of a 1x1, 2x2 or 3x3 matrix, in the operation order R's
+    DESeq2 gets from Armadillo (cofactors of the first column for 3x3); NaN for larger ones."""
+    p = b.shape[0]
+    if p == 1:
+        return b[0, 0]
+    if p == 2:
+        return b[0, 0] * b[1, 1] - b[0, 1] * b[1, 0]
+    if p == 3:
+        v1 = b[0, 0] * (b[2, 2] * b[1, 1] - b[1, 2] * b[2, 1])
+        v2 = b[1, 0] * (b[2, 2] * b[0, 1] - b[1, 2] * b[0, 2])
+        v3 = b[2, 0] * (b[2, 1] * b[0, 1] - b[1, 1] * b[0, 2])
+        return v1 - v2 + v3
+    return np.nan
+
+
+@njit()
+def _pow(v: float, e: float) -> float:
+    """libm's ``pow``, as R's C++ calls it: ``pow(v, -1)`` is not always ``1 / v`` in the last bit.
+    (The exponent is made opaque to the compiler, which would rewrite ``pow(v, -1.0)`` as a
+    division.)"""
+    return math.pow(v, e)
+
+
 @njit()
 def _cr_system(
-    x: np.ndarray, mu: np.ndarray, alpha: float
+    x: np.ndarray, inv_mu: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)``, ``B = X' diag(w) X`` and its
-    lower Cholesky factor, with whether the factorisation succeeded."""
+    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)`` (as ``pow(pow(mu, -1) + alpha,
+    -1)``, R's), ``B = X' diag(w) X`` and room for its lower Cholesky factor (filled on demand
+    by :func:`_log_det`)."""
     n, p = x.shape
     w = np.empty(n)
+    minus_one = -1.0 - 0.0 * alpha  # -1, not a compile-time constant (see _pow)
     for i in range(n):
-        w[i] = 1.0 / (1.0 / mu[i] + alpha)
+        w[i] = _pow(inv_mu[i] + alpha, minus_one)
     b = np.empty((p, p))
     low = np.zeros((p, p))
     _gram(x, w, b)
-    return w, b, low, _cholesky(b, low)
+    return w, b, low, True
+
+
+@njit()
+def _lu_det(b: np.ndarray) -> float:
+    """Determinant from the LU factors (reference LAPACK ``dgetrf`` order, as in
+    :func:`_lu_inverse`): the product of U's diagonal from the first, negated per row swap."""
+    p = b.shape[0]
+    a = b.copy()
+    sign = 1.0
+    for c in range(p):
+        r = c
+        big = abs(a[c, c])
+        for i in range(c + 1, p):
+            if abs(a[i, c]) > big:
+                big = abs(a[i, c])
+                r = i
+        if a[r, c] == 0.0:
+            return 0.0
+        if r != c:
+            sign = -sign
+            for j in range(p):
+                t = a[c, j]
+                a[c, j] = a[r, j]
+                a[r, j] = t
+        rc = 1.0 / a[c, c]
+        for i in range(c + 1, p):
+            a[i, c] = rc * a[i, c]
+        for j in range(c + 1, p):
+            t = -a[c, j]
+            for i in range(c + 1, p):
+                a[i, j] = a[i, j] + t * a[i, c]
+    val = a[0, 0]
+    for i in range(1, p):
+        val *= a[i, i]
+    return -val if sign < 0 else val
+
+
+@njit()
+def _log_det(b: np.ndarray, low: np.ndarray) -> tuple[float, float, bool]:
+    """``(det, log det)`` of the SPD matrix ``b`` and whether it is positive definite, as R's
+    Armadillo ``det`` gives it: the closed form up to 3x3 when it lies in ``(eps, 1/eps)``, else
+    the LU factors; ``low`` gets the Cholesky factor only when neither gives a positive value
+    (then the log determinant comes from it)."""
+    det = _small_det(b)
+    if det > _DET_EPS and det < 1.0 / _DET_EPS:
+        return det, math.log(det), True
+    det = _lu_det(b)
+    if det > 0.0:
+        return det, math.log(det), True
+    if not _cholesky(b, low):
+        det = np.linalg.det(b)
+        return det, math.log(max(det, 1e-300)), False
+    logdet = 0.0
+    for j in range(b.shape[0]):
+        logdet += math.log(low[j, j])
+    return math.exp(2.0 * logdet), 2.0 * logdet, True
+
+
+@njit()
+def _inverse_means(mu: np.ndarray) -> np.ndarray:
+    """``pow(mu, -1)`` per sample (R's C++ recomputes it at every call; it does not depend on
+    alpha, so the line search computes it once per gene)."""
+    out = np.empty(mu.shape[0])
+    minus_one = -1.0 - 0.0 * mu[0]  # -1, not a compile-time constant (see _pow)
+    for i in range(mu.shape[0]):
+        out[i] = _pow(mu[i], minus_one)
+    return out
 
 
 @njit()
@@ -196,9 +410,24 @@ def log_posterior(
     log_alpha: float, y: np.ndarray, mu: np.ndarray, x: np.ndarray, prior_mean: float,
     prior_var: float, use_prior: bool, use_cr: bool,
 ) -> float:
+    """DESeq2's log posterior of log(alpha) (see :func:`_log_posterior`)."""
+    return _log_posterior(log_alpha, y, mu, _inverse_means(mu), x, prior_mean, prior_var,
+                          use_prior, use_cr)
+
+
+@njit()
+def _log_posterior(
+    log_alpha: float, y: np.ndarray, mu: np.ndarray, inv_mu: np.ndarray, x: np.ndarray,
+    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool,
+) -> float:
     """DESeq2's log posterior of log(alpha): NB log likelihood (up to a constant), the
-    Cox-Reid term ``-0.5 log det(X' W X)`` and an optional normal prior on log(alpha)."""
-    n, p = x.shape
+    Cox-Reid term ``-0.5 log det(X' W X)`` and an optional normal prior on log(alpha).
+
+    Summed in R's order (per sample, from the first), so that equal inputs give R's bits: the
+    line search compares values that differ by a few units in the last place on genes whose
+    first step is tiny (one such gene moves the whole trend).
+    """
+    n = x.shape[0]
     alpha = math.exp(log_alpha)
     inv_alpha = 1.0 / alpha
     ll = 0.0
@@ -210,19 +439,197 @@ def log_posterior(
         )
     cr = 0.0
     if use_cr:
-        _, b, low, factored = _cr_system(x, mu, alpha)
-        if factored:
-            logdet = 0.0
-            for j in range(p):
-                logdet += math.log(low[j, j])
-            cr = -logdet  # -0.5 * log det(b) = -sum log diag(L)
-        else:
-            cr = -0.5 * math.log(max(np.linalg.det(b), 1e-300))
+        _, b, low, _ = _cr_system(x, inv_mu, alpha)
+        _, logdet, _ = _log_det(b, low)
+        cr = -0.5 * logdet
     prior = 0.0
     if use_prior:
         d = log_alpha - prior_mean
-        prior = -0.5 * d * d / prior_var
+        prior = -0.5 * (d * d) / prior_var
     return ll + prior + cr
+
+
+@njit()
+def _lu_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
+    """Inverse of a small matrix in the order of reference LAPACK's ``dgetrf``/``dgetri``, which
+    R's Armadillo uses for ``inv()`` beyond 2x2: LU with partial pivoting (first largest pivot,
+    multipliers scaled by the pivot's reciprocal), the inverse of U built column by column,
+    then ``inv(A) L = inv(U)`` solved from the last column back and the pivots' column swaps
+    undone; False when singular."""
+    p = b.shape[0]
+    a = b.copy()
+    piv = np.empty(p, dtype=np.int64)
+    for c in range(p):
+        r = c
+        big = abs(a[c, c])
+        for i in range(c + 1, p):
+            if abs(a[i, c]) > big:
+                big = abs(a[i, c])
+                r = i
+        piv[c] = r
+        if a[r, c] == 0.0:
+            return False
+        if r != c:
+            for j in range(p):
+                t = a[c, j]
+                a[c, j] = a[r, j]
+                a[r, j] = t
+        rc = 1.0 / a[c, c]
+        for i in range(c + 1, p):
+            a[i, c] = rc * a[i, c]
+        for j in range(c + 1, p):
+            t = -a[c, j]
+            for i in range(c + 1, p):
+                a[i, j] = a[i, j] + t * a[i, c]
+    for j in range(p):  # inverse of U in place
+        a[j, j] = 1.0 / a[j, j]
+        ajj = -a[j, j]
+        for jj in range(j):
+            if a[jj, j] != 0.0:
+                t = a[jj, j]
+                for i in range(jj):
+                    a[i, j] = a[i, j] + t * a[i, jj]
+                a[jj, j] = a[jj, j] * a[jj, jj]
+        for i in range(j):
+            a[i, j] = ajj * a[i, j]
+    work = np.empty(p)
+    for j in range(p - 1, -1, -1):
+        for i in range(j + 1, p):
+            work[i] = a[i, j]
+            a[i, j] = 0.0
+        for jj in range(j + 1, p):
+            t = -work[jj]
+            for i in range(p):
+                a[i, j] = a[i, j] + t * a[i, jj]
+    for j in range(p - 2, -1, -1):
+        jp = piv[j]
+        if jp != j:
+            for i in range(p):
+                t = a[i, j]
+                a[i, j] = a[i, jp]
+                a[i, jp] = t
+    for i in range(p):
+        for j in range(p):
+            inv[i, j] = a[i, j]
+    return True
+
+
+@njit()
+def _looks_sympd(b: np.ndarray) -> bool:
+    """Armadillo's guess that a matrix (4x4 or larger) is symmetric positive definite, which
+    sends its ``inv()`` to the Cholesky route: positive diagonal, off-diagonal entries below the
+    largest diagonal entry and below the mean of their two diagonal entries, symmetric."""
+    p = b.shape[0]
+    if p < 4:
+        return False
+    tol = 100.0 * 2.0**-52
+    max_diag = 0.0
+    for j in range(p):
+        if b[j, j] <= 0.0:
+            return False
+        max_diag = max(max_diag, b[j, j])
+    for j in range(p - 1):
+        for i in range(j + 1, p):
+            a_ij = abs(b[i, j])
+            a_ji = abs(b[j, i])
+            if a_ij >= max_diag:
+                return False
+            delta = abs(b[i, j] - b[j, i])
+            if delta > tol and delta > max(a_ij, a_ji) * tol:
+                return False
+            if a_ij + a_ij >= b[i, i] + b[j, j]:
+                return False
+    return True
+
+
+@njit()
+def _sympd_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
+    """Inverse of an SPD matrix in the order of reference LAPACK's ``dpotrf``/``dpotri`` (lower
+    factor by columns, reciprocals multiplied; the triangular inverse from the last column back;
+    ``L^-T L^-1`` row by row), R's Armadillo's route for ``inv()`` of a 4x4 or larger
+    ``X'WX``; False when not positive definite."""
+    p = b.shape[0]
+    a = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i + 1):
+            a[i, j] = b[i, j]
+    for c in range(p):
+        if not a[c, c] > 0.0:
+            return False
+        a[c, c] = math.sqrt(a[c, c])
+        r = 1.0 / a[c, c]
+        for i in range(c + 1, p):
+            a[i, c] = r * a[i, c]
+        for j in range(c + 1, p):
+            t = -a[j, c]
+            for i in range(j, p):
+                a[i, j] = a[i, j] + t * a[i, c]
+    for j in range(p - 1, -1, -1):
+        a[j, j] = 1.0 / a[j, j]
+        ajj = -a[j, j]
+        for jj in range(p - 1, j, -1):
+            if a[jj, j] != 0.0:
+                t = a[jj, j]
+                for i in range(p - 1, jj, -1):
+                    a[i, j] = a[i, j] + t * a[i, jj]
+                a[jj, j] = a[jj, j] * a[jj, jj]
+        for i in range(j + 1, p):
+            a[i, j] = ajj * a[i, j]
+    for i in range(p):
+        aii = a[i, i]
+        if i < p - 1:
+            s = 0.0
+            for k2 in range(i, p):
+                s += a[k2, i] * a[k2, i]
+            a[i, i] = s
+            for jj in range(i):
+                t = 0.0
+                for k2 in range(i + 1, p):
+                    t += a[k2, jj] * a[k2, i]
+                a[i, jj] = aii * a[i, jj] + t
+        else:
+            for jj in range(i + 1):
+                a[i, jj] = aii * a[i, jj]
+    for i in range(p):
+        for j in range(p):
+            inv[i, j] = a[i, j] if i >= j else a[j, i]
+    return True
+
+
+@njit()
+def _trace_inv_product(b: np.ndarray, det: float, db: np.ndarray, low: np.ndarray) -> float:
+    """``trace(B^-1 dB)`` as R's Armadillo computes ``trace(b.i() * db)``: the closed-form
+    inverse for 2x2, the LAPACK Cholesky route for 4x4 and larger matrices that look SPD, LU
+    otherwise; the trace of the product accumulated in two interleaved sums."""
+    p = b.shape[0]
+    if p == 1:
+        return (1.0 / b[0, 0]) * db[0, 0]
+    if p == 2 and abs(det) > _DET_EPS and abs(det) < 1.0 / _DET_EPS:
+        i00 = b[1, 1] / det
+        i01 = -b[0, 1] / det
+        i10 = -b[1, 0] / det
+        i11 = b[0, 0] / det
+        acc1 = i00 * db[0, 0]
+        acc2 = i01 * db[1, 0]
+        acc1 += i10 * db[0, 1]
+        acc2 += i11 * db[1, 1]
+        return acc1 + acc2
+    inv = np.empty((p, p))
+    done = _sympd_inverse(b, inv) if _looks_sympd(b) else False
+    if not done and not _lu_inverse(b, inv) and _cholesky(b, low):
+        _cholesky_inverse(low, np.empty(p), inv)
+    # trace of a product as Armadillo sums it: two accumulators, alternate inner terms
+    acc1 = 0.0
+    acc2 = 0.0
+    for k in range(p):
+        j = 1
+        while j < p:
+            acc1 += inv[k, j - 1] * db[j - 1, k]
+            acc2 += inv[k, j] * db[j, k]
+            j += 2
+        if j - 1 < p:
+            acc1 += inv[k, j - 1] * db[j - 1, k]
+    return acc1 + acc2
 
 
 @njit()
@@ -230,36 +637,51 @@ def dlog_posterior(
     log_alpha: float, y: np.ndarray, mu: np.ndarray, x: np.ndarray, prior_mean: float,
     prior_var: float, use_prior: bool, use_cr: bool,
 ) -> float:
-    """Derivative of :func:`log_posterior` with respect to log(alpha)."""
+    """Derivative of :func:`log_posterior` with respect to log(alpha) (see
+    :func:`_dlog_posterior`)."""
+    return _dlog_posterior(log_alpha, y, mu, _inverse_means(mu), x, prior_mean, prior_var,
+                           use_prior, use_cr)
+
+
+@njit()
+def _dlog_posterior(
+    log_alpha: float, y: np.ndarray, mu: np.ndarray, inv_mu: np.ndarray, x: np.ndarray,
+    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool,
+) -> float:
+    """Derivative of :func:`log_posterior` with respect to log(alpha), in R's operation order
+    (``1/alpha^2`` times the per-sample sum; the Cox-Reid part as ``-0.5 det(B) tr(B^-1 dB) /
+    det(B)``): the line search's first proposal is ``log(alpha) + derivative``, whose last bits
+    decide knife-edge genes."""
     n, p = x.shape
     alpha = math.exp(log_alpha)
     inv_alpha = 1.0 / alpha
     dg_inv = digamma(inv_alpha)
+    minus_one = -1.0 - 0.0 * alpha  # -1, not a compile-time constant (see _pow)
     s = 0.0
     for i in range(n):
         ma = mu[i] * alpha
         s += (
-            dg_inv + math.log(1.0 + ma) - ma / (1.0 + ma) - digamma(y[i] + inv_alpha)
-            + y[i] / (mu[i] + inv_alpha)
+            dg_inv + math.log(1.0 + ma) - ma * _pow(1.0 + ma, minus_one)
+            - digamma(y[i] + inv_alpha) + y[i] * _pow(mu[i] + inv_alpha, minus_one)
         )
-    ll = s / (alpha * alpha)
+    ll = (1.0 / (alpha * alpha)) * s
     cr = 0.0
     if use_cr:
-        w, b, low, factored = _cr_system(x, mu, alpha)
+        w = np.empty(n)
+        dw = np.empty(n)
+        for i in range(n):
+            t = inv_mu[i] + alpha
+            w[i] = _pow(t, minus_one)
+            dw[i] = -_pow(t, 2.0 * minus_one)
+        b = np.empty((p, p))
+        db = np.empty((p, p))
+        low = np.zeros((p, p))
+        _gram(x, w, b)
+        _gram(x, dw, db)
+        det, _, factored = _log_det(b, low)
         if factored:
-            # trace(B^-1 dB) with dB = X' diag(-w^2) X: sum_i -w_i^2 * |L^-1 x_i|^2
-            v = np.empty(p)
-            tr = 0.0
-            for i in range(n):
-                _forward(low, x[i], v)
-                q = 0.0
-                for j in range(p):
-                    q += v[j] * v[j]
-                tr -= w[i] * w[i] * q
-            cr = -0.5 * tr
+            cr = -0.5 * (det * _trace_inv_product(b, det, db, low)) / det
         else:
-            db = np.empty((p, p))
-            _gram(x, -w * w, db)
             cr = -0.5 * np.trace(np.linalg.pinv(b) @ db)
     prior = 0.0
     if use_prior:
@@ -289,8 +711,9 @@ def fit_disp_line_search(
         mr = mu[g]
         pm = prior_mean[g]
         a = log_alpha0[g]
-        lp = log_posterior(a, yr, mr, x, pm, prior_var, use_prior, use_cr)
-        dlp = dlog_posterior(a, yr, mr, x, pm, prior_var, use_prior, use_cr)
+        im = _inverse_means(mr)
+        lp = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+        dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
         kappa = kappa_0
         out_initial_lp[g] = lp
         iters = 0
@@ -302,12 +725,13 @@ def fit_disp_line_search(
                 kappa = (-30.0 - a) / dlp
             if proposal > 10.0:
                 kappa = (10.0 - a) / dlp
-            theta_kappa = -log_posterior(a + kappa * dlp, yr, mr, x, pm, prior_var, use_prior, use_cr)
+            theta_kappa = -_log_posterior(a + kappa * dlp, yr, mr, im, x, pm, prior_var,
+                                          use_prior, use_cr)
             theta_hat_kappa = -lp - kappa * ARMIJO_EPS * dlp * dlp
             if theta_kappa <= theta_hat_kappa:
                 accepted += 1
                 a = a + kappa * dlp
-                lpnew = log_posterior(a, yr, mr, x, pm, prior_var, use_prior, use_cr)
+                lpnew = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
                 change = lpnew - lp
                 if change < tol:
                     lp = lpnew
@@ -315,7 +739,7 @@ def fit_disp_line_search(
                 if a < min_log_alpha:
                     break
                 lp = lpnew
-                dlp = dlog_posterior(a, yr, mr, x, pm, prior_var, use_prior, use_cr)
+                dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
                 kappa = min(kappa * 1.1, kappa_0)
                 if accepted % 5 == 0:
                     kappa = kappa / 2.0
@@ -339,11 +763,12 @@ def fit_disp_grid(
     for g in prange(n_genes):
         yr = y[g]
         mr = mu[g]
+        im = _inverse_means(mr)
         pm = prior_mean[g]
         best = -np.inf
         a_hat = grid[0]
         for t in range(n_grid):
-            v = log_posterior(grid[t], yr, mr, x, pm, prior_var, use_prior, use_cr)
+            v = _log_posterior(grid[t], yr, mr, im, x, pm, prior_var, use_prior, use_cr)
             if v > best:
                 best = v
                 a_hat = grid[t]
@@ -354,11 +779,90 @@ def fit_disp_grid(
         a_best = start
         for t in range(n_grid):
             a = stop if t == n_grid - 1 else start + t * step
-            v = log_posterior(a, yr, mr, x, pm, prior_var, use_prior, use_cr)
+            v = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
             if v > best:
                 best = v
                 a_best = a
         out_log_alpha[g] = a_best
+
+
+@njit()
+def _qr_weighted_solve(
+    x: np.ndarray, sw: np.ndarray, zw: np.ndarray, sqrt_ridge: np.ndarray, house: np.ndarray,
+    tau: np.ndarray, q: np.ndarray, beta: np.ndarray,
+) -> bool:
+    """One IRLS solve as DESeq2's ``fitBeta`` (``useQR``) makes it: Householder QR of
+    ``[sqrt(W) X; sqrt(ridge)]`` (reflectors ``v = (1, ...)``, ``tau = (beta - alpha) / beta``,
+    norms as ``sqrt`` of sequential sums of squares, ``hypot`` as ``w sqrt(1 + (z/w)^2)``), the
+    first columns of Q formed by applying the reflectors last to first, ``gamma = Q' sqrt(W) z``
+    summed in row order, then back substitution with R. Written to these steps (the reference
+    LAPACK/BLAS order R uses) so the coefficients equal R's to the last bit; False when R is
+    singular."""
+    n, p = x.shape
+    m = n + p
+    for i in range(n):
+        for j in range(p):
+            house[i, j] = x[i, j] * sw[i]
+    for i in range(p):
+        for j in range(p):
+            house[n + i, j] = sqrt_ridge[i] if i == j else 0.0
+    for i in range(p):
+        alpha = house[i, i]
+        ss = 0.0
+        for k in range(i + 1, m):
+            ss += house[k, i] * house[k, i]
+        xnorm = math.sqrt(ss)
+        if xnorm == 0.0:
+            tau[i] = 0.0
+        else:
+            big = max(abs(alpha), xnorm)
+            small = min(abs(alpha), xnorm)
+            hyp = big if small == 0.0 else big * math.sqrt(1.0 + (small / big) * (small / big))
+            beta_i = -math.copysign(hyp, alpha)
+            tau[i] = (beta_i - alpha) / beta_i
+            scale = 1.0 / (alpha - beta_i)
+            for k in range(i + 1, m):
+                house[k, i] = scale * house[k, i]
+            house[i, i] = beta_i
+        if tau[i] != 0.0:  # apply the reflector to the remaining columns
+            for j in range(i + 1, p):
+                s = house[i, j]
+                for k in range(i + 1, m):
+                    s += house[k, j] * house[k, i]
+                if s != 0.0:
+                    t = -tau[i] * s
+                    house[i, j] = house[i, j] + t
+                    for k in range(i + 1, m):
+                        house[k, j] = house[k, j] + house[k, i] * t
+    for i in range(p - 1, -1, -1):  # the first p columns of Q
+        if tau[i] != 0.0:
+            for j in range(i + 1, p):
+                s = q[i, j]
+                for k in range(i + 1, m):
+                    s += q[k, j] * house[k, i]
+                if s != 0.0:
+                    t = -tau[i] * s
+                    q[i, j] = q[i, j] + t
+                    for k in range(i + 1, m):
+                        q[k, j] = q[k, j] + house[k, i] * t
+        for k in range(i + 1, m):
+            q[k, i] = -tau[i] * house[k, i]
+        q[i, i] = 1.0 - tau[i]
+        for k in range(i):
+            q[k, i] = 0.0
+    for j in range(p):
+        s = 0.0
+        for k in range(n):
+            s += q[k, j] * zw[k]
+        beta[j] = s
+    for k in range(p - 1, -1, -1):
+        if house[k, k] == 0.0:
+            return False
+        if beta[k] != 0.0:
+            beta[k] = beta[k] / house[k, k]
+            for i in range(k):
+                beta[i] = beta[i] - beta[k] * house[i, k]
+    return True
 
 
 @njit(parallel=True)
@@ -378,6 +882,7 @@ def irls_nb(
     """
     n_genes, n = y.shape
     p = x.shape[1]
+    sqrt_ridge = np.sqrt(ridge)
     for g in prange(n_genes):
         yr = y[g]
         a = alpha[g]
@@ -385,10 +890,14 @@ def irls_nb(
         beta = beta0[g].copy()
         mu = np.empty(n)
         w = np.empty(n)
-        rhs = np.empty(p)
         b = np.empty((p, p))
         low = np.zeros((p, p))
         tmp = np.empty(p)
+        sw = np.empty(n)
+        zw = np.empty(n)
+        house = np.empty((n + p, p))
+        tau = np.empty(p)
+        q = np.empty((n + p, p))
         for i in range(n):
             eta = 0.0
             for j in range(p):
@@ -401,19 +910,11 @@ def irls_nb(
             iters += 1
             for i in range(n):
                 w[i] = mu[i] / (1.0 + a * mu[i])
-            _gram(x, w, b)
-            for j in range(p):
-                b[j, j] += ridge[j]
-                s = 0.0
-                for i in range(n):
-                    z = math.log(mu[i] / sf[i]) + (yr[i] - mu[i]) / mu[i]
-                    s += x[i, j] * w[i] * z
-                rhs[j] = s
-            if not _cholesky(b, low):
+                sw[i] = math.sqrt(w[i])
+                zw[i] = sw[i] * (math.log(mu[i] / sf[i]) + (yr[i] - mu[i]) / mu[i])
+            if not _qr_weighted_solve(x, sw, zw, sqrt_ridge, house, tau, q, beta):
                 iters = maxit
                 break
-            _forward(low, rhs, tmp)
-            _backward(low, tmp, beta)
             diverged = False
             for j in range(p):
                 if abs(beta[j]) > LARGE_BETA or not math.isfinite(beta[j]):
