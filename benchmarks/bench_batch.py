@@ -1,6 +1,22 @@
-"""Batch gating of an FCS archive: phenoflow ``run_batch`` vs FlowKit ``Session``.
+"""Batch gating of an FCS archive: the ``phenoflow gate`` command vs a plain loop vs FlowKit.
 
-Two measurements, every configuration in a fresh process (the ``--one`` child mode):
+Measurements, every configuration in a fresh process (the ``--one`` child mode):
+
+* Command vs loop vs FlowKit per file (``throughput``): an archive of ``--files`` files of
+  ``--events`` events written in ``--layout`` (``flowio``: DATA where ``flowio.create_fcs``
+  puts it, as instrument files; ``aligned``: phenoflow's writer). The whole ``phenoflow gate``
+  command (a fresh interpreter: imports, executor start, listing, fingerprints, gating, part
+  files, final tables) with 1 and 2 workers, as threads (the default) and as processes;
+  ``run_batch`` in-process; a plain in-process loop over the same files (``read_fcs`` +
+  ``compile_plan`` + ``apply_plan``, one thread, imports and kernels loaded before the clock:
+  the floor the command is compared with); FlowKit's own cost per file
+  (``Sample`` + ``GatingStrategy.gate_sample`` + report, serially on ``--flowkit-files`` files);
+  and FlowKit's ``Session.analyze_samples`` on the whole archive (``--tools ...,flowkit``).
+* Fingerprints (``hash``): XXH3-128 (over the mapping and by ``read()``), XXH3-64, CRC32,
+  BLAKE2b, SHA-256 and ``stat`` only (size + mtime) over the archive's files.
+* Many small files (``scale``): ``--scale-files`` files of ``--mem-events`` events; the cost
+  per file of listing, preparing tasks (``stat``), fingerprinting, and the whole command,
+  chunked (threads) and one part per file (in-process).
 
 * Throughput: an archive of ``--files`` 24-channel files of ``--events`` events each
   (:func:`benchmarks.bench_gating.make_file`, one seed per file) gated with the 11-gate
@@ -22,7 +38,8 @@ forkserver preloads ``flowkit``, as it does for a script that imports FlowKit at
 Every count of every file and population is compared between the two tools.
 
 Run: ``python -m benchmarks.bench_batch [--files 200] [--events 100000] [--workers 1,2]
-[--mem-files 100,1000] [--mem-events 5000]``.
+[--layout flowio] [--sections throughput,hash,scale,memory] [--mem-files 100,1000]
+[--mem-events 5000] [--scale-files 10000]``.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -45,8 +63,8 @@ from benchmarks._harness import RESULTS, measure, peak_rss_mb, write_table
 log = logging.getLogger("benchmarks.bench_batch")
 
 THROUGHPUT_COLUMNS = [
-    "configuration", "processes", "files", "events", "wall s", "files/s", "M events/s",
-    "vs fastest FlowKit", "driver peak MiB", "tree peak MiB", "counts equal",
+    "configuration", "workers", "files", "wall s", "ms/file", "x loop", "x FlowKit per file",
+    "M events/s", "driver peak MiB", "tree peak MiB", "counts equal",
 ]
 MEMORY_COLUMNS = [
     "configuration", "processes", "files", "wall s", "driver peak MiB", "tree peak MiB",
@@ -134,7 +152,10 @@ class TreeMemory:
 
 # ---- child: one configuration --------------------------------------------------------------
 def _setup(tool: str, mode: str, warm: Path, xml: Path) -> None:
-    """Imports and JIT cache loads, outside the timed section."""
+    """Imports and JIT cache loads, outside the timed section (none for the command: a fresh
+    interpreter pays them, as a user does)."""
+    if tool == "phenoflow" and mode.startswith("command"):
+        return
     if tool == "phenoflow":
         from engine import run_batch  # noqa: F401
         from gating import apply_plan, compile_plan, load_strategy, read_fcs
@@ -150,6 +171,54 @@ def _setup(tool: str, mode: str, warm: Path, xml: Path) -> None:
         flowkit.parse_gating_xml(str(xml))
 
 
+def _command(mode: str, workers: int, folder: Path, xml: Path, out: Path) -> dict[str, Any]:
+    """``phenoflow gate`` in a fresh interpreter, as a user runs it."""
+    import subprocess
+
+    args = [sys.executable, "-m", "engine.cli", "gate", "--strategy", str(xml), "--fcs", str(folder),
+            "--out", str(out), "--workers", str(workers)]
+    if mode == "command-processes":
+        args.append("--worker-processes")
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1:])
+    return {"executor": proc.stdout.strip().splitlines()[-1].split(" on ", 1)[-1].split(" -> ")[0]}
+
+
+def _loop(folder: Path, xml: Path) -> dict[str, Any]:
+    """The floor: read, compile and gate each file in this process, one thread, counts only."""
+    from gating import apply_plan, compile_plan, load_strategy, read_fcs
+
+    strategy = load_strategy(xml)
+    counts: dict[str, int] = {}
+    events = n = 0
+    for path in sorted(folder.glob("*.fcs")):
+        sample = read_fcs(path)
+        result = apply_plan(compile_plan(strategy, sample), sample, threads=1)
+        counts.update({f"{path.stem}/{g}": int(c) for g, c in zip(result.counts["id"], result.counts["count"],
+                                                                  strict=True)})
+        events += sample.n_events
+        n += 1
+    return {"files": n, "events": events, "errors": 0, "executor": "1 thread", "counts": counts}
+
+
+def _flowkit_per_file(folder: Path, xml: Path, limit: int) -> dict[str, Any]:
+    """FlowKit's cost per file: read the sample, gate it, build its report, file by file."""
+    import flowkit
+
+    strategy = flowkit.parse_gating_xml(str(xml))
+    counts: dict[str, int] = {}
+    events = n = 0
+    for path in sorted(folder.glob("*.fcs"))[:limit]:
+        sample = flowkit.Sample(str(path))
+        report = strategy.gate_sample(sample).report
+        counts.update({f"{path.stem}/{g}": int(c) for g, c in zip(report["gate_name"], report["count"],
+                                                                  strict=True)})
+        events += sample.event_count
+        n += 1
+    return {"files": n, "events": events, "errors": 0, "executor": "1 process", "counts": counts}
+
+
 def _phenoflow(mode: str, workers: int, folder: Path, xml: Path, out: Path) -> Any:
     from engine import ExecutorSpec, resolve_inputs, run_batch
 
@@ -158,6 +227,18 @@ def _phenoflow(mode: str, workers: int, folder: Path, xml: Path, out: Path) -> A
         else ExecutorSpec(kind="local", workers=workers)
     )
     return run_batch(str(xml), resolve_inputs([folder]), out_dir=out, executor=spec)
+
+
+class _Finished:
+    """What ``_phenoflow_summary`` reads, from a finished command's output folder."""
+
+    def __init__(self, out: Path) -> None:
+        import pandas as pd
+
+        self.populations = pd.read_parquet(out / "populations.parquet")
+        self.files = pd.read_parquet(out / "files.parquet")
+        self.errors = pd.read_parquet(out / "errors.parquet")
+        self.executor = ""
 
 
 def _phenoflow_summary(run: Any) -> dict[str, Any]:
@@ -217,12 +298,26 @@ def run_one(config: str, folder: Path, xml: Path, warm: Path, interval: float) -
     with tempfile.TemporaryDirectory(prefix="bench-batch-out-", dir=folder.parent) as out:
         with TreeMemory(interval=interval) as tree:
             start = time.perf_counter()
-            if tool == "phenoflow":
+            if mode == "loop":
+                summary = _loop(folder, xml)
+            elif mode == "perfile":
+                summary = _flowkit_per_file(folder, xml, workers)
+            elif mode.startswith("command"):
+                summary = _command(mode, workers, folder, xml, Path(out))
+            elif tool == "phenoflow":
                 run = _phenoflow(mode, workers, folder, xml, Path(out))
             else:
                 session, report = _flowkit(mode, workers, folder, xml)
             seconds = time.perf_counter() - start
-        if tool == "phenoflow":
+        if mode.startswith("command"):
+            from engine.runtime import default_threads
+
+            executor = summary["executor"]
+            summary = _phenoflow_summary(_Finished(Path(out)))
+            summary.update(executor=executor, processes=min(workers, default_threads()))
+        elif mode in ("loop", "perfile"):
+            summary["processes"] = 1
+        elif tool == "phenoflow":
             summary = _phenoflow_summary(run)
             summary["processes"] = 1 if mode == "inprocess" else workers
         else:
@@ -235,19 +330,25 @@ def run_one(config: str, folder: Path, xml: Path, warm: Path, interval: float) -
 
 
 # ---- driver ---------------------------------------------------------------------------------
-def _make_files(folder: Path, n_files: int, n_events: int, *, seed0: int) -> None:
-    from benchmarks.bench_gating import make_file
+def _make_files(folder: Path, n_files: int, n_events: int, *, seed0: int, layout: str = "aligned") -> None:
+    from benchmarks.bench_gating import make_layout
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"s{i:05d}.fcs" for i in range(n_files)]
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context) as pool:
-        list(pool.map(make_file, paths, [n_events] * n_files, range(seed0, seed0 + n_files),
-                      chunksize=8))
+        list(pool.map(make_layout, paths, [n_events] * n_files, [layout] * n_files,
+                      range(seed0, seed0 + n_files), chunksize=8))
 
 
 def _label(config: str, processes: int, executor: str) -> str:
     tool, mode, *_ = config.split(":")
+    if mode == "loop":
+        return "loop in one process: read_fcs + compile_plan + apply_plan (1 thread)"
+    if mode == "perfile":
+        return f"FlowKit per file: Sample + gate_sample + report ({processes} process)"
+    if mode.startswith("command"):
+        return f"`phenoflow gate` command, {executor}"
     if tool == "phenoflow":
         return f"phenoflow run_batch, {executor}"
     return {
@@ -260,7 +361,7 @@ def _label(config: str, processes: int, executor: str) -> str:
 def _agreement(counts: dict[str, int], reference: dict[str, int] | None, label: str) -> str:
     if not reference:
         return ""
-    keys = sorted(set(counts) | set(reference))
+    keys = sorted(set(counts) & set(reference))  # FlowKit's per-file run covers a subset
     agree = sum(counts.get(k) == reference.get(k) for k in keys)
     differ = [(k, counts.get(k), reference.get(k)) for k in keys if counts.get(k) != reference.get(k)]
     if differ:
@@ -294,7 +395,8 @@ def _references(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, int] 
 
 def _throughput_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     refs = _references(results)
-    fk = [r["seconds"] for c, r in results.items() if c.startswith("flowkit") and "seconds" in r]
+    per_file = {mode: r["seconds"] / r["files"] for c, r in results.items() if "seconds" in r
+                for mode in [c.split(":")[1]] if mode in ("loop", "perfile")}
     rows = []
     for config, res in results.items():
         if "error" in res:
@@ -302,11 +404,13 @@ def _throughput_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
             continue
         label = _label(config, res["processes"], res["executor"])
         s = res["seconds"]
+        ms = s / res["files"]
         rows.append({
-            "configuration": label, "processes": res["processes"], "files": res["files"],
-            "events": f"{res['events']:,}", "wall s": f"{s:.2f}", "files/s": f"{res['files'] / s:.1f}",
+            "configuration": label, "workers": res["processes"], "files": res["files"],
+            "wall s": f"{s:.2f}", "ms/file": f"{ms * 1e3:.1f}",
+            "x loop": f"{ms / per_file['loop']:.2f}" if "loop" in per_file else "",
+            "x FlowKit per file": f"{per_file['perfile'] / ms:.1f}x" if "perfile" in per_file else "",
             "M events/s": f"{res['events'] / s / 1e6:.2f}",
-            "vs fastest FlowKit": f"{min(fk) / s:.1f}x" if fk else "",
             "driver peak MiB": f"{res['peak_rss_mb']:.0f}", "tree peak MiB": f"{res['tree_peak_mb']:.0f}",
             "counts equal": _agreement(res["counts"], refs[config.split(":")[0]], label),
         })
@@ -339,18 +443,133 @@ def _memory_rows(by_size: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str
     return rows
 
 
-def _configs(tools: list[str], workers: list[int], *, memory: bool) -> list[str]:
+def _configs(tools: list[str], workers: list[int], *, memory: bool, flowkit_files: int = 20) -> list[str]:
     configs: list[str] = []
-    if "phenoflow" in tools:
+    if "phenoflow" in tools and not memory:
+        configs.append("phenoflow:loop")
+        configs += [f"phenoflow:command:{w}" for w in workers]
+        configs += [f"phenoflow:command-processes:{w}" for w in workers]
         configs.append("phenoflow:inprocess")
-        configs += [f"phenoflow:local:{w}" for w in ([max(workers)] if memory else workers)]
-    if "flowkit" in tools:
+    elif "phenoflow" in tools:
+        configs.append("phenoflow:inprocess")
+        configs += [f"phenoflow:local:{max(workers)}"]
+    if "flowkit" in tools and not memory:
+        configs.append(f"flowkit:perfile:{flowkit_files}")
+    if "flowkit-session" in tools or ("flowkit" in tools and memory):
         configs.append("flowkit:auto")
         pools = [w for w in ([max(workers)] if memory else workers) if w > 1]
         configs += [f"flowkit:pool:{w}" for w in pools]
-        if not memory and (os.cpu_count() or 1) > 2:  # with 2 CPUs "auto" already runs serially
-            configs.append("flowkit:serial")
     return configs
+
+
+# ---- fingerprints and many small files -------------------------------------------------------
+HASH_COLUMNS = ["fingerprint", "how", "ms/file", "GB/s", "what it proves"]
+SCALE_COLUMNS = ["step", "files", "seconds", "ms/file", "note"]
+
+
+def _hash_rows(folder: Path, repeats: int) -> list[dict[str, Any]]:
+    """Each fingerprint over every file of ``folder`` (page cache warm), best of ``repeats``."""
+    import hashlib
+    import mmap
+    import zlib
+
+    import xxhash
+
+    from engine import file_fingerprint
+
+    paths = sorted(folder.glob("*.fcs"))
+    total = sum(p.stat().st_size for p in paths)
+
+    def by_read(make: Any) -> Any:
+        def run(path: Path) -> None:
+            h = make()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    h.update(chunk)
+        return run
+
+    def by_map(make: Any) -> Any:
+        def run(path: Path) -> None:
+            h = make()
+            with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                h.update(view)
+        return run
+
+    class Crc:
+        def __init__(self) -> None:
+            self.value = 0
+
+        def update(self, data: Any) -> None:
+            self.value = zlib.crc32(data, self.value)
+
+    cases = [
+        ("XXH3-128 (phenoflow)", "mmap", lambda p: file_fingerprint(str(p)), "the exact bytes gated"),
+        ("XXH3-128", "read() 4 MiB", by_read(xxhash.xxh3_128), "the exact bytes gated"),
+        ("XXH3-64", "mmap", by_map(xxhash.xxh3_64), "the bytes (64-bit: collisions at ~4e9 files)"),
+        ("CRC32", "mmap", by_map(Crc), "error detection only"),
+        ("BLAKE2b", "mmap", by_map(hashlib.blake2b), "the bytes, cryptographic"),
+        ("SHA-256", "mmap", by_map(hashlib.sha256), "the bytes, cryptographic"),
+        ("size + mtime", "stat()", lambda p: p.stat(), "nothing about the content"),
+    ]
+    rows = []
+    for name, how, fn, proves in cases:
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for path in paths:
+                fn(path)
+            best = min(best, time.perf_counter() - start)
+        rows.append({"fingerprint": name, "how": how, "ms/file": f"{best / len(paths) * 1e3:.2f}",
+                     "GB/s": f"{total / best / 1e9:.1f}", "what it proves": proves})
+    return rows
+
+
+def _scale_rows(folder: Path, xml: Path, repeats: int) -> list[dict[str, Any]]:
+    """Per-file costs of the driver and of the outputs with many small files."""
+    import subprocess
+
+    from engine import BatchOptions, file_fingerprint, finished_files, prepare_batch, resolve_inputs
+    from gating import load_strategy
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    strategy = load_strategy(xml)
+    n = len(list(folder.glob("*.fcs")))
+    out = folder.parent / "scale-out"
+    rows = []
+
+    def add(step: str, seconds: float, note: str = "") -> None:
+        rows.append({"step": step, "files": n, "seconds": f"{seconds:.2f}",
+                     "ms/file": f"{seconds / n * 1e3:.3f}", "note": note})
+
+    add("list the folder (resolve_inputs)", best(lambda: resolve_inputs([folder])), "recursive scan, sorted")
+    inputs = resolve_inputs([folder])
+    add("prepare tasks (stat + key per file)",
+        best(lambda: prepare_batch(strategy, inputs, out_dir=out, options=BatchOptions())), "")
+    add("fingerprint (XXH3-128)", best(lambda: [file_fingerprint(i.path) for i in inputs]),
+        f"{sum(os.path.getsize(i.path) for i in inputs[:100]) / 100 / 1e3:.0f} kB per file")
+    for label, extra in (("threads, chunked parts", ["--workers", "2"]),
+                         ("in-process, one part per file", ["--in-process"])):
+        def command(extra: list[str] = extra, *, fresh: bool = True) -> None:
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "engine.cli", "gate", "--strategy", str(xml), "--fcs",
+                            str(folder), "--out", str(out), *extra], capture_output=True, check=True)
+        add(f"whole `phenoflow gate` command, {label}", best(command),
+            f"{len(list((out / 'parts').iterdir()))} part files")
+        tasks, _ = prepare_batch(strategy, inputs, out_dir=out, options=BatchOptions())
+        add(f"resume check (index of the parts), {label}", best(lambda tasks=tasks: finished_files(tasks, out / "parts")),
+            "what a rerun does before gating")
+        add(f"rerun with everything done, {label}", best(lambda command=command: command(fresh=False)),
+            "start, listing, index, final tables")
+    shutil.rmtree(out, ignore_errors=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,8 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--mem-files", default="100,1000")
     parser.add_argument("--mem-events", type=int, default=5_000)
+    parser.add_argument("--layout", default="flowio", help="aligned (our writer) or flowio (instrument-like)")
+    parser.add_argument("--flowkit-files", type=int, default=20, help="files FlowKit gates for its per-file cost")
+    parser.add_argument("--scale-files", type=int, default=10_000)
     parser.add_argument("--tools", default="phenoflow,flowkit")
-    parser.add_argument("--sections", default="throughput,memory")
+    parser.add_argument("--sections", default="throughput,hash,scale")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.1, help="process-tree sampling period (s)")
     args = parser.parse_args(argv)
@@ -387,15 +609,35 @@ def main(argv: list[str] | None = None) -> int:
         make_file(warm, 20_000, seed=99_999)
         if "throughput" in sections:
             start = time.perf_counter()
-            _make_files(root / "archive", args.files, args.events, seed0=0)
+            _make_files(root / "archive", args.files, args.events, seed0=0, layout=args.layout)
             log.info("wrote %d files of %d events in %.1f s", args.files, args.events, time.perf_counter() - start)
-            results = _run_configs(_configs(tools, workers, memory=False), root / "archive", xml, warm,
-                                   repeats=args.repeats, interval=args.interval)
+            results = _run_configs(_configs(tools, workers, memory=False, flowkit_files=args.flowkit_files),
+                                   root / "archive", xml, warm, repeats=args.repeats, interval=args.interval)
             md = write_table(
                 "batch_throughput", _throughput_rows(results), THROUGHPUT_COLUMNS,
-                title=f"Batch throughput: {args.files} files x {args.events:,} events x 24 channels, "
-                      f"11 gates (best of {args.repeats})",
+                title=f"Batch: {args.files} files x {args.events:,} events x 24 channels ({args.layout} layout), "
+                      f"11 gates (best of {args.repeats}; x loop: time per file over the loop's)",
             )
+            parts.append(md.read_text())
+            md.unlink()
+        if "hash" in sections:
+            if not (root / "archive").exists():
+                _make_files(root / "archive", args.files, args.events, seed0=0, layout=args.layout)
+            md = write_table("batch_hash", _hash_rows(root / "archive", max(3, args.repeats)), HASH_COLUMNS,
+                             title=f"File fingerprints over the {args.files} archive files (warm page cache, "
+                                   f"best of {max(3, args.repeats)})")
+            parts.append(md.read_text())
+            md.unlink()
+        if "scale" in sections:
+            start = time.perf_counter()
+            distinct = min(args.scale_files, 100)  # then copied: listing and writing cost the same
+            _make_files(root / "many", distinct, args.mem_events, seed0=200_000, layout=args.layout)
+            for i in range(distinct, args.scale_files):
+                shutil.copyfile(root / "many" / f"s{i % distinct:05d}.fcs", root / "many" / f"s{i:05d}.fcs")
+            log.info("wrote %d files in %.1f s", args.scale_files, time.perf_counter() - start)
+            md = write_table("batch_scale", _scale_rows(root / "many", xml, args.repeats), SCALE_COLUMNS,
+                             title=f"Many small files: {args.scale_files:,} files x {args.mem_events:,} events "
+                                   f"(best of {args.repeats})")
             parts.append(md.read_text())
             md.unlink()
         if "memory" in sections:
@@ -419,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             md.unlink()
     command = "python -m benchmarks.bench_batch " + " ".join(sys.argv[1:] if argv is None else argv)
     notes = (
-        f"Machine: {os.cpu_count()} CPUs. Command: `{command.strip()}`. Wall time: the whole batch "
+        f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end. "
+        f"Command: `{command.strip()}`. Wall time: the whole batch "
         "(executor start, read, gate, outputs/report). Driver peak: VmHWM of the process that runs "
         f"the batch; tree peak: summed VmRSS of it and its descendants sampled every {args.interval} s. "
         "Counts equal: file x population counts equal to the other tool's.\n"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 Method = Literal["ratio", "poscounts"]
 METHODS: tuple[str, ...] = ("ratio", "poscounts")
-_R_ALL_ZERO = "every gene contains at least one zero, cannot compute log geometric means"
+R_ALL_ZERO = "every gene contains at least one zero, cannot compute log geometric means"
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _log_geo_means(counts: Any, *, method: str) -> np.ndarray:
     return _log_geo_meansblock(np.asarray(counts), method=method)
 
 
-def _r_median(values: np.ndarray) -> float:
+def r_median(values: np.ndarray) -> float:
     """R's ``median``: the middle order statistic, or the long-double mean of the two middle ones."""
     n = values.size
     half = (n + 1) // 2
@@ -139,11 +139,11 @@ def _log_medians_block(
     for i in range(block.shape[0]):  # one sample at a time: no float64 copy of the block
         row = np.asarray(block[i] if cols is None else block[i, cols], dtype=np.float64)
         keep = row > 0
-        out[i] = _r_median(np.log(row[keep]) - lgm[keep]) if keep.any() else np.nan
+        out[i] = r_median(np.log(row[keep]) - lgm[keep]) if keep.any() else np.nan
     return out
 
 
-def _gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
+def gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
     if control_genes is None:
         return np.ones(n_genes, dtype=bool)
     sel = np.asarray(control_genes)
@@ -157,6 +157,21 @@ def _gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
     mask[sel] = True
     return mask
 
+
+
+def usable_genes(lgm: np.ndarray, control_genes: Any, n_genes: int) -> np.ndarray:
+    """Mask of the genes size factors use: a finite log geometric mean, among ``control_genes``.
+
+    Raises R DESeq2's error when no gene has a finite log geometric mean.
+    """
+    if lgm.shape != (n_genes,):
+        raise ValueError(f"geometric means have shape {lgm.shape}, expected ({n_genes},)")
+    if not np.isfinite(lgm).any():
+        raise CountsError(
+            f"{R_ALL_ZERO} (R DESeq2's error); use method='poscounts' for sparse data "
+            "where every gene has a zero in some sample"
+        )
+    return np.isfinite(lgm) & gene_selection(control_genes, n_genes)
 
 def fit_size_factors(
     counts: Any,
@@ -222,14 +237,7 @@ def fit_size_factors(
             lgm = np.log(np.asarray(geo_means, dtype=np.float64))
     else:
         lgm = _log_geo_means(counts, method=method)
-    if lgm.shape != (n_genes,):
-        raise ValueError(f"geometric means have shape {lgm.shape}, expected ({n_genes},)")
-    if not np.isfinite(lgm).any():
-        raise CountsError(
-            f"{_R_ALL_ZERO} (R DESeq2's error); use method='poscounts' for sparse data "
-            "where every gene has a zero in some sample"
-        )
-    used = np.isfinite(lgm) & _gene_selection(control_genes, n_genes)
+    used = usable_genes(lgm, control_genes, n_genes)
     cols = np.flatnonzero(used)
     if is_dask(counts):
         sub = counts[:, cols].rechunk({0: "auto", 1: -1})  # whole gene rows, bounded blocks

@@ -1,9 +1,17 @@
 """Where batch tasks run: in-process, a local Dask cluster, an existing scheduler, or SLURM.
 
-Tasks are small frozen records (``BatchTask``: a file path and the serialised strategy), never
-samples or event arrays; Dask ships them to workers like any other argument. Results are small
-``TaskOutcome`` records. Each executor caps the Numba threads a task may use to its worker's
-share of the machine (it sets the task's ``threads``).
+Tasks are small frozen records (a chunk of ``BatchTask``: file paths and the serialised
+strategy), never samples or event arrays; Dask ships them to workers like any other argument.
+Results are small ``TaskOutcome`` records. Each executor caps the Numba threads a task may use
+to its worker's share of the machine (it sets the task's ``threads``) and says how many tasks
+it runs at once (``slots``), from which the batch sizes its chunks.
+
+The local cluster runs its workers as threads of this process by default: the gating kernels
+release the GIL, the process has already imported everything and loaded the compiled kernels,
+so workers start in well under a second, where worker processes each start an interpreter,
+import the stack and load the kernel cache (several seconds, more than gating 200 files of
+100,000 events on two cores). ``processes=True`` gives each worker its own process (memory
+isolation and a memory limit per worker) for long runs.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from engine._batch._records import BatchTask, TaskOutcome
 from engine.runtime import default_threads
 
 __all__ = ["ExecutorSpec", "SlurmOptions", "open_executor", "slurm_job_script"]
+
+Chunk = tuple[BatchTask, ...]  # the files one task gates, in input order
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +66,14 @@ class ExecutorSpec:
     Attributes
     ----------
     kind
-        ``"inprocess"`` (debugging), ``"local"`` (a ``LocalCluster`` of worker processes, the
-        default), ``"scheduler"`` (an existing scheduler) or ``"slurm"``.
+        ``"inprocess"`` (debugging: one file per task, in this thread), ``"local"`` (a
+        ``LocalCluster``, the default), ``"scheduler"`` (an existing scheduler) or ``"slurm"``.
     workers
-        Local worker processes (default: the job's share of the machine, honouring
+        Local workers (default: the job's share of the machine, honouring
         ``SLURM_CPUS_PER_TASK``).
+    processes
+        ``kind="local"`` only: workers as separate processes (a memory limit each, a crash
+        isolated) instead of threads of this process (the default: no start-up cost).
     scheduler, scheduler_file
         Address (``tcp://host:port``) or scheduler file of an existing Dask scheduler.
     slurm
@@ -69,6 +82,7 @@ class ExecutorSpec:
 
     kind: Literal["inprocess", "local", "scheduler", "slurm"] = "local"
     workers: int | None = None
+    processes: bool = False
     scheduler: str | None = None
     scheduler_file: str | None = None
     slurm: SlurmOptions | None = None
@@ -77,13 +91,14 @@ class ExecutorSpec:
 class _InProcess:
     def __init__(self) -> None:
         self.threads = default_threads()
+        self.slots = 0  # no scheduling cost to amortise: one file per task
         self.description = f"in-process ({self.threads} threads)"
 
     def run(
-        self, fn: Callable[[BatchTask], TaskOutcome], tasks: Iterable[BatchTask]
-    ) -> Iterator[TaskOutcome]:
-        for task in tasks:
-            yield fn(dataclasses.replace(task, threads=self.threads))
+        self, fn: Callable[[Chunk], list[TaskOutcome]], chunks: Iterable[Chunk]
+    ) -> Iterator[list[TaskOutcome]]:
+        for chunk in chunks:
+            yield fn(tuple(dataclasses.replace(t, threads=self.threads) for t in chunk))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -101,25 +116,29 @@ class _Dask:
         self.threads = 1
         self.slots = max(1, sum(threads)) if threads else 1
 
+    def _submit(self, fn: Callable[[Chunk], list[TaskOutcome]], chunk: Chunk) -> Any:
+        return self.client.submit(
+            fn, tuple(dataclasses.replace(t, threads=self.threads) for t in chunk), pure=False)
+
     def run(
-        self, fn: Callable[[BatchTask], TaskOutcome], tasks: Iterable[BatchTask]
-    ) -> Iterator[TaskOutcome]:
+        self, fn: Callable[[Chunk], list[TaskOutcome]], chunks: Iterable[Chunk]
+    ) -> Iterator[list[TaskOutcome]]:
         from distributed import as_completed
 
-        pending = iter(tasks)
+        pending = iter(chunks)
         in_flight = max(2, 2 * self.slots)  # bounded: memory does not grow with the archive
         queue = as_completed()
         for _ in range(in_flight):
-            task = next(pending, None)
-            if task is None:
+            chunk = next(pending, None)
+            if chunk is None:
                 break
-            queue.add(self.client.submit(fn, dataclasses.replace(task, threads=self.threads), pure=False))
+            queue.add(self._submit(fn, chunk))
         for future in queue:
             result = future.result()
             future.release()
-            task = next(pending, None)
-            if task is not None:
-                queue.add(self.client.submit(fn, dataclasses.replace(task, threads=self.threads), pure=False))
+            chunk = next(pending, None)
+            if chunk is not None:
+                queue.add(self._submit(fn, chunk))
             yield result
 
     def close(self) -> None:
@@ -167,8 +186,9 @@ def open_executor(spec: ExecutorSpec) -> _InProcess | _Dask:
     Returns
     -------
     executor
-        Has ``run(fn, tasks)`` (yields results as tasks finish), ``threads`` (Numba threads per
-        task), ``description`` and ``close()``.
+        Has ``run(fn, chunks)`` (yields each chunk's outcomes as it finishes), ``threads``
+        (Numba threads per task), ``slots`` (tasks run at once; 0: one file per task),
+        ``description`` and ``close()``.
     """
     if spec.kind == "inprocess":
         return _InProcess()
@@ -176,12 +196,18 @@ def open_executor(spec: ExecutorSpec) -> _InProcess | _Dask:
 
     if spec.kind == "local":
         n = default_threads(spec.workers)
+        # threads: n threads of one worker in this process, talking in-process (no sockets);
+        # processes: n one-thread workers on loopback
+        # (no dashboard for threads: starting its web server costs more than the whole
+        # cluster, and the command shows progress itself)
+        where: dict[str, Any] = {"host": "127.0.0.1", "dashboard_address": ":0"} if spec.processes else {
+            "dashboard_address": None}  # ":0": a free port, parallel runs never collide
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=":0",  # loopback, a free port: parallel runs never collide
-            silence_logs=logging.ERROR,
+            n_workers=n if spec.processes else 1, threads_per_worker=1 if spec.processes else n,
+            processes=spec.processes, **where, silence_logs=logging.ERROR,
         )
-        return _Dask(Client(cluster), cluster=cluster, description=f"local Dask cluster, {n} workers")
+        kind = "processes" if spec.processes else "threads in this process"
+        return _Dask(Client(cluster), cluster=cluster, description=f"local Dask cluster, {n} workers ({kind})")
     if spec.kind == "scheduler":
         if spec.scheduler_file:
             client = Client(scheduler_file=spec.scheduler_file)

@@ -112,8 +112,10 @@ class BatchTask:
     Attributes
     ----------
     key
-        The part file's name stem (``parts/<key>.parquet`` or ``parts/<key>.error.json``): a
-        hash of the file's absolute path, strategy, options, sample name and metadata.
+        The file's identity in the parts: a hash of its absolute path, strategy, options,
+        sample name and metadata. It names the file's own part (``parts/<key>.parquet``, a
+        one-file task) or error record (``parts/<key>.error.json``), and is listed in the
+        metadata of its chunk's part (``parts/chunk-<hash>.parquet``).
     path
         The input file.
     name

@@ -19,7 +19,7 @@ __all__ = ["gate"]
 
 def executor_from_options(in_process: bool, workers: int | None, scheduler: str | None,
                           scheduler_file: Path | None, slurm: bool,
-                          slurm_options: dict[str, Any]) -> ExecutorSpec:
+                          slurm_options: dict[str, Any], processes: bool = False) -> ExecutorSpec:
     """The executor chosen by ``phenoflow gate``'s options (at most one of them)."""
     from engine._batch import ExecutorSpec, SlurmOptions
 
@@ -36,7 +36,7 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
                             scheduler_file=str(scheduler_file) if scheduler_file else None)
     if slurm:
         return ExecutorSpec(kind="slurm", slurm=SlurmOptions(**slurm_options))
-    return ExecutorSpec(kind="local", workers=workers)
+    return ExecutorSpec(kind="local", workers=workers, processes=processes)
 
 
 @click.command()
@@ -62,7 +62,10 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
               help="Gate files whose compensation cannot be applied (no spillover, $SPILLOVER "
                    "labels that are not channels, a singular matrix) uncompensated instead of "
                    "failing them; recorded in run.json and an 'uncompensated' column.")
-@click.option("--workers", type=int, default=None, help="Local worker processes (default: the job's CPUs).")
+@click.option("--workers", type=int, default=None, help="Local workers (default: the job's CPUs).")
+@click.option("--worker-processes", is_flag=True,
+              help="Local workers as separate processes (a memory limit each) instead of threads "
+                   "of this process (no start-up cost).")
 @click.option("--in-process", is_flag=True, help="Run in this process (debugging).")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -83,7 +86,7 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
 def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Path, membership: bool,
          group: str | None, mfi: str | None, h5ad: bool, events: str | None, stats: bool,
          stats_channels: str | None, allow_uncompensated: bool,
-         workers: int | None, in_process: bool,
+         workers: int | None, worker_processes: bool, in_process: bool,
          scheduler: str | None, scheduler_file: Path | None, slurm: bool, slurm_cores: int,
          slurm_memory: str, slurm_walltime: str, slurm_jobs: int, slurm_processes: int,
          slurm_account: str | None, slurm_queue: str | None, slurm_extra: tuple[str, ...],
@@ -113,7 +116,8 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
 
         click.echo(slurm_job_script(SlurmOptions(**slurm_options)))
         return
-    spec = executor_from_options(in_process, workers, scheduler, scheduler_file, slurm, slurm_options)
+    spec = executor_from_options(in_process, workers, scheduler, scheduler_file, slurm, slurm_options,
+                                 processes=worker_processes)
     if not fcs and manifest is None:
         raise click.UsageError("give FCS input with --fcs (files, directories, globs, @lists) or --manifest")
     loaded = load_strategy_option(strategy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def partial_name(path: str | os.PathLike[str], *, suffix: str = "") -> Path:
     Returns
     -------
     Path
-        ``<dir>/.<name>.<pid>.partial<suffix>``.
+        ``<dir>/.<name>.<pid>.partial<suffix>`` (``.<pid>.t<thread id>.partial`` outside the
+        main thread, so that two threads writing the same file never share a temporary file).
 
     Examples
     --------
@@ -36,7 +38,10 @@ def partial_name(path: str | os.PathLike[str], *, suffix: str = "") -> Path:
     True
     """
     target = Path(path)
-    return target.with_name(f".{target.name}.{os.getpid()}.partial{suffix}")
+    # threads of one process (a threaded Dask worker) each get their own name
+    thread = "" if threading.current_thread() is threading.main_thread() else (
+        f".t{threading.get_ident()}")
+    return target.with_name(f".{target.name}.{os.getpid()}{thread}.partial{suffix}")
 
 
 @contextlib.contextmanager

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 #: The lock file's name inside a locked folder.
 LOCK_NAME = ".phenoflow.lock"
 
-#: ``.<name>.<pid>.partial<suffix>``: the temporary names of :func:`engine.runtime.atomic_path`.
-_PARTIAL = re.compile(r"^\..+\.(\d+)\.partial[^/]*$")
+#: ``.<name>.<pid>[.t<thread>].partial<suffix>``: the temporary names of :func:`engine.runtime.atomic_path`.
+_PARTIAL = re.compile(r"^\..+\.(\d+)(?:\.t\d+)?\.partial[^/]*$")
 
 
 class OutputDirError(OSError):

@@ -221,11 +221,11 @@ def test_subcommand_help_starts_without_the_heavy_libraries(command):
     import subprocess
     import sys
 
-    code = ("import sys, runpy; sys.argv = ['phenoflow', %r, '--help']\n"
+    code = (f"import sys, runpy; sys.argv = ['phenoflow', {command!r}, '--help']\n"
             "try:\n    runpy.run_module('engine.cli', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
             "print(sorted(m for m in ('numba', 'scipy', 'pandas', 'matplotlib', 'dask', "
-            "'pydeseq2') if m in sys.modules))" % command)
+            "'pydeseq2') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
 

@@ -38,3 +38,35 @@ def test_atomic_writes_leave_the_old_file_or_the_new_one_and_no_temporary(tmp_pa
         raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_threads_writing_the_same_file_use_their_own_temporaries(tmp_path):
+    """Threaded batch workers: two threads writing one file never share a temporary, and a
+    thread's leftover is swept only when its process is gone."""
+    import os
+    import threading
+
+    from engine.runtime import atomic_write_bytes, partial_name, remove_stale_partials
+
+    target = tmp_path / "part.parquet"
+    names: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def write(k: int) -> None:
+        names.append(partial_name(target).name)
+        barrier.wait()
+        atomic_write_bytes(target, bytes([k]) * 1000)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(names)) == 4 and partial_name(target).name not in names
+    assert len(set(target.read_bytes())) == 1 and target.stat().st_size == 1000  # one whole write
+    assert [p.name for p in tmp_path.iterdir()] == ["part.parquet"]
+    live = tmp_path / f".x.csv.{os.getpid()}.t123.partial"
+    dead = tmp_path / f".x.csv.{2**22 + 12345}.t123.partial"
+    live.write_text("a")
+    dead.write_text("b")
+    assert remove_stale_partials(tmp_path) == [dead] and live.exists()
