@@ -295,11 +295,39 @@ def _cholesky_inverse(low: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> None
 _DET_EPS = 2.0**-52
 
 
+#: Armadillo's closed-form 4x4 determinant (R's DESeq2 ``det()`` of a 4-coefficient X'WX), as
+#: the sum of 24 terms ``sign * (b[r0, c0] * b[r1, c1]) * (b[r2, c2] * b[r3, c3])`` taken from
+#: left to right: one row per term, ``sign, r0, c0, r1, c1, r2, c2, r3, c3``.
+_DET4_TERMS = np.array([
+    [+1, 0, 3, 1, 2, 2, 1, 3, 0], [-1, 0, 2, 1, 3, 2, 1, 3, 0], [-1, 0, 3, 1, 1, 2, 2, 3, 0],
+    [+1, 0, 1, 1, 3, 2, 2, 3, 0], [+1, 0, 2, 1, 1, 2, 3, 3, 0], [-1, 0, 1, 1, 2, 2, 3, 3, 0],
+    [-1, 0, 3, 1, 2, 2, 0, 3, 1], [+1, 0, 2, 1, 3, 2, 0, 3, 1], [+1, 0, 3, 1, 0, 2, 2, 3, 1],
+    [-1, 0, 0, 1, 3, 2, 2, 3, 1], [-1, 0, 2, 1, 0, 2, 3, 3, 1], [+1, 0, 0, 1, 2, 2, 3, 3, 1],
+    [+1, 0, 3, 1, 1, 2, 0, 3, 2], [-1, 0, 1, 1, 3, 2, 0, 3, 2], [-1, 0, 3, 1, 0, 2, 1, 3, 2],
+    [+1, 0, 0, 1, 3, 2, 1, 3, 2], [+1, 0, 1, 1, 0, 2, 3, 3, 2], [-1, 0, 0, 1, 1, 2, 3, 3, 2],
+    [-1, 0, 2, 1, 1, 2, 0, 3, 3], [+1, 0, 1, 1, 2, 2, 0, 3, 3], [+1, 0, 2, 1, 0, 2, 1, 3, 3],
+    [-1, 0, 0, 1, 2, 2, 1, 3, 3], [-1, 0, 1, 1, 0, 2, 2, 3, 3], [+1, 0, 0, 1, 1, 2, 2, 3, 3],
+], dtype=np.int64)
+
+
 @njit()
 def _small_det(b: np.ndarray) -> float:
-    """Closed-form determinant of a 1x1, 2x2 or 3x3 matrix, in the operation order R's
-    DESeq2 gets from Armadillo (cofactors of the first column for 3x3); NaN for larger ones."""
+    """Closed-form determinant of a 1x1 to 4x4 matrix, in the operation order R's DESeq2 gets
+    from Armadillo (cofactors of the first column for 3x3, :data:`_DET4_TERMS` for 4x4); NaN for
+    larger ones."""
     p = b.shape[0]
+    if p == 4:
+        val = 0.0
+        for t in range(_DET4_TERMS.shape[0]):
+            r = _DET4_TERMS[t]
+            term = (b[r[1], r[2]] * b[r[3], r[4]]) * (b[r[5], r[6]] * b[r[7], r[8]])
+            if t == 0:
+                val = term
+            elif r[0] > 0:
+                val = val + term
+            else:
+                val = val - term
+        return val
     if p == 1:
         return b[0, 0]
     if p == 2:
@@ -316,7 +344,10 @@ def _small_det(b: np.ndarray) -> float:
 def _pow(v: float, e: float) -> float:
     """libm's ``pow``, as R's C++ calls it: ``pow(v, -1)`` is not always ``1 / v`` in the last bit.
     (The exponent is made opaque to the compiler, which would rewrite ``pow(v, -1.0)`` as a
-    division.)"""
+    division.) Where DESeq2's compiled code itself gets a division (the Cox-Reid weights),
+    the kernels divide; measured against DESeq2 1.38.3's C++ built by R's toolchain, its
+    log-likelihood terms keep libm's ``pow`` while ``pow(pow(mu, -1) + alpha, -1)`` is
+    ``1 / (1 / mu + alpha)``."""
     return math.pow(v, e)
 
 
@@ -324,14 +355,14 @@ def _pow(v: float, e: float) -> float:
 def _cr_system(
     x: np.ndarray, inv_mu: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)`` (as ``pow(pow(mu, -1) + alpha,
-    -1)``, R's), ``B = X' diag(w) X`` and room for its lower Cholesky factor (filled on demand
-    by :func:`_log_det`)."""
+    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)`` (R's compiled
+    ``pow(pow(mu, -1) + alpha, -1)`` is two divisions, not libm's ``pow``: see :func:`_pow`),
+    ``B = X' diag(w) X`` and room for its lower Cholesky factor (filled on demand by
+    :func:`_log_det`)."""
     n, p = x.shape
     w = np.empty(n)
-    minus_one = -1.0 - 0.0 * alpha  # -1, not a compile-time constant (see _pow)
     for i in range(n):
-        w[i] = _pow(inv_mu[i] + alpha, minus_one)
+        w[i] = 1.0 / (inv_mu[i] + alpha)
     b = np.empty((p, p))
     low = np.zeros((p, p))
     _gram(x, w, b)
@@ -396,12 +427,11 @@ def _log_det(b: np.ndarray, low: np.ndarray) -> tuple[float, float, bool]:
 
 @njit()
 def _inverse_means(mu: np.ndarray) -> np.ndarray:
-    """``pow(mu, -1)`` per sample (R's C++ recomputes it at every call; it does not depend on
-    alpha, so the line search computes it once per gene)."""
+    """``1 / mu`` per sample (R's compiled ``pow(mu, -1)``, a division; R's C++ recomputes it at
+    every call; it does not depend on alpha, so the line search computes it once per gene)."""
     out = np.empty(mu.shape[0])
-    minus_one = -1.0 - 0.0 * mu[0]  # -1, not a compile-time constant (see _pow)
     for i in range(mu.shape[0]):
-        out[i] = _pow(mu[i], minus_one)
+        out[i] = 1.0 / mu[i]
     return out
 
 
@@ -671,8 +701,8 @@ def _dlog_posterior(
         dw = np.empty(n)
         for i in range(n):
             t = inv_mu[i] + alpha
-            w[i] = _pow(t, minus_one)
-            dw[i] = -_pow(t, 2.0 * minus_one)
+            w[i] = 1.0 / t  # a division in R's compiled code, as in _cr_system
+            dw[i] = -_pow(t, 2.0 * minus_one)  # libm's pow(t, -2)
         b = np.empty((p, p))
         db = np.empty((p, p))
         low = np.zeros((p, p))

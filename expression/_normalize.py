@@ -163,7 +163,7 @@ def _fit_chunked(
 ) -> SizeFactorFit:
     """:func:`expression.fit_size_factors` of a Dask matrix (samples x genes) in two passes
     aligned to its chunks: partial log sums per chunk, then medians per band of whole rows."""
-    from expression._size_factors import usable_genes
+    from expression._size_factors import r_exp, usable_genes
 
     counts = as_samples_x_genes(counts, what="fit_size_factors", orientation="samples_x_genes",
                                 samples=None if sample_names is None else list(map(str, sample_names)))
@@ -187,7 +187,7 @@ def _fit_chunked(
             f"sample {name} has no positive count among the {cols.size} genes usable for "
             "size factors", sample=name,
         )
-    sf = np.exp(log_med)
+    sf = r_exp(log_med)
     if incoming:
         sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
     log.info("size factors (%s) over %d of %d genes for %d samples, chunk by chunk", method,

@@ -20,6 +20,7 @@ result does not depend on how a Dask array is chunked.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -143,6 +144,14 @@ def _log_medians_block(
     return out
 
 
+def r_exp(x: np.ndarray) -> np.ndarray:
+    """``exp`` as R computes it (the C library's, which :func:`math.exp` calls); numpy's
+    vectorised ``exp`` differs from it in the last bit for some inputs, and one ulp of a size
+    factor can tip R's knife-edge dispersion line searches downstream."""
+    return np.array([math.exp(v) for v in np.asarray(x, dtype=np.float64).ravel()],
+                    dtype=np.float64).reshape(np.shape(x))
+
+
 def gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
     if control_genes is None:
         return np.ones(n_genes, dtype=bool)
@@ -254,7 +263,7 @@ def fit_size_factors(
             f"sample {name} has no positive count among the {cols.size} genes usable for "
             "size factors", sample=name,
         )
-    sf = np.exp(log_med)
+    sf = r_exp(log_med)
     if incoming:
         sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
     log.info("size factors (%s) over %d of %d genes for %d samples", method, cols.size, n_genes, n_samples)

@@ -17,10 +17,10 @@ moves the fitted trend and every p-value by up to 1e-3.
 Measured here (bit-for-bit R arithmetic in the size factors, ``baseMean``/``baseVar``, the
 rough/moments starts, the linear-model and IRLS means, the log posterior and its derivative, the
 trend's ``glm`` and the L-BFGS-B refits): ``~ condition`` 12,358 of 12,358 within 1e-6 (largest
-difference 3e-13; before: 8,231, 66.6%), ``~ type + condition`` 12,352 of 12,359 (largest 1.1e-5;
-before: 12,349). The MAP step of ``~ type + condition`` still differs in the last bits on a few
+difference 3e-13; before: 8,231, 66.6%), ``~ type + condition`` 12,353 of 12,359 (largest 1.1e-5;
+before: 12,349; with the Cox-Reid weights as divisions and C-library ``exp`` size factors). The MAP step of ``~ type + condition`` still differs in the last bits on a few
 dozen genes (its trend differs from R's by one unit in the last place: about 0.2% of the gene-wise
-estimates are not yet R's bits), which is where its 7 remaining genes come from.
+estimates are not yet R's bits), which is where its 6 remaining genes come from.
 """
 
 from __future__ import annotations
