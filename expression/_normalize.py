@@ -26,7 +26,6 @@ import numpy as np
 
 from expression._size_factors import Method, SizeFactorFit, fit_size_factors
 from expression._validate import (
-    CountsError,
     Orientation,
     as_samples_x_genes,
     check_anndata_orientation,
@@ -163,7 +162,7 @@ def _fit_chunked(
 ) -> SizeFactorFit:
     """:func:`expression.fit_size_factors` of a Dask matrix (samples x genes) in two passes
     aligned to its chunks: partial log sums per chunk, then medians per band of whole rows."""
-    from expression._size_factors import r_exp, usable_genes
+    from expression._size_factors import size_factors_from_log_medians, usable_genes
 
     counts = as_samples_x_genes(counts, what="fit_size_factors", orientation="samples_x_genes",
                                 samples=None if sample_names is None else list(map(str, sample_names)))
@@ -180,16 +179,8 @@ def _fit_chunked(
         _band_log_medians, lgm[cols], cols, drop_axis=1,
         dtype=np.float64, meta=np.array((), dtype=np.float64),
     ).compute()
-    bad = np.flatnonzero(~np.isfinite(log_med))
-    if bad.size:
-        name = str(sample_names[bad[0]]) if sample_names is not None else f"#{bad[0]}"
-        raise CountsError(
-            f"sample {name} has no positive count among the {cols.size} genes usable for "
-            "size factors", sample=name,
-        )
-    sf = r_exp(log_med)
-    if incoming:
-        sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
+    sf = size_factors_from_log_medians(log_med, n_genes_used=cols.size,
+                                       sample_names=sample_names, incoming=incoming)
     log.info("size factors (%s) over %d of %d genes for %d samples, chunk by chunk", method,
              cols.size, n_genes, n_samples)
     return SizeFactorFit(sf, lgm, used, method, incoming)

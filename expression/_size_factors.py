@@ -152,6 +152,23 @@ def r_exp(x: np.ndarray) -> np.ndarray:
                     dtype=np.float64).reshape(np.shape(x))
 
 
+def size_factors_from_log_medians(log_med: np.ndarray, *, n_genes_used: int,
+                                  sample_names: Any, incoming: bool) -> np.ndarray:
+    """``exp`` of each sample's median log ratio (R's C-library ``exp``), rescaled to geometric
+    mean 1 when the geometric means came in; a sample without a usable ratio is an error."""
+    bad = np.flatnonzero(~np.isfinite(log_med))
+    if bad.size:
+        name = str(sample_names[bad[0]]) if sample_names is not None else f"#{bad[0]}"
+        raise CountsError(
+            f"sample {name} has no positive count among the {n_genes_used} genes usable for "
+            "size factors", sample=name,
+        )
+    sf = r_exp(log_med)
+    if incoming:
+        sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
+    return sf
+
+
 def gene_selection(control_genes: Any, n_genes: int) -> np.ndarray:
     if control_genes is None:
         return np.ones(n_genes, dtype=bool)
@@ -256,16 +273,8 @@ def fit_size_factors(
         ).compute()
     else:
         log_med = _log_medians_block(np.asarray(counts), lgm[cols], cols)
-    bad = np.flatnonzero(~np.isfinite(log_med))
-    if bad.size:
-        name = str(sample_names[bad[0]]) if sample_names is not None else f"#{bad[0]}"
-        raise CountsError(
-            f"sample {name} has no positive count among the {cols.size} genes usable for "
-            "size factors", sample=name,
-        )
-    sf = r_exp(log_med)
-    if incoming:
-        sf = sf / np.exp(float(np.mean(np.log(sf), dtype=np.longdouble)))
+    sf = size_factors_from_log_medians(log_med, n_genes_used=cols.size,
+                                       sample_names=sample_names, incoming=incoming)
     log.info("size factors (%s) over %d of %d genes for %d samples", method, cols.size, n_genes, n_samples)
     return SizeFactorFit(sf, lgm, used, method, incoming)
 

@@ -14,7 +14,14 @@ import numba
 import numpy as np
 
 from engine.runtime import njit
-from gating._evaluate._kernels import as_float, as_number, stored_word, swap, swap32
+from gating._evaluate._kernels import (
+    as_float,
+    as_number,
+    point_in_polygon,
+    stored_word,
+    swap,
+    swap32,
+)
 from gating._transforms import P_SCALE, P_X1, biex_solve
 
 __all__ = [
@@ -86,31 +93,6 @@ def _transform(
     if y > hi:
         y = hi
     return y
-
-
-@njit()
-def _in_polygon(px: float, py: float, vx: np.ndarray, vy: np.ndarray, n: int) -> bool:
-    """:func:`in_polygon` for one point already inside the vertices' bounding box (the caller
-    rejects the others, NaN included): edges and vertices are inside."""
-    inside = False
-    j = n - 1
-    for k in range(n):
-        x1 = vx[j]
-        y1 = vy[j]
-        x2 = vx[k]
-        y2 = vy[k]
-        j = k
-        if (
-            min(x1, x2) <= px <= max(x1, x2)
-            and min(y1, y2) <= py <= max(y1, y2)
-            and (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
-        ):
-            return True
-        if (y1 > py) != (y2 > py):
-            cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-            if px < cross:
-                inside = not inside
-    return inside
 
 
 @njit()
@@ -446,7 +428,7 @@ def fused_counts(
                             py = ty[j]
                             if not (px >= x_min and px <= x_max and py >= y_min and py <= y_max):
                                 continue  # also rejects NaN
-                            if _in_polygon(px, py, vx, vy, nv):
+                            if point_in_polygon(px, py, vx, vy, nv):
                                 lst[k] = lst[j]
                                 k += 1
                         m = k

@@ -15,6 +15,7 @@ __all__ = [
     "in_ellipsoid",
     "in_polygon",
     "interval_index",
+    "point_in_polygon",
     "raw_bound_state",
     "rows_member",
     "scatter_mask",
@@ -79,6 +80,31 @@ def scatter_mask(rows: np.ndarray, mask: np.ndarray) -> None:
         mask[rows[i]] = True
 
 
+@njit()
+def point_in_polygon(px: float, py: float, vx: np.ndarray, vy: np.ndarray, n: int) -> bool:
+    """The polygon rule for one point inside the vertices' bounding box (callers reject the
+    others, NaN included): crossing parity, points exactly on an edge or vertex inside."""
+    inside = False
+    j = n - 1
+    for k in range(n):
+        x1 = vx[j]
+        y1 = vy[j]
+        x2 = vx[k]
+        y2 = vy[k]
+        j = k
+        if (
+            min(x1, x2) <= px <= max(x1, x2)
+            and min(y1, y2) <= py <= max(y1, y2)
+            and (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
+        ):
+            return True
+        if (y1 > py) != (y2 > py):
+            cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+            if px < cross:
+                inside = not inside
+    return inside
+
+
 @njit(parallel=True)
 def in_polygon(x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, out: np.ndarray) -> None:
     """Point in polygon by crossing parity; points exactly on an edge are inside; NaN outside.
@@ -96,27 +122,7 @@ def in_polygon(x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray, out
         if not (px >= x_min and px <= x_max and py >= y_min and py <= y_max):
             out[i] = False  # also rejects NaN
             continue
-        inside = False
-        edge = False
-        j = n - 1
-        for k in range(n):
-            x1 = vx[j]
-            y1 = vy[j]
-            x2 = vx[k]
-            y2 = vy[k]
-            j = k
-            if (
-                min(x1, x2) <= px <= max(x1, x2)
-                and min(y1, y2) <= py <= max(y1, y2)
-                and (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
-            ):
-                edge = True
-                break
-            if (y1 > py) != (y2 > py):
-                cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-                if px < cross:
-                    inside = not inside
-        out[i] = edge or inside
+        out[i] = point_in_polygon(px, py, vx, vy, n)
 
 
 @njit(parallel=True)
