@@ -370,12 +370,11 @@ def _cr_system(
 
 
 @njit()
-def _lu_det(b: np.ndarray) -> float:
-    """Determinant from the LU factors (reference LAPACK ``dgetrf`` order, as in
-    :func:`_lu_inverse`): the product of U's diagonal from the first, negated per row swap."""
-    p = b.shape[0]
-    a = b.copy()
-    sign = 1.0
+def _lu_factor(a: np.ndarray, piv: np.ndarray) -> bool:
+    """LU with partial pivoting in place, in reference LAPACK ``dgetrf``'s order (first largest
+    pivot, multipliers scaled by the pivot's reciprocal); ``piv[c]`` is the row swapped with
+    ``c``. False when a pivot is zero (singular)."""
+    p = a.shape[0]
     for c in range(p):
         r = c
         big = abs(a[c, c])
@@ -383,10 +382,10 @@ def _lu_det(b: np.ndarray) -> float:
             if abs(a[i, c]) > big:
                 big = abs(a[i, c])
                 r = i
+        piv[c] = r
         if a[r, c] == 0.0:
-            return 0.0
+            return False
         if r != c:
-            sign = -sign
             for j in range(p):
                 t = a[c, j]
                 a[c, j] = a[r, j]
@@ -398,10 +397,26 @@ def _lu_det(b: np.ndarray) -> float:
             t = -a[c, j]
             for i in range(c + 1, p):
                 a[i, j] = a[i, j] + t * a[i, c]
+    return True
+
+
+@njit()
+def _lu_det(b: np.ndarray) -> float:
+    """Determinant from the LU factors (:func:`_lu_factor`, as in :func:`_lu_inverse`): the
+    product of U's diagonal from the first, negated per row swap."""
+    p = b.shape[0]
+    a = b.copy()
+    piv = np.empty(p, dtype=np.int64)
+    if not _lu_factor(a, piv):
+        return 0.0
     val = a[0, 0]
     for i in range(1, p):
         val *= a[i, i]
-    return -val if sign < 0 else val
+    swaps = 0
+    for c in range(p):
+        if piv[c] != c:
+            swaps += 1
+    return -val if swaps % 2 == 1 else val
 
 
 @njit()
@@ -489,28 +504,8 @@ def _lu_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
     p = b.shape[0]
     a = b.copy()
     piv = np.empty(p, dtype=np.int64)
-    for c in range(p):
-        r = c
-        big = abs(a[c, c])
-        for i in range(c + 1, p):
-            if abs(a[i, c]) > big:
-                big = abs(a[i, c])
-                r = i
-        piv[c] = r
-        if a[r, c] == 0.0:
-            return False
-        if r != c:
-            for j in range(p):
-                t = a[c, j]
-                a[c, j] = a[r, j]
-                a[r, j] = t
-        rc = 1.0 / a[c, c]
-        for i in range(c + 1, p):
-            a[i, c] = rc * a[i, c]
-        for j in range(c + 1, p):
-            t = -a[c, j]
-            for i in range(c + 1, p):
-                a[i, j] = a[i, j] + t * a[i, c]
+    if not _lu_factor(a, piv):
+        return False
     for j in range(p):  # inverse of U in place
         a[j, j] = 1.0 / a[j, j]
         ajj = -a[j, j]
