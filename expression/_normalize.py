@@ -24,10 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from expression._size_factors import Method, SizeFactorFit, fit_size_factors
+from expression._size_factors import Method, fit_size_factors
 from expression._validate import (
     Orientation,
-    as_samples_x_genes,
     check_anndata_orientation,
     counts_matrix,
     is_dask,
@@ -49,141 +48,6 @@ def _per_sample(matrix: Any, factors: np.ndarray, op: Callable[[np.ndarray, np.n
         lambda block, f: op(np.asarray(block, dtype=np.float64), f),
         matrix, fac, dtype=np.float64, meta=np.array((), dtype=np.float64).reshape(0, 0),
     )
-
-
-_BAND_BYTES = 256 << 20  # largest band of whole rows a worker holds for the medians
-_ROWS_AT_ONCE = 64  # rows converted to float64 at a time inside a chunk
-
-
-def _partial_logs(block: np.ndarray, *, method: str) -> np.ndarray:
-    """Per-gene sums of the finite ``log(counts)`` over the chunk's samples, whether any count
-    is zero and whether any is positive, as a ``(3, genes)`` long double block.
-
-    The sums are long double, sample by sample, as in memory. Zeros are kept out of them (the
-    mask says where they were): summing ``-inf`` in long double was six times slower. The
-    temporaries are two buffers reused for every group of rows: a Dask worker returns freed
-    memory to the system at once, so fresh temporaries cost page faults each time.
-    """
-    genes = block.shape[1]
-    total = np.zeros(genes, dtype=np.longdouble)
-    zero = np.zeros(genes, dtype=bool)
-    positive = np.zeros(genes, dtype=bool)
-    values = np.empty((min(_ROWS_AT_ONCE, block.shape[0]), genes))
-    flags = np.empty(values.shape, dtype=bool)
-    with np.errstate(divide="ignore"):
-        for start in range(0, block.shape[0], _ROWS_AT_ONCE):
-            rows = values[: min(_ROWS_AT_ONCE, block.shape[0] - start)]
-            mask = flags[: len(rows)]
-            np.copyto(rows, block[start:start + len(rows)], casting="unsafe")
-            zero |= np.equal(rows, 0, out=mask).any(axis=0)
-            positive |= np.greater(rows, 0, out=mask).any(axis=0)
-            np.log(rows, out=rows)
-            rows[~np.isfinite(rows, out=mask)] = 0.0  # zeros are accounted for by the mask
-            for row in rows:
-                total += row
-    out = np.empty((3, genes), dtype=np.longdouble)
-    out[0] = total
-    out[1] = zero
-    out[2] = positive
-    return out
-
-
-def _median_in_place(values: np.ndarray) -> float:
-    """R's ``median`` (see :func:`expression._size_factors.r_median`), partitioning ``values``
-    itself instead of a copy."""
-    n = values.size
-    half = (n + 1) // 2
-    if n % 2:
-        values.partition(half - 1)
-        return float(values[half - 1])
-    values.partition([half - 1, half])
-    return float((np.longdouble(values[half - 1]) + np.longdouble(values[half])) / 2)
-
-
-def _band_log_medians(block: np.ndarray, lgm: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Per-sample median of log ratios over the genes ``cols`` (``lgm`` their log geometric
-    means) of a band of whole rows, one sample at a time in reused buffers."""
-    out = np.empty(block.shape[0], dtype=np.float64)
-    counts = np.empty(cols.size, dtype=block.dtype)
-    values = np.empty(cols.size)
-    kept = np.empty(cols.size)
-    means = np.empty(cols.size)
-    keep = np.empty(cols.size, dtype=bool)
-    for i in range(block.shape[0]):
-        np.take(block[i], cols, out=counts)
-        np.copyto(values, counts, casting="unsafe")
-        np.greater(values, 0, out=keep)
-        k = int(np.count_nonzero(keep))
-        if not k:
-            out[i] = np.nan
-            continue
-        v, m = kept[:k], means[:k]
-        np.compress(keep, values, out=v)
-        np.compress(keep, lgm, out=m)
-        np.log(v, out=v)
-        np.subtract(v, m, out=v)
-        out[i] = _median_in_place(v)
-    return out
-
-
-def _log_geo_means_chunked(counts: Any, *, method: str) -> np.ndarray:
-    """:func:`expression.log_geo_means` of a Dask matrix, in one pass over its own chunks."""
-    import dask.array as da
-
-    n_samples = counts.shape[0]
-    partial = da.map_blocks(
-        _partial_logs, counts, method=method, chunks=((3,) * len(counts.chunks[0]), counts.chunks[1]),
-        dtype=np.longdouble, meta=np.array((), dtype=np.longdouble).reshape(0, 0),
-    ).compute()
-    acc = np.zeros(counts.shape[1], dtype=np.longdouble)
-    zero = np.zeros(counts.shape[1], dtype=bool)
-    positive = np.zeros(counts.shape[1], dtype=bool)
-    for r in range(0, partial.shape[0], 3):  # chunk by chunk, in sample order
-        acc += partial[r]
-        zero |= partial[r + 1] > 0
-        positive |= partial[r + 2] > 0
-    if method == "ratio":  # R rowMeans(log(counts)): -inf for a gene with a zero
-        return np.where(zero, -np.inf, np.asarray(acc / n_samples, dtype=np.float64))
-    with np.errstate(divide="ignore"):
-        return np.log(np.where(positive, np.exp(np.asarray(acc, dtype=np.float64) / n_samples), 0.0))
-
-
-def _row_bands(counts: Any) -> Any:
-    """``counts`` as bands of whole rows: the input's sample chunks with the gene chunks
-    concatenated (nothing split), or narrower bands when a row chunk is too large."""
-    row_bytes = counts.shape[1] * counts.dtype.itemsize
-    widest = max(1, _BAND_BYTES // max(row_bytes, 1))
-    rows = counts.chunks[0] if max(counts.chunks[0]) <= widest else widest
-    return counts.rechunk({0: rows, 1: -1})
-
-
-def _fit_chunked(
-    counts: Any, *, method: str, geo_means: Any, control_genes: Any, sample_names: Any,
-) -> SizeFactorFit:
-    """:func:`expression.fit_size_factors` of a Dask matrix (samples x genes) in two passes
-    aligned to its chunks: partial log sums per chunk, then medians per band of whole rows."""
-    from expression._size_factors import size_factors_from_log_medians, usable_genes
-
-    counts = as_samples_x_genes(counts, what="fit_size_factors", orientation="samples_x_genes",
-                                samples=None if sample_names is None else list(map(str, sample_names)))
-    n_samples, n_genes = counts.shape
-    incoming = geo_means is not None or method == "poscounts"
-    if geo_means is not None:
-        with np.errstate(divide="ignore"):
-            lgm = np.log(np.asarray(geo_means, dtype=np.float64))
-    else:
-        lgm = _log_geo_means_chunked(counts, method=method)
-    used = usable_genes(lgm, control_genes, n_genes)
-    cols = np.flatnonzero(used)
-    log_med = _row_bands(counts).map_blocks(
-        _band_log_medians, lgm[cols], cols, drop_axis=1,
-        dtype=np.float64, meta=np.array((), dtype=np.float64),
-    ).compute()
-    sf = size_factors_from_log_medians(log_med, n_genes_used=cols.size,
-                                       sample_names=sample_names, incoming=incoming)
-    log.info("size factors (%s) over %d of %d genes for %d samples, chunk by chunk", method,
-             cols.size, n_genes, n_samples)
-    return SizeFactorFit(sf, lgm, used, method, incoming)
 
 
 def _target(adata: Any, copy: bool) -> Any:
@@ -262,12 +126,10 @@ def normalize_counts(
     target = _target(adata, copy)
     counts = counts_matrix(target, layer=layer)
     transform = method == "vst"
-    fitter = _fit_chunked if is_dask(counts) else fit_size_factors
-    options: dict[str, Any] = {} if fitter is _fit_chunked else {"orientation": "samples_x_genes"}
-    fit = fitter(
+    fit = fit_size_factors(
         counts, method="ratio" if transform else method, geo_means=geo_means,
         control_genes=_control_positions(target, control_genes), sample_names=target.obs_names,
-        **options,
+        orientation="samples_x_genes",
     )
     target.obs["size_factors"] = fit.size_factors
     target.layers[key_added] = _per_sample(counts, fit.size_factors, np.divide)

@@ -63,6 +63,112 @@ class SizeFactorFit:
     rescaled: bool
 
 
+_BAND_BYTES = 256 << 20  # largest band of whole rows a worker holds for the medians
+_ROWS_AT_ONCE = 64  # rows converted to float64 at a time inside a chunk
+
+
+def _partial_logs(block: np.ndarray, *, method: str) -> np.ndarray:
+    """Per-gene sums of the finite ``log(counts)`` over the chunk's samples, whether any count
+    is zero and whether any is positive, as a ``(3, genes)`` long double block.
+
+    The sums are long double, sample by sample, as in memory. Zeros are kept out of them (the
+    mask says where they were): summing ``-inf`` in long double was six times slower. The
+    temporaries are two buffers reused for every group of rows: a Dask worker returns freed
+    memory to the system at once, so fresh temporaries cost page faults each time.
+    """
+    genes = block.shape[1]
+    total = np.zeros(genes, dtype=np.longdouble)
+    zero = np.zeros(genes, dtype=bool)
+    positive = np.zeros(genes, dtype=bool)
+    values = np.empty((min(_ROWS_AT_ONCE, block.shape[0]), genes))
+    flags = np.empty(values.shape, dtype=bool)
+    with np.errstate(divide="ignore"):
+        for start in range(0, block.shape[0], _ROWS_AT_ONCE):
+            rows = values[: min(_ROWS_AT_ONCE, block.shape[0] - start)]
+            mask = flags[: len(rows)]
+            np.copyto(rows, block[start:start + len(rows)], casting="unsafe")
+            zero |= np.equal(rows, 0, out=mask).any(axis=0)
+            positive |= np.greater(rows, 0, out=mask).any(axis=0)
+            np.log(rows, out=rows)
+            rows[~np.isfinite(rows, out=mask)] = 0.0  # zeros are accounted for by the mask
+            for row in rows:
+                total += row
+    out = np.empty((3, genes), dtype=np.longdouble)
+    out[0] = total
+    out[1] = zero
+    out[2] = positive
+    return out
+
+
+def _median_in_place(values: np.ndarray) -> float:
+    """R's ``median`` (see :func:`r_median`), partitioning ``values``
+    itself instead of a copy."""
+    n = values.size
+    half = (n + 1) // 2
+    if n % 2:
+        values.partition(half - 1)
+        return float(values[half - 1])
+    values.partition([half - 1, half])
+    return float((np.longdouble(values[half - 1]) + np.longdouble(values[half])) / 2)
+
+
+def _band_log_medians(block: np.ndarray, lgm: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per-sample median of log ratios over the genes ``cols`` (``lgm`` their log geometric
+    means) of a band of whole rows, one sample at a time in reused buffers."""
+    out = np.empty(block.shape[0], dtype=np.float64)
+    counts = np.empty(cols.size, dtype=block.dtype)
+    values = np.empty(cols.size)
+    kept = np.empty(cols.size)
+    means = np.empty(cols.size)
+    keep = np.empty(cols.size, dtype=bool)
+    for i in range(block.shape[0]):
+        np.take(block[i], cols, out=counts)
+        np.copyto(values, counts, casting="unsafe")
+        np.greater(values, 0, out=keep)
+        k = int(np.count_nonzero(keep))
+        if not k:
+            out[i] = np.nan
+            continue
+        v, m = kept[:k], means[:k]
+        np.compress(keep, values, out=v)
+        np.compress(keep, lgm, out=m)
+        np.log(v, out=v)
+        np.subtract(v, m, out=v)
+        out[i] = _median_in_place(v)
+    return out
+
+
+def _log_geo_means_chunked(counts: Any, *, method: str) -> np.ndarray:
+    """:func:`expression.log_geo_means` of a Dask matrix, in one pass over its own chunks."""
+    import dask.array as da
+
+    n_samples = counts.shape[0]
+    partial = da.map_blocks(
+        _partial_logs, counts, method=method, chunks=((3,) * len(counts.chunks[0]), counts.chunks[1]),
+        dtype=np.longdouble, meta=np.array((), dtype=np.longdouble).reshape(0, 0),
+    ).compute()
+    acc = np.zeros(counts.shape[1], dtype=np.longdouble)
+    zero = np.zeros(counts.shape[1], dtype=bool)
+    positive = np.zeros(counts.shape[1], dtype=bool)
+    for r in range(0, partial.shape[0], 3):  # chunk by chunk, in sample order
+        acc += partial[r]
+        zero |= partial[r + 1] > 0
+        positive |= partial[r + 2] > 0
+    if method == "ratio":  # R rowMeans(log(counts)): -inf for a gene with a zero
+        return np.where(zero, -np.inf, np.asarray(acc / n_samples, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        return np.log(np.where(positive, np.exp(np.asarray(acc, dtype=np.float64) / n_samples), 0.0))
+
+
+def _row_bands(counts: Any) -> Any:
+    """``counts`` as bands of whole rows: the input's sample chunks with the gene chunks
+    concatenated (nothing split), or narrower bands when a row chunk is too large."""
+    row_bytes = counts.shape[1] * counts.dtype.itemsize
+    widest = max(1, _BAND_BYTES // max(row_bytes, 1))
+    rows = counts.chunks[0] if max(counts.chunks[0]) <= widest else widest
+    return counts.rechunk({0: rows, 1: -1})
+
+
 def _log_geo_meansblock(block: np.ndarray, *, method: str) -> np.ndarray:
     """Per-gene log geometric means of a block holding every sample (samples x genes)."""
     n = block.shape[0]
@@ -108,16 +214,8 @@ def log_geo_means(
 
 
 def _log_geo_means(counts: Any, *, method: str) -> np.ndarray:
-    if is_dask(counts):
-        # every sample of a gene block in one chunk; the gene axis narrowed to Dask's chunk
-        # budget so a wide input chunk cannot become one huge block in a worker
-        whole = counts.rechunk({0: -1, 1: "auto"})
-        return np.asarray(
-            whole.map_blocks(
-                _log_geo_meansblock, method=method, drop_axis=0,
-                dtype=np.float64, meta=np.array((), dtype=np.float64),
-            ).compute()
-        )
+    if is_dask(counts):  # one pass over the input's own chunks (out of core)
+        return _log_geo_means_chunked(counts, method=method)
     return _log_geo_meansblock(np.asarray(counts), method=method)
 
 
@@ -265,10 +363,9 @@ def fit_size_factors(
         lgm = _log_geo_means(counts, method=method)
     used = usable_genes(lgm, control_genes, n_genes)
     cols = np.flatnonzero(used)
-    if is_dask(counts):
-        sub = counts[:, cols].rechunk({0: "auto", 1: -1})  # whole gene rows, bounded blocks
-        log_med = sub.map_blocks(
-            _log_medians_block, lgm[cols], drop_axis=1,
+    if is_dask(counts):  # bands of whole rows built from the input's own chunks
+        log_med = _row_bands(counts).map_blocks(
+            _band_log_medians, lgm[cols], cols, drop_axis=1,
             dtype=np.float64, meta=np.array((), dtype=np.float64),
         ).compute()
     else:
