@@ -793,7 +793,8 @@ def _run_locked(
                         on_result(outcome)
         finally:
             ex.close()
-    return _finalize(tasks, out, options=options, hashes=sorted(hashes), resumed=resumed,
+    return _finalize(tasks, out, options=options, hashes=sorted(hashes),
+                     notes=_strategy_notes(hashes), resumed=resumed,
                      description=description)
 
 
@@ -811,9 +812,17 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 _ROW_GROUP = 65_536  # parts are small; writing them one by one would make tiny row groups
 
 
+def _strategy_notes(texts: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each strategy's notes (hash -> gate path -> note): its own descriptions and how a foreign
+    strategy was read (e.g. FlowJo 9 gates evaluated on FlowJo's display bins), recorded with
+    the counts they explain."""
+    notes = {h: json.loads(text).get("notes") or {} for h, text in sorted(texts.items())}
+    return {h: n for h, n in notes.items() if n}
+
+
 def _finalize(
     tasks: list[BatchTask], out: Path, *, options: BatchOptions, hashes: list[str],
-    resumed: int, description: str,
+    notes: dict[str, dict[str, str]], resumed: int, description: str,
 ) -> BatchRun:
     """Stream the parts, in input order, into the final tables (memory independent of N)."""
     from engine import __version__
@@ -826,6 +835,8 @@ def _finalize(
     failed = sum(done[t.key].error is not None for t in tasks)
     run_meta: dict[str, Any] = {"phenoflow_version": __version__, "strategy_hashes": hashes,
                                 "files": len(tasks), "failed": failed}
+    if notes:  # what each strategy says of its gates, and how a foreign one was read
+        run_meta["strategy_notes"] = notes
     meta_bytes = {b"phenoflow": json.dumps(run_meta).encode()}
     metadata_keys = list(dict.fromkeys(k for t in tasks for k in t.metadata))
     with atomic_path(out / "populations.csv") as tmp_csv, \
