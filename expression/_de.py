@@ -1,12 +1,11 @@
-"""Differential expression with pydeseq2 (paired ``~ patient + timepoint`` by default).
+"""Differential expression as R DESeq2 (paired ``~ patient + timepoint`` by default).
 
-A validated layer over :class:`pydeseq2.dds.DeseqDataSet` and :class:`pydeseq2.ds.DeseqStats`:
-the design's variables are checked against the sample sheet (``adata.obs``), categorical levels
+The design's variables are checked against the sample sheet (``adata.obs``), categorical levels
 are fixed so the contrast's reference level is the model's baseline (as ``relevel`` in R; both
-by :mod:`expression._design`), and
-the result table uses DESeq2's column names. By default (``inference="numba"``) the per-gene
-work runs in gene-parallel Numba kernels that follow R DESeq2's algorithms
-(:mod:`expression._inference`); ``inference="pydeseq2"`` is pydeseq2's default pipeline.
+by :mod:`expression._design`), and the result table uses DESeq2's column names. By default
+(``inference="numba"``) phenoflow's own driver runs R's ``DESeq``/``results`` steps on
+gene-parallel Numba kernels in R's operation order (:mod:`expression._deseq`; pydeseq2 is not
+imported); ``inference="pydeseq2"`` is pydeseq2's default pipeline, for comparison.
 """
 
 from __future__ import annotations
@@ -24,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from expression._compat import renamed_keywords
-from expression._design import as_contrast, design_variables, parse_contrast, prepare_design
+from expression._design import (
+    as_contrast,
+    contrast_vector,
+    design_variables,
+    parse_contrast,
+    prepare_design,
+)
 from expression._tximport import refuse_length_offsets
 from expression._validate import Orientation
 
@@ -150,8 +155,9 @@ class DEFit:
 
     Parameters
     ----------
-    dds
-        The fitted :class:`pydeseq2.dds.DeseqDataSet`.
+    model
+        The fitted model: :class:`expression._deseq.DeseqFit` (phenoflow's driver, the
+        default), or pydeseq2's :class:`~pydeseq2.dds.DeseqDataSet` (``inference="pydeseq2"``).
     prepared
         The design's prepared sample sheet (:func:`expression.prepare_design`).
     contrast
@@ -159,17 +165,23 @@ class DEFit:
         :meth:`results`.
     params
         What was fitted (design, levels, coefficients, thread count, versions).
+    genes
+        Gene ids, in the model's order.
+    spec
+        The model matrix's formulaic spec (contrast vectors are built from it).
     """
 
-    dds: Any
+    model: Any
     prepared: Any
     contrast: tuple[str, str, str]
     params: dict[str, Any] = field(default_factory=dict)
+    genes: Any = None
+    spec: Any = None
 
     @property
     def coefficients(self) -> list[str]:
         """The model's coefficient names (R's ``resultsNames``)."""
-        return [str(c) for c in self.dds.varm["LFC"].columns]
+        return [str(c) for c in self.params["coefficients"]]
 
     def results(
         self,
@@ -231,7 +243,7 @@ class DEFit:
         >>> t2_t1 = fit.results(("time", "t2", "t1"), lfc_threshold=1)  # doctest: +SKIP
         >>> lrt = fit.results(test="LRT", reduced="~ patient")         # doctest: +SKIP
         """
-        from expression._inference import ALT_HYPOTHESES, RDeseqStats, lrt_test
+        from expression._deseq import ALT_HYPOTHESES
 
         contrast_t = self.contrast if contrast is None else as_contrast(contrast)
         if test not in TESTS:
@@ -271,44 +283,19 @@ class DEFit:
         if inference != "numba" and (test == "LRT" or thresholded):
             raise ValueError("test='LRT' and lfc_threshold/alt_hypothesis need inference='numba'")
         lrt_record: dict[str, Any] = {}
-        with _pydeseq2_warnings():
-            if inference == "numba":
-                stats = RDeseqStats(
-                    self.dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
-                    independent_filter=independent_filtering, quiet=True,
-                    inference=self.dds.inference,
-                )
-                stats.r_lfc_threshold = lfc_threshold
-                stats.r_alt_hypothesis = alt_hypothesis
-                stats.r_contrast_samples = (
-                    self.dds.obs[factor].astype(str).isin([level, reference]).to_numpy()
-                )
-                if test == "LRT":
-                    matrix = _reduced_matrix(self.prepared, str(reduced), self.dds)
-                    stat, pvalue, df = lrt_test(self.dds, matrix,
-                                                threads=self.params["n_cpus"])
-                    stats.r_lrt = (stat, pvalue)
-                    lrt_record = {"reduced": str(reduced), "lrt_df": int(df)}
-            else:
-                from pydeseq2.ds import DeseqStats
-
-                stats = DeseqStats(
-                    self.dds, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
-                    independent_filter=independent_filtering, quiet=True,
-                    n_cpus=self.params["n_cpus"],
-                )
-            stats.summary()
-            table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
-            shrink_note: str | bool = False
-            if shrink:
-                coeff = _single_coefficient(stats.contrast_vector)
-                if coeff is None:
-                    shrink_note = "skipped: contrast is not a single model coefficient"
-                    log.warning("LFC shrinkage %s", shrink_note)
-                else:
-                    stats.lfc_shrink(coeff=coeff)
-                    table["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
-                    shrink_note = f"apeGLM prior on {coeff}"
+        shrink_note: str | bool = False
+        if inference == "numba":
+            table, shrink_note, lrt_record = self._driver_results(
+                contrast_t, test=test, reduced=reduced, lfc_threshold=lfc_threshold,
+                alt_hypothesis=alt_hypothesis, alpha=alpha,
+                independent_filtering=independent_filtering, cooks_filter=cooks_filter,
+                shrink=shrink,
+            )
+        else:
+            table, shrink_note = self._pydeseq2_results(
+                contrast_t, alpha=alpha, independent_filtering=independent_filtering,
+                cooks_filter=cooks_filter, shrink=shrink,
+            )
         table.index.name = "gene"
         params: dict[str, Any] = {
             "design": self.prepared.design,
@@ -329,8 +316,77 @@ class DEFit:
                  f" vs {reduced}" if reduced else "", params["n_significant"], alpha)
         return DEResult(table=table, params=params)
 
+    def _driver_results(
+        self, contrast_t: tuple[str, str, str], *, test: str, reduced: str | None,
+        lfc_threshold: float, alt_hypothesis: str, alpha: float, independent_filtering: bool,
+        cooks_filter: bool, shrink: bool,
+    ) -> tuple[pd.DataFrame, str | bool, dict[str, Any]]:
+        """The table from phenoflow's own DESeq2 driver (:mod:`expression._deseq`)."""
+        from expression._deseq import lrt_test, shrink_lfc, wald_results
 
-def _reduced_matrix(prepared: Any, reduced: str, dds: Any) -> np.ndarray:
+        fit = self.model
+        factor, level, reference = contrast_t
+        vector = contrast_vector(self.prepared, self.spec, fit.coefficients, contrast_t)
+        samples = self.prepared.frame[factor].astype(str).isin([level, reference]).to_numpy()
+        lrt = None
+        lrt_record: dict[str, Any] = {}
+        if test == "LRT":
+            matrix = _reduced_matrix(self.prepared, str(reduced), fit.design)
+            stat, pvalue, df = lrt_test(fit, matrix, threads=self.params["n_cpus"])
+            lrt = (stat, pvalue)
+            lrt_record = {"reduced": str(reduced), "lrt_df": int(df)}
+        cols = wald_results(
+            fit, vector, contrast_samples=samples, lfc_threshold=lfc_threshold,
+            alt_hypothesis=alt_hypothesis, lrt=lrt, alpha=alpha,
+            independent_filtering=independent_filtering, cooks_filter=cooks_filter,
+        )
+        table = pd.DataFrame(
+            {"baseMean": cols.base_mean, "log2FoldChange": cols.log2_fold_change,
+             "lfcSE": cols.lfc_se, "stat": cols.stat, "pvalue": cols.pvalue,
+             "padj": cols.padj},
+            index=self.genes,
+        )
+        shrink_note: str | bool = False
+        if shrink:
+            coeff = _single_coefficient(pd.Series(vector, index=list(fit.coefficients)))
+            if coeff is None:
+                shrink_note = "skipped: contrast is not a single model coefficient"
+                log.warning("LFC shrinkage %s", shrink_note)
+            else:
+                index = list(fit.coefficients).index(coeff)
+                table["log2FoldChange_shrunk"] = shrink_lfc(fit, index, cols.se_natural)
+                shrink_note = f"apeGLM prior on {coeff}"
+        return table, shrink_note, lrt_record
+
+    def _pydeseq2_results(
+        self, contrast_t: tuple[str, str, str], *, alpha: float, independent_filtering: bool,
+        cooks_filter: bool, shrink: bool,
+    ) -> tuple[pd.DataFrame, str | bool]:
+        """The table from pydeseq2's own ``DeseqStats`` (``inference="pydeseq2"``)."""
+        from pydeseq2.ds import DeseqStats
+
+        with _pydeseq2_warnings():
+            stats = DeseqStats(
+                self.model, contrast=list(contrast_t), alpha=alpha, cooks_filter=cooks_filter,
+                independent_filter=independent_filtering, quiet=True,
+                n_cpus=self.params["n_cpus"],
+            )
+            stats.summary()
+            table = stats.results_df.loc[:, list(RESULT_COLUMNS)].copy()
+            shrink_note: str | bool = False
+            if shrink:
+                coeff = _single_coefficient(stats.contrast_vector)
+                if coeff is None:
+                    shrink_note = "skipped: contrast is not a single model coefficient"
+                    log.warning("LFC shrinkage %s", shrink_note)
+                else:
+                    stats.lfc_shrink(coeff=coeff)
+                    table["log2FoldChange_shrunk"] = stats.LFC[coeff].to_numpy() / np.log(2)
+                    shrink_note = f"apeGLM prior on {coeff}"
+        return table, shrink_note
+
+
+def _reduced_matrix(prepared: Any, reduced: str, full: np.ndarray) -> np.ndarray:
     """The reduced model's matrix over the design's prepared sheet, checked to be nested."""
     import dataclasses
 
@@ -341,7 +397,7 @@ def _reduced_matrix(prepared: Any, reduced: str, dds: Any) -> np.ndarray:
         raise ValueError(f"the reduced formula {reduced!r} uses {outside}, which are not "
                          f"variables of the design {prepared.design!r}")
     matrix = model_matrix(dataclasses.replace(prepared, design=reduced))
-    full = np.asarray(dds.obsm["design_matrix"], dtype=np.float64)
+    full = np.asarray(full, dtype=np.float64)
     if matrix.shape[1] >= full.shape[1]:
         raise ValueError(f"the reduced formula {reduced!r} has {matrix.shape[1]} coefficients, "
                          f"the design {full.shape[1]}: the LRT needs fewer")
@@ -389,10 +445,8 @@ def de_fit(
     >>> fit = de_fit(adata, design="~ patient + time", contrast=("time", "t1", "t0"))  # doctest: +SKIP
     >>> tables = {c: fit.results(("time", c, "t0")) for c in ("t1", "t2")}           # doctest: +SKIP
     """
-    import pydeseq2
-    from pydeseq2.dds import DeseqDataSet
-
     from engine.runtime import default_threads
+    from expression._design import design_model
     from expression._validate import (
         check_anndata_orientation,
         counts_matrix,
@@ -413,40 +467,48 @@ def de_fit(
     matrix = dense if dense is not None else matrix
     matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)
     genes = pd.Index([str(g) for g in adata.var_names], name="gene")
-    counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str), columns=genes)
-    meta.index = counts.index
     used_threads = default_threads(threads)
     log.info(
         "DE: %d samples x %d genes, design %s, contrast %s, %d worker(s)",
-        counts.shape[0], counts.shape[1], design, contrast_t, used_threads,
+        matrix.shape[0], matrix.shape[1], design, contrast_t, used_threads,
     )
-    with _pydeseq2_warnings():
-        if inference == "numba":
-            from expression._inference import NumbaInference, RDeseqDataSet
+    spec = None
+    versions: dict[str, str] = {}
+    if inference == "numba":
+        from expression._deseq import deseq
 
-            dds = RDeseqDataSet(
-                counts=counts, metadata=meta, design=design, refit_cooks=True,
-                inference=NumbaInference(used_threads), quiet=True,
-            )
-        else:
-            dds = DeseqDataSet(
+        x, columns, spec = design_model(prepared)
+        model = deseq(matrix.astype(np.int64), x, columns, threads=used_threads)
+        coefficients = list(columns)
+    else:
+        import pydeseq2
+        from pydeseq2.dds import DeseqDataSet
+
+        counts = pd.DataFrame(matrix.astype(np.int64), index=meta.index.astype(str),
+                              columns=genes)
+        meta.index = counts.index
+        with _pydeseq2_warnings():
+            model = DeseqDataSet(
                 counts=counts, metadata=meta, design=design, refit_cooks=True,
                 n_cpus=used_threads, quiet=True,
             )
-        dds.deseq2()
+            model.deseq2()
+        coefficients = [str(c) for c in model.varm["LFC"].columns]
+        versions = {"pydeseq2_version": str(pydeseq2.__version__)}
     params: dict[str, Any] = {
         "design": design,
         **prepared.record(),
         "reference_levels": {name: lv[0] for name, lv in levels.items()},
         "levels": levels,
-        "coefficients": [str(c) for c in dds.varm["LFC"].columns],
-        "n_samples": int(counts.shape[0]),
-        "n_genes": int(counts.shape[1]),
+        "coefficients": coefficients,
+        "n_samples": int(matrix.shape[0]),
+        "n_genes": int(matrix.shape[1]),
         "n_cpus": used_threads,
         "inference": inference,
-        "pydeseq2_version": str(pydeseq2.__version__),
+        **versions,
     }
-    return DEFit(dds=dds, prepared=prepared, contrast=contrast_t, params=params)
+    return DEFit(model=model, prepared=prepared, contrast=contrast_t, params=params,
+                 genes=genes, spec=spec)
 
 
 @renamed_keywords(n_cpus="threads")
@@ -469,7 +531,7 @@ def differential_expression(
     lfc_threshold: float = 0.0,
     alt_hypothesis: str = "greaterAbs",
 ) -> DEResult:
-    """Differential expression with pydeseq2 (DESeq2's ``DESeq`` + ``results``): Wald test
+    """Differential expression as R DESeq2 (``DESeq`` + ``results``): Wald test
     (optionally against a log2 fold-change threshold) or likelihood-ratio test.
 
     One call fits the model and makes one table; for several contrasts or tests from one fit
@@ -502,8 +564,8 @@ def differential_expression(
         single model coefficient; otherwise it is skipped and ``params["shrink"]`` says why.
     inference
         ``"numba"`` (default): R DESeq2's dispersion, trend, MAP, IRLS and Wald steps in Numba
-        kernels (:class:`expression._inference.NumbaInference` with
-        :class:`expression._inference.RDeseqDataSet`); ``"pydeseq2"``: pydeseq2's default
+        kernels, driven by phenoflow's own DESeq2 driver (:mod:`expression._deseq`);
+        ``"pydeseq2"``: pydeseq2's default
         inference and orchestration (Wald tests without threshold only).
     numeric
         Integer-coded columns of ``obs`` to fit as continuous covariates. By default a numeric
@@ -560,7 +622,7 @@ def _check_test_options(
     inference: str, design: str,
 ) -> None:
     """Refuse bad test options before any fitting."""
-    from expression._inference import ALT_HYPOTHESES
+    from expression._deseq import ALT_HYPOTHESES
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
@@ -650,13 +712,13 @@ def de_file(
     ValueError
         A bad contrast, alpha, inference, design or counts (before the fit).
     """
-    from expression._io import check_output, read_counts
+    from expression._io import check_output, read_count_table
 
     parsed = as_contrast(contrast)
     _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
     design_variables(design)
     target = check_output(out, suffixes=TABLE_SUFFIXES, what="DE table")
-    adata = read_counts(counts, samples=samples)
+    adata = read_count_table(counts, samples=samples)
     result = differential_expression(
         adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink,
         numeric=numeric, test=test, reduced=reduced, lfc_threshold=lfc_threshold,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,10 @@ import pandas as pd
 __all__ = [
     "PreparedDesign",
     "as_contrast",
+    "contrast_vector",
     "design_frame",
     "design_matrix",
+    "design_model",
     "design_variables",
     "integer_codes",
     "model_matrix",
@@ -463,7 +466,78 @@ def model_matrix(prepared: PreparedDesign) -> np.ndarray:
     numpy.ndarray
         Samples x coefficients.
     """
+    return design_model(prepared)[0]
+
+
+def design_model(prepared: PreparedDesign) -> tuple[np.ndarray, list[str], Any]:
+    """The model matrix of a prepared design with its column names and formulaic spec.
+
+    Parameters
+    ----------
+    prepared
+        From :func:`prepare_design`.
+
+    Returns
+    -------
+    tuple
+        ``(matrix, columns, spec)``: samples x coefficients, the coefficient names
+        (``"Intercept"``, ``"timepoint[T.post]"``, ...) and the spec :func:`contrast_vector`
+        evaluates conditions with.
+
+    Examples
+    --------
+    >>> sheet = pd.DataFrame({"patient": ["a", "a", "b", "b"], "timepoint": ["pre", "post"] * 2})
+    >>> x, names, _ = design_model(prepare_design(sheet, "~ patient + timepoint",
+    ...                                           contrast=("timepoint", "post", "pre")))
+    >>> names
+    ['Intercept', 'patient[T.b]', 'timepoint[T.post]']
+    """
     from formulaic import Formula
 
     matrix = Formula(prepared.design).get_model_matrix(prepared.frame)
-    return np.asarray(matrix, dtype=np.float64)
+    return (np.ascontiguousarray(np.asarray(matrix, dtype=np.float64)),
+            [str(c) for c in matrix.columns], matrix.model_spec)
+
+
+def contrast_vector(
+    prepared: PreparedDesign, spec: Any, coefficients: Sequence[str],
+    contrast: tuple[str, str, str],
+) -> np.ndarray:
+    """The contrast vector of ``(factor, level, reference)``: the model row of ``level`` minus
+    the row of ``reference``, every other factor at its baseline and covariates at 0 (R's
+    ``results(contrast = c(factor, level, reference))`` for any two levels).
+
+    Examples
+    --------
+    >>> sheet = pd.DataFrame({"t": ["a", "b", "c"] * 2, "p": list("xxxyyy")})
+    >>> prepared = prepare_design(sheet, "~ p + t", contrast=("t", "b", "a"))
+    >>> _, names, spec = design_model(prepared)
+    >>> contrast_vector(prepared, spec, names, ("t", "c", "b")).tolist()
+    [0.0, 0.0, -1.0, 1.0]
+    """
+    factor, level, reference = contrast
+    frame = prepared.frame
+    levels = dict(prepared.levels)
+
+    def row(value: str) -> np.ndarray:
+        cells: dict[str, Any] = {}
+        for name in frame.columns:
+            column = frame[name]
+            if name == factor:
+                chosen = value
+            elif name in levels:
+                chosen = levels[name][0]
+            else:
+                cells[name] = [0.0]
+                continue
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                cells[name] = pd.Categorical([chosen], categories=column.cat.categories)
+            else:
+                cells[name] = [chosen]
+        matrix = spec.get_model_matrix(pd.DataFrame(cells))
+        if [str(c) for c in matrix.columns] != [str(c) for c in coefficients]:
+            raise ValueError(f"the contrast {contrast} does not map onto the model's "
+                             f"coefficients {list(coefficients)}")
+        return np.asarray(matrix, dtype=np.float64)[0]
+
+    return row(level) - row(reference)

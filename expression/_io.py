@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +30,11 @@ __all__ = [
     "MATRIX_SUFFIXES",
     "QUANTIFIER_COLUMNS",
     "QUANTIFIER_FILES",
+    "CountTable",
     "OutputError",
     "check_output",
     "quantifier_file",
+    "read_count_table",
     "read_counts",
     "read_sample_sheet",
     "write_matrix",
@@ -258,14 +261,71 @@ def _zarr_counts(path: Path, sheet: pd.DataFrame | None, orientation: str) -> An
     return adata
 
 
-def read_counts(
+@dataclass(frozen=True)
+class CountTable:
+    """Samples x genes raw counts with their sample sheet, as read from a table file.
+
+    The fields AnnData users know (``X``, ``obs``, ``var_names``, ``uns``, ``layers``,
+    ``obs_names``, ``n_obs``, ``n_vars``) so the validators and the DE driver take it as they
+    take an AnnData; :meth:`to_anndata` builds the AnnData :func:`read_counts` returns.
+
+    Attributes
+    ----------
+    X
+        Samples x genes int64 (or float64 with decimals or missing values).
+    obs
+        The sample sheet (or an empty frame indexed by sample id).
+    var_names
+        Gene ids.
+    uns
+        How the orientation was decided.
+    """
+
+    X: np.ndarray
+    obs: pd.DataFrame
+    var_names: pd.Index
+    uns: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> dict[str, np.ndarray]:
+        """``{"counts": X}``."""
+        return {"counts": self.X}
+
+    @property
+    def obs_names(self) -> pd.Index:
+        """Sample ids."""
+        return self.obs.index
+
+    @property
+    def n_obs(self) -> int:
+        """Number of samples."""
+        return int(self.X.shape[0])
+
+    @property
+    def n_vars(self) -> int:
+        """Number of genes."""
+        return int(self.X.shape[1])
+
+    def to_anndata(self) -> Any:
+        """The AnnData :func:`read_counts` returns (``X`` a copy, ``layers["counts"]``)."""
+        import anndata as ad
+
+        return ad.AnnData(
+            X=self.X.copy(), obs=self.obs.copy(), var=pd.DataFrame(index=self.var_names),
+            layers={"counts": self.X}, uns=dict(self.uns),
+        )
+
+
+def read_count_table(
     path: str | PathLike[str] | Sequence[str | PathLike[str]],
     *,
     samples: str | PathLike[str] | pd.DataFrame | None = None,
     orientation: Orientation = "auto",
     format: Literal["auto", "table", "featurecounts", "htseq", "parquet", "h5ad", "zarr"] = "auto",
 ) -> Any:
-    """Read a raw count matrix as a samples x genes :class:`anndata.AnnData`.
+    """Read a raw count matrix as a samples x genes :class:`CountTable` (an AnnData for h5ad and
+    Zarr input): :func:`read_counts` without building an AnnData for table formats, so a
+    command that only needs the numbers (``phenoflow de``) does not import anndata.
 
     Parameters
     ----------
@@ -285,7 +345,7 @@ def read_counts(
 
     Returns
     -------
-    anndata.AnnData
+    CountTable or anndata.AnnData
         Raw counts in ``X`` and ``layers["counts"]`` (int64, or float64 when the file has
         decimals or missing values: see :func:`validate_counts`); for a Zarr store both are the
         same lazy Dask array over the store (nothing is loaded until computed).
@@ -297,8 +357,6 @@ def read_counts(
         by a common suffix or prefix), or when ``path`` is a salmon, kallisto or RSEM output
         (estimated counts: use :func:`expression.read_quantifications`).
     """
-    import anndata as ad
-
     sheet = read_sample_sheet(samples) if isinstance(samples, str | PathLike) else samples
     if sheet is not None:
         sheet = sheet.copy()
@@ -313,6 +371,8 @@ def read_counts(
         path = Path(path)
         fixed: str | None
         if format == "h5ad" or (format == "auto" and path.suffix == ".h5ad"):
+            import anndata as ad
+
             adata = ad.read_h5ad(path)
             matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
             table = pd.DataFrame(np.asarray(matrix), index=adata.obs_names, columns=adata.var_names)
@@ -336,13 +396,44 @@ def read_counts(
     elif obs is None:
         obs = pd.DataFrame(index=table.index)
     values = _integer_matrix(table)
-    adata = ad.AnnData(
-        X=values.copy(), obs=obs.copy(), var=pd.DataFrame(index=table.columns),
-        layers={"counts": values},
-        uns={"orientation": detected, "orientation_detected_by": how},
-    )
-    log.info("read %d samples x %d genes", adata.n_obs, adata.n_vars)
-    return adata
+    log.info("read %d samples x %d genes", values.shape[0], values.shape[1])
+    return CountTable(X=values, obs=obs.copy(), var_names=pd.Index(table.columns),
+                      uns={"orientation": detected, "orientation_detected_by": how})
+
+
+def read_counts(
+    path: str | PathLike[str] | Sequence[str | PathLike[str]],
+    *,
+    samples: str | PathLike[str] | pd.DataFrame | None = None,
+    orientation: Orientation = "auto",
+    format: Literal["auto", "table", "featurecounts", "htseq", "parquet", "h5ad", "zarr"] = "auto",
+) -> Any:
+    """Read a raw count matrix as a samples x genes :class:`anndata.AnnData`.
+
+    Parameters
+    ----------
+    path, samples, orientation, format
+        As :func:`read_count_table` (CSV/TSV, featureCounts, HTSeq files, ``.h5ad``, Parquet,
+        Zarr; the sheet becomes ``obs`` in its order).
+
+    Returns
+    -------
+    anndata.AnnData
+        Raw counts in ``X`` and ``layers["counts"]`` (int64, or float64 when the file has
+        decimals or missing values: see :func:`validate_counts`); for a Zarr store both are the
+        same lazy Dask array over the store (nothing is loaded until computed).
+
+    Raises
+    ------
+    CountsError
+        As :func:`read_count_table`.
+
+    Examples
+    --------
+    >>> adata = read_counts("counts.csv", samples="samples.csv")  # doctest: +SKIP
+    """
+    table = read_count_table(path, samples=samples, orientation=orientation, format=format)
+    return table.to_anndata() if isinstance(table, CountTable) else table
 
 
 #: Suffixes :func:`write_matrix` writes.

@@ -264,15 +264,35 @@ def _backward(low: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
 
 @njit()
 def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
-    """``b = x.T @ diag(w) @ x``."""
+    """``b = x.T @ diag(w) @ x``, each entry ``sum_i (x[i, j] w[i]) x[i, k]`` added from the
+    first sample on.
+
+    Terms with ``x[i, j] == 0`` or ``x[i, k] == 0`` are skipped: they are signed zeros, and
+    adding a zero to a running sum that started at ``+0.0`` never changes it, so the result is
+    bit-identical to the dense loop for finite weights while a factor design (mostly zeros)
+    costs a tenth of the work.
+    """
     n, p = x.shape
     for j in range(p):
         for k in range(j + 1):
-            s = 0.0
-            for i in range(n):
-                s += x[i, j] * w[i] * x[i, k]
-            b[j, k] = s
-            b[k, j] = s
+            b[j, k] = 0.0
+    cols = np.empty(p, dtype=np.int64)
+    for i in range(n):
+        m = 0
+        for j in range(p):
+            if x[i, j] != 0.0:
+                cols[m] = j
+                m += 1
+        wi = w[i]
+        for a in range(m):
+            j = cols[a]
+            xw = x[i, j] * wi
+            for c in range(a + 1):
+                k = cols[c]
+                b[j, k] += xw * x[i, k]
+    for j in range(p):
+        for k in range(j):
+            b[k, j] = b[j, k]
 
 
 @njit()
@@ -812,6 +832,43 @@ def fit_disp_grid(
 
 
 @njit()
+def _reflect(house: np.ndarray, a: np.ndarray, i: int, tau: float, m: int, p: int) -> None:
+    """Apply reflector ``i`` (``v = (1, house[i+1:, i])``) to columns ``i+1..p-1`` of ``a``, as
+    reference LAPACK's ``dlarf`` for one column at a time: ``s = a[i, j] + sum_k a[k, j] v[k]``
+    summed over k in order, and when ``s != 0`` ``a[., j] += v (-tau s)``. Two columns are
+    processed side by side (two independent sums, each in the reference order), which halves
+    the dependent-add latency without changing a bit."""
+    j = i + 1
+    while j + 1 < p:
+        s0 = a[i, j]
+        s1 = a[i, j + 1]
+        for k in range(i + 1, m):
+            v = house[k, i]
+            s0 += a[k, j] * v
+            s1 += a[k, j + 1] * v
+        if s0 != 0.0:
+            t0 = -tau * s0
+            a[i, j] = a[i, j] + t0
+            for k in range(i + 1, m):
+                a[k, j] = a[k, j] + house[k, i] * t0
+        if s1 != 0.0:
+            t1 = -tau * s1
+            a[i, j + 1] = a[i, j + 1] + t1
+            for k in range(i + 1, m):
+                a[k, j + 1] = a[k, j + 1] + house[k, i] * t1
+        j += 2
+    if j < p:
+        s0 = a[i, j]
+        for k in range(i + 1, m):
+            s0 += a[k, j] * house[k, i]
+        if s0 != 0.0:
+            t0 = -tau * s0
+            a[i, j] = a[i, j] + t0
+            for k in range(i + 1, m):
+                a[k, j] = a[k, j] + house[k, i] * t0
+
+
+@njit()
 def _qr_weighted_solve(
     x: np.ndarray, sw: np.ndarray, zw: np.ndarray, sqrt_ridge: np.ndarray, house: np.ndarray,
     tau: np.ndarray, q: np.ndarray, beta: np.ndarray,
@@ -850,26 +907,10 @@ def _qr_weighted_solve(
                 house[k, i] = scale * house[k, i]
             house[i, i] = beta_i
         if tau[i] != 0.0:  # apply the reflector to the remaining columns
-            for j in range(i + 1, p):
-                s = house[i, j]
-                for k in range(i + 1, m):
-                    s += house[k, j] * house[k, i]
-                if s != 0.0:
-                    t = -tau[i] * s
-                    house[i, j] = house[i, j] + t
-                    for k in range(i + 1, m):
-                        house[k, j] = house[k, j] + house[k, i] * t
+            _reflect(house, house, i, tau[i], m, p)
     for i in range(p - 1, -1, -1):  # the first p columns of Q
         if tau[i] != 0.0:
-            for j in range(i + 1, p):
-                s = q[i, j]
-                for k in range(i + 1, m):
-                    s += q[k, j] * house[k, i]
-                if s != 0.0:
-                    t = -tau[i] * s
-                    q[i, j] = q[i, j] + t
-                    for k in range(i + 1, m):
-                        q[k, j] = q[k, j] + house[k, i] * t
+            _reflect(house, q, i, tau[i], m, p)
         for k in range(i + 1, m):
             q[k, i] = -tau[i] * house[k, i]
         q[i, i] = 1.0 - tau[i]
@@ -990,9 +1031,15 @@ def irls_nb(
         # inverse of (X'WX + R) column by column, then the sandwich diagonal
         inv = np.empty((p, p))
         _cholesky_inverse(low, tmp, inv)
-        sandwich = inv @ gram @ inv
+        # only the diagonal of inv @ gram @ inv: sum_k inv[j, k] (sum_l gram[k, l] inv[l, j])
         for j in range(p):
-            out_var[g, j] = sandwich[j, j]
+            var = 0.0
+            for kk in range(p):
+                row = 0.0
+                for ll in range(p):
+                    row += gram[kk, ll] * inv[ll, j]
+                var += inv[j, kk] * row
+            out_var[g, j] = var
 
 
 @njit(parallel=True)
