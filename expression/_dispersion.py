@@ -31,6 +31,7 @@ derivative on about 0.2% of genes (one to three units in the last place, not yet
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -231,7 +232,32 @@ def _householder_qr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _r_qr_parts(design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(qr.Q(qr(x)), solve(qr.R(qr(x))))`` computed in R's operation order."""
+    """``(qr.Q(qr(x)), solve(qr.R(qr(x))))`` computed in R's operation order (read-only arrays,
+    computed once per design: see :func:`_design_qr`)."""
+    q, rinv, _ = _design_qr(np.ascontiguousarray(design, dtype=np.float64))
+    return q, rinv
+
+
+def _design_qr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(Q, R^-1, R)`` of a design in R's order, cached by the design's bytes: a DE fit asks
+    for them several times (starts of every IRLS, linear-model means) and the R-order
+    Householder steps run in Python."""
+    return _design_qr_cached(x.shape, x.tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _design_qr_cached(shape: tuple[int, ...], data: bytes
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.frombuffer(data, dtype=np.float64).reshape(shape)
+    q, rinv = _r_qr_parts_uncached(x)
+    p = x.shape[1]
+    r = np.triu(_householder_qr(x)[0][:p, :p])
+    for part in (q, rinv, r):
+        part.setflags(write=False)
+    return q, rinv, r
+
+
+def _r_qr_parts_uncached(design: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     qr, qraux = _householder_qr(design)
     n, p = qr.shape
     q = np.zeros((n, p))
@@ -301,8 +327,7 @@ def _r_start_coefficients(y: np.ndarray, sf: np.ndarray, x: np.ndarray) -> np.nd
     if np.linalg.matrix_rank(x) < x.shape[1]:
         q, r = np.linalg.qr(x)
         return np.ascontiguousarray(np.linalg.solve(r, q.T @ logs).T)
-    q, _ = _r_qr_parts(x)
-    r = np.triu(_householder_qr(x)[0][: x.shape[1], : x.shape[1]])
+    q, _, r = _design_qr(np.ascontiguousarray(x, dtype=np.float64))
     b = _sequential_matmul(np.ascontiguousarray(q.T), logs)
     p = x.shape[1]
     for j in range(p - 1, -1, -1):  # solve(): back substitution, the same steps for every gene

@@ -888,10 +888,14 @@ def _qr_weighted_solve(
     for i in range(p):
         for j in range(p):
             house[n + i, j] = sqrt_ridge[i] if i == j else 0.0
+    # Reflector i has zeros below row n + i: the ridge rows n + r, r > i, are still untouched
+    # (their only entry, sqrt(ridge_r), sits in column r > i). The loops stop at row n + i:
+    # the skipped terms are products with those zeros, whose addition changes no bit.
     for i in range(p):
+        last = n + i + 1
         alpha = house[i, i]
         ss = 0.0
-        for k in range(i + 1, m):
+        for k in range(i + 1, last):
             ss += house[k, i] * house[k, i]
         xnorm = math.sqrt(ss)
         if xnorm == 0.0:
@@ -903,15 +907,16 @@ def _qr_weighted_solve(
             beta_i = -math.copysign(hyp, alpha)
             tau[i] = (beta_i - alpha) / beta_i
             scale = 1.0 / (alpha - beta_i)
-            for k in range(i + 1, m):
+            for k in range(i + 1, last):
                 house[k, i] = scale * house[k, i]
             house[i, i] = beta_i
         if tau[i] != 0.0:  # apply the reflector to the remaining columns
-            _reflect(house, house, i, tau[i], m, p)
-    for i in range(p - 1, -1, -1):  # the first p columns of Q
+            _reflect(house, house, i, tau[i], last, p)
+    for i in range(p - 1, -1, -1):  # the first p columns of Q (rows below n + i never read)
+        last = n + i + 1
         if tau[i] != 0.0:
-            _reflect(house, q, i, tau[i], m, p)
-        for k in range(i + 1, m):
+            _reflect(house, q, i, tau[i], last, p)
+        for k in range(i + 1, last):
             q[k, i] = -tau[i] * house[k, i]
         q[i, i] = 1.0 - tau[i]
         for k in range(i):
