@@ -776,7 +776,9 @@ def fit_disp_line_search(
             if theta_kappa <= theta_hat_kappa:
                 accepted += 1
                 a = a + kappa * dlp
-                lpnew = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+                # R evaluates the log posterior here again, at the very point theta_kappa was
+                # computed at (the same expression of the same values): the same number
+                lpnew = -theta_kappa
                 change = lpnew - lp
                 if change < tol:
                     lp = lpnew
