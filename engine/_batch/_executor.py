@@ -199,9 +199,11 @@ def open_executor(spec: ExecutorSpec) -> _InProcess | _Dask:
         # threads: n threads of one worker in this process, talking in-process (no sockets);
         # processes: n one-thread workers on loopback
         # (no dashboard for threads: starting its web server costs more than the whole
-        # cluster, and the command shows progress itself)
+        # cluster, and the command shows progress itself; the scheduler's plain HTTP routes
+        # still listen, so on ":0", a free port: on the default 8787 two runs at once
+        # collide. ":0" everywhere: parallel runs never collide)
         where: dict[str, Any] = {"host": "127.0.0.1", "dashboard_address": ":0"} if spec.processes else {
-            "dashboard_address": None}  # ":0": a free port, parallel runs never collide
+            "dashboard_address": ":0", "scheduler_kwargs": {"dashboard": False}}
         cluster = LocalCluster(
             n_workers=n if spec.processes else 1, threads_per_worker=1 if spec.processes else n,
             processes=spec.processes, **where, silence_logs=logging.ERROR,

@@ -19,12 +19,14 @@ memory stays flat however many files there are.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +52,7 @@ from engine.runtime import (
 )
 
 if TYPE_CHECKING:
-    from gating import FlowJoWorkspace, Strategy
+    from gating import FlowJoWorkspace, Plan, Strategy
 
     StrategyLike = str | os.PathLike[str] | Strategy | FlowJoWorkspace
 
@@ -185,6 +187,49 @@ def _strategy(text: str) -> Strategy:
     return strategy_from_dict(json.loads(text))
 
 
+#: Compiled plans kept per worker process (a batch's files mostly share one layout).
+_PLAN_CACHE_SIZE = 32
+_plans: collections.OrderedDict[tuple[Any, ...], Plan] = collections.OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _layout_key(text: str, sample: Any, mode: str) -> tuple[Any, ...]:
+    """Everything :func:`gating.compile_plan` reads of a sample, and the strategy and mode:
+    two data sets with the same key compile to the same plan. The names and markers (channel
+    lookup) and every spillover-like keyword with its value (the file's matrix: whichever one
+    the reader takes, its labels and values) are in it, so a file whose channels, channel
+    order or spillover differ from an earlier one's never gets the earlier plan."""
+    markers = tuple(str(m) for m in sample.channels["marker"])
+    spill = tuple((k, v) for k, v in sample.metadata.items() if "SPILL" in k)
+    return (text, mode, tuple(sample.names), markers, spill)
+
+
+def _compiled(text: str, strategy: Strategy, sample: Any, mode: Any) -> Plan:
+    """``compile_plan(strategy, sample, uncompensated=mode)``, reused across the data sets of
+    one layout (:func:`_layout_key`).
+
+    Only plans that resolved every channel name literally and applied every compensation are
+    kept: compiling any other logs what it resolved or skipped for that very file, so those
+    are compiled (and logged) per file as before. A plan that fails to compile raises, per
+    file, as before.
+    """
+    from gating import compile_plan
+
+    key = _layout_key(text, sample, mode)
+    with _plans_lock:
+        plan = _plans.get(key)
+        if plan is not None:
+            _plans.move_to_end(key)
+            return plan
+    plan = compile_plan(strategy, sample, uncompensated=mode)
+    if not plan.channel_map and not plan.uncompensated:
+        with _plans_lock:
+            _plans[key] = plan
+            while len(_plans) > _PLAN_CACHE_SIZE:
+                _plans.popitem(last=False)
+    return plan
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -210,7 +255,7 @@ def _gate_file(
 ) -> _Gated:
     """Gate every data set of one file; raises for a bad file. Membership and event files
     (per sample) are written here; the counts, MFIs and statistics are returned."""
-    from gating import apply_plan, compile_plan, evaluate_plan, read_fcs, write_events
+    from gating import apply_plan, evaluate_plan, read_fcs, write_events
 
     out = Path(task.out_dir)
     path = task.path
@@ -223,7 +268,7 @@ def _gate_file(
     for k in range(first.n_datasets):
         sample = first if k == 0 else read_fcs(path, dataset=k)
         # compiled per dataset: the plan holds the dataset's own spillover coefficients
-        plan = compile_plan(strategy, sample, uncompensated=mode)
+        plan = _compiled(task.strategy, strategy, sample, mode)
         name = task.name if k == 0 else f"{task.name}#{k}"
         # gated once: counts, statistics and the event export read the same evaluation
         ev = evaluate_plan(plan, sample, threads=task.threads) if (
@@ -238,14 +283,10 @@ def _gate_file(
         if watcher is not None and k == 0:
             _watch(watcher, GatedSample(path=path, name=name, plan=plan, sample=sample,
                                         evaluation=ev))
-        counts = result.counts
-        for column, value in task.metadata.items():
-            counts[column] = value
-        counts["file"] = path
-        counts["dataset"] = k
+        extra: dict[str, Any] = {**task.metadata, "file": path, "dataset": k}
         if mode == "allow":
-            counts["uncompensated"] = bool(result.uncompensated)
-        frames.append(counts)
+            extra["uncompensated"] = bool(result.uncompensated)
+        frames.append((result.counts, extra))
         n_events += sample.n_events
         if result.membership is not None:
             member_dir = out / "membership"
@@ -272,12 +313,37 @@ def _gate_file(
             "seconds": time.perf_counter() - start, "uncompensated": skipped,
             # what the reader repaired (instrument quirks): recorded, not only warned
             "reader_notes": list(first.warnings)}
-    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
     return _Gated(
-        counts=table.replace_schema_metadata(None), meta=meta,
+        counts=_counts_table(frames), meta=meta,
         mfi=pd.concat(medians, ignore_index=True) if medians else None,
         stats=pd.concat(stat_rows, ignore_index=True) if stat_rows else None, n_events=n_events,
     )
+
+
+def _counts_table(frames: list[tuple[pd.DataFrame, dict[str, Any]]]) -> pa.Table:
+    """The counts of a file's data sets with the extra columns (metadata, file, data set) set
+    on each: the table ``pa.Table.from_pandas`` gives of the frames so extended and
+    concatenated, without its schema metadata.
+
+    For one data set (the usual file) the table is built column by column with the very
+    conversion ``from_pandas`` applies to each column (``pa.array(column, from_pandas=True)``;
+    each extra column as pandas stores a scalar set on the frame), skipping the frame's
+    copies and the pandas metadata: a third of the cost.
+    """
+    if len(frames) == 1:
+        counts, extra = frames[0]
+        columns: dict[str, Any] = {c: counts[c] for c in counts.columns}
+        for column, value in extra.items():  # as `counts[column] = value` stores it
+            columns[column] = pd.Series(value, index=counts.index)
+        return pa.Table.from_arrays([pa.array(col, from_pandas=True) for col in columns.values()],
+                                    names=list(columns))
+    extended = []
+    for counts, extra in frames:
+        for column, value in extra.items():
+            counts[column] = value
+        extended.append(counts)
+    table = pa.Table.from_pandas(pd.concat(extended, ignore_index=True), preserve_index=False)
+    return table.replace_schema_metadata(None)
 
 
 def _failure(task: BatchTask, exc: Exception, start: float) -> TaskOutcome:

@@ -23,8 +23,10 @@ in ``tests/engine/test_memory_bound.py`` and measured by ``benchmarks/bench_memo
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -34,7 +36,7 @@ import pandas as pd
 from engine.runtime import thread_limit
 from gating._compensation import unmixing_matrix
 from gating._evaluate._evaluator import Evaluator
-from gating._evaluate._fused import fused_counts_of, fused_program
+from gating._evaluate._fused import FusedProgram, fused_counts_of, fused_program
 from gating._plan import CompensationError, Plan, PlanError, check_spillover
 
 __all__ = ["COUNT_COLUMNS", "GatingResult", "apply_plan", "evaluate_plan"]
@@ -51,6 +53,28 @@ COUNT_COLUMNS = [
     "percent_of_total",
     "id",
 ]
+
+#: The fused encoding of the last few plans (a batch gates many files with one plan object),
+#: keyed by the plan's identity. Each entry holds its plan, so an id is never reused while
+#: it is cached; a plan is immutable, so its encoding never goes stale.
+_PROGRAMS_KEPT = 16
+_programs: collections.OrderedDict[int, tuple[Plan, FusedProgram | None]] = collections.OrderedDict()
+_programs_lock = threading.Lock()
+
+
+def _program_of(plan: Plan) -> FusedProgram | None:
+    """:func:`fused_program` of ``plan``, encoded once per plan object."""
+    with _programs_lock:
+        hit = _programs.get(id(plan))
+        if hit is not None and hit[0] is plan:
+            _programs.move_to_end(id(plan))
+            return hit[1]
+    program = fused_program(plan)
+    with _programs_lock:
+        _programs[id(plan)] = (plan, program)
+        while len(_programs) > _PROGRAMS_KEPT:
+            _programs.popitem(last=False)
+    return program
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -222,7 +246,7 @@ def apply_plan(
     wants_stats = stats is not False and stats is not None
     program = None
     if evaluator is None and not (membership or mfi or wants_stats):
-        program = fused_program(plan)  # counts only: one fused pass when the plan allows
+        program = _program_of(plan)  # counts only: one fused pass when the plan allows
     if program is not None:
         _check_fits(plan, sample)
         with thread_limit(threads):
@@ -236,23 +260,22 @@ def apply_plan(
             membership or mfi) else {}
     n = sample.n_events
     paths = {g.population: g.path for g in plan.gates}
-    rows = []
-    for step in plan.gates:
-        count = count_of[step.population]
-        parent_count = count_of[step.parent]
-        rows.append(
-            {
-                "sample": name,
-                "population": step.path,
-                "parent": paths[step.parent] if step.parent is not None else None,
-                "count": count,
-                "parent_count": parent_count,
-                "percent_of_parent": 100.0 * count / parent_count if parent_count else np.nan,
-                "percent_of_total": 100.0 * count / n if n else np.nan,
-                "id": step.population,
-            }
-        )
-    counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
+    if plan.gates:  # built column by column: a table of records costs several times more
+        cnt = [count_of[step.population] for step in plan.gates]
+        parent_cnt = [count_of[step.parent] for step in plan.gates]
+        counts = pd.DataFrame({
+            "sample": [name] * len(cnt),
+            "population": [step.path for step in plan.gates],
+            "parent": [paths[s.parent] if s.parent is not None else None for s in plan.gates],
+            "count": cnt,
+            "parent_count": parent_cnt,
+            "percent_of_parent": [100.0 * c / p if p else np.nan
+                                  for c, p in zip(cnt, parent_cnt, strict=True)],
+            "percent_of_total": [100.0 * c / n if n else np.nan for c in cnt],
+            "id": [step.population for step in plan.gates],
+        }, columns=COUNT_COLUMNS)
+    else:
+        counts = pd.DataFrame([], columns=COUNT_COLUMNS)
     members = pd.DataFrame(masks, copy=False) if membership else None
     skipped = list(plan.uncompensated)
     allow = uncompensated == "allow"

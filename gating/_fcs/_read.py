@@ -34,10 +34,9 @@ from gating._fcs._keywords import (
 )
 from gating._fcs._keywords import parse_spill as parse_spill  # re-exported
 from gating._fcs._text import (
-    dataset_offsets,
+    dataset_chain,
     file_size_of,
     keyword_int,
-    read_header,
     read_text,
 )
 
@@ -84,15 +83,10 @@ def read_fcs(
     size = file_size_of(p)
     notes: list[str] = []
     with open(p, "rb") as fh:
-        starts = dataset_offsets(fh, path=spath, file_size=size)
-        if not 0 <= dataset < len(starts):
-            raise IndexError(f"{spath}: dataset {dataset} requested, the file has {len(starts)}")
-        base = starts[dataset]
-        header = read_header(fh, base=base, file_size=size, path=spath)
-        kw = read_text(
-            fh, base=base, start=header.text[0], end=header.text[1], file_size=size,
-            path=spath, segment="TEXT",
-        )
+        chain = dataset_chain(fh, path=spath, file_size=size)  # each TEXT parsed once
+        if not 0 <= dataset < len(chain):
+            raise IndexError(f"{spath}: dataset {dataset} requested, the file has {len(chain)}")
+        base, header, kw = chain[dataset]
         s_start = keyword_int(kw, "$BEGINSTEXT", path=spath) or 0
         s_end = keyword_int(kw, "$ENDSTEXT", path=spath) or 0
         if (s_start, s_end) != (0, 0) and (s_start, s_end) != header.text:
@@ -202,7 +196,7 @@ def read_fcs(
     return FCSData(
         path=p,
         dataset=dataset,
-        n_datasets=len(starts),
+        n_datasets=len(chain),
         version=header.version,
         metadata=types.MappingProxyType(kw),
         channels=channels,

@@ -16,6 +16,7 @@ from gating._errors import FCSFormatError, FCSKeywordError, FCSTruncatedError
 
 __all__ = [
     "Header",
+    "dataset_chain",
     "dataset_offsets",
     "file_size_of",
     "keyword_int",
@@ -207,7 +208,23 @@ def parse_keywords(buf: bytes, *, path: str, segment: str, offset: int) -> dict[
         raise FCSFormatError(
             f"invalid TEXT delimiter {delim!r}", path=path, segment=segment, offset=offset
         )
-    tokens = _tokens(buf[1:], delim)
+    body = buf[1:]
+    if delim * 2 not in body and buf.isascii():
+        # the common case: no escaped delimiter, plain ASCII. The fields are what lies
+        # between single delimiters (as _tokens splits them), already decoded.
+        fields = body.decode("ascii").split(delim.decode("ascii"))
+        if not fields[-1].strip(" \x00\r\n"):
+            fields.pop()  # nothing after the closing delimiter
+        if len(fields) % 2 == 0:  # (else the general path reports the odd field)
+            found: dict[str, str] = {}
+            for key, value in zip(fields[::2], fields[1::2], strict=True):
+                name = key.strip().upper()
+                if not name:
+                    raise FCSFormatError("empty keyword in TEXT", path=path, segment=segment,
+                                         offset=offset)
+                found.setdefault(name, value)
+            return found
+    tokens = _tokens(body, delim)
     if len(tokens) % 2:
         raise FCSFormatError(
             f"TEXT has an odd number of fields ({len(tokens)}): a keyword without a value "
@@ -264,6 +281,28 @@ def dataset_offsets(fh, *, path: str, file_size: int) -> list[int]:
     list[int]
         One offset per dataset, the first being 0.
     """
+    return [base for base, _, _ in dataset_chain(fh, path=path, file_size=file_size)]
+
+
+def dataset_chain(fh, *, path: str, file_size: int) -> list[tuple[int, Header, dict[str, str]]]:
+    """Every dataset chained through ``$NEXTDATA``: its absolute start, HEADER and TEXT
+    keywords (each parsed once; :func:`dataset_offsets` keeps the starts only).
+
+    Parameters
+    ----------
+    fh
+        A binary file object.
+    path
+        For error messages.
+    file_size
+        Size of the file.
+
+    Returns
+    -------
+    list of tuple
+        ``(start, header, keywords)`` per dataset, the first starting at 0.
+    """
+    chain: list[tuple[int, Header, dict[str, str]]] = []
     starts = [0]
     while True:
         base = starts[-1]
@@ -277,9 +316,10 @@ def dataset_offsets(fh, *, path: str, file_size: int) -> list[int]:
             path=path,
             segment="TEXT",
         )
+        chain.append((base, header, keywords))
         nxt = keyword_int(keywords, "$NEXTDATA", path=path) or 0
         if nxt == 0:
-            return starts
+            return chain
         target = base + nxt
         if nxt < 0 or target in starts or target <= base or target >= file_size:
             raise FCSFormatError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -39,16 +40,45 @@ def _logicle_d(w: float, b: float) -> float:
     """The logicle ``d``: root of ``2 (ln d - ln b) + w (b + d) = 0`` in ``(0, b]``."""
     if w == 0.0:
         return b
-    from scipy.optimize import brentq  # once per parameter set; SciPy only when needed
 
     def g(d: float) -> float:
         return 2.0 * (math.log(d) - math.log(b)) + w * (b + d)
 
     lo = b * math.exp(-w * b - 1.0)  # g(lo) <= -2 + ... < 0
-    d = float(brentq(g, lo, b, xtol=1e-300, rtol=8.9e-16, maxiter=500))
-    # one Newton polish step (g is smooth and increasing; brentq already at ~ulp)
+    d = _concave_root(g, lambda v: 2.0 / v + w, lo, b)
+    # one Newton polish step (g is smooth and increasing; the root is already at ~ulp)
     d -= g(d) / (2.0 / d + w)
     return d
+
+
+def _concave_root(
+    g: Callable[[float], float], dg: Callable[[float], float], lo: float, hi: float,
+) -> float:
+    """The root in ``[lo, hi]`` of an increasing concave ``g`` with ``g(lo) < 0 <= g(hi)``.
+
+    Newton's method started at ``lo``: on an increasing concave function every tangent lies
+    above the graph, so each step lands left of the root and the iterates rise monotonically
+    to it (quadratically near it); it stops when a step no longer moves the iterate, with
+    bisection of the bracket as a guard against a step leaving it.
+    """
+    x = lo
+    for _ in range(200):
+        gx = g(x)
+        if gx == 0.0:
+            return x
+        if gx > 0.0:  # rounding put us right of the root: the bracket shrinks from above
+            hi = x
+            x = 0.5 * (lo + hi)
+            continue
+        lo = x
+        step = gx / dg(x)
+        nxt = x - step
+        if not lo <= nxt <= hi:
+            nxt = 0.5 * (lo + hi)
+        if nxt == x:
+            return x
+        x = nxt
+    return x
 
 
 class _BiexFamily(Transform):
