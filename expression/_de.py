@@ -114,14 +114,33 @@ class DEResult:
             raise OutputError(
                 f"unsupported output suffix {path.suffix!r} (.csv, .tsv, .parquet)", path=path
             )
-        table = self.table.reset_index()
         with atomic_path(path, suffix=suffix) as tmp:
             if suffix == ".parquet":
-                table.to_parquet(tmp, index=False)
+                self.table.reset_index().to_parquet(tmp, index=False)
             else:
-                sep = "\t" if suffix == ".tsv" else ","
-                table.to_csv(tmp, sep=sep, index=False, float_format="%.17g", na_rep="NA")
+                _write_text_table(self.table, tmp, sep="\t" if suffix == ".tsv" else ",")
         return path
+
+
+def _write_text_table(table: pd.DataFrame, path: Path, *, sep: str) -> None:
+    """The table as CSV/TSV, index first: floats as ``%.17g`` (they read back to the same
+    bits), missing values as ``NA``, text quoted where it must be (the ``csv`` module's
+    minimal quoting, as pandas). Formats column by column: several times faster than
+    ``DataFrame.to_csv`` with a float format, which formats cell by cell."""
+    import csv
+
+    def text(column: pd.Series) -> list[str]:
+        values = column.to_numpy()
+        if values.dtype.kind == "f":
+            return ["NA" if v != v else f"{v:.17g}" for v in values.tolist()]
+        return ["NA" if v is None or (isinstance(v, float) and v != v) else str(v)
+                for v in values.tolist()]
+
+    columns = [text(table.index.to_series())] + [text(table[c]) for c in table.columns]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=sep, lineterminator="\n")
+        writer.writerow([table.index.name or "index", *map(str, table.columns)])
+        writer.writerows(zip(*columns, strict=True))
 
 
 @contextmanager

@@ -219,6 +219,25 @@ def nb_log_pmf(y: float, size: float, mu: float) -> float:
 
 
 @njit()
+def _nb_log_pmf_const(y: float, size: float) -> float:
+    """The part of :func:`nb_log_pmf` that does not depend on ``mu`` (``lgamma(y + size) -
+    lgamma(size) - lgamma(y + 1)``, its leading terms in the same order), NaN where
+    :func:`nb_log_pmf` takes another branch."""
+    if y == 0.0 or y < 1e-10 * size:
+        return math.nan
+    return lgamma(y + size) - lgamma(size) - lgamma(y + 1.0)
+
+
+@njit()
+def _nb_log_pmf_with(const: float, y: float, size: float, mu: float) -> float:
+    """:func:`nb_log_pmf` given its ``mu``-free part from :func:`_nb_log_pmf_const` (added first,
+    as there, so the value is the same to the bit); the other branches recompute."""
+    if math.isnan(const):
+        return nb_log_pmf(y, size, mu)
+    return const + size * math.log(size / (size + mu)) + y * math.log(mu / (size + mu))
+
+
+@njit()
 def _cholesky(b: np.ndarray, low: np.ndarray) -> bool:
     """Lower Cholesky factor of a small SPD matrix into ``low``; False if not positive definite."""
     p = b.shape[0]
@@ -883,7 +902,6 @@ def _qr_weighted_solve(
     LAPACK/BLAS order R uses) so the coefficients equal R's to the last bit; False when R is
     singular."""
     n, p = x.shape
-    m = n + p
     for i in range(n):
         for j in range(p):
             house[i, j] = x[i, j] * sw[i]
@@ -960,6 +978,9 @@ def irls_nb(
         yr = y[g]
         a = alpha[g]
         size = 1.0 / a
+        ll_const = np.empty(n)  # the deviance's mu-free terms, fixed during the iterations
+        for i in range(n):
+            ll_const[i] = _nb_log_pmf_const(yr[i], size)
         beta = beta0[g].copy()
         mu = np.empty(n)
         w = np.empty(n)
@@ -1002,7 +1023,7 @@ def irls_nb(
                 mu[i] = max(sf[i] * math.exp(eta), min_mu)
             dev = 0.0
             for i in range(n):
-                dev += -2.0 * nb_log_pmf(yr[i], size, mu[i])
+                dev += -2.0 * _nb_log_pmf_with(ll_const[i], yr[i], size, mu[i])
             conv = abs(dev - dev_old) / (abs(dev) + 0.1)
             if math.isnan(conv):
                 iters = maxit
