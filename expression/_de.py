@@ -731,8 +731,14 @@ def de_file(
     ValueError
         A bad contrast, alpha, inference, design or counts (before the fit).
     """
+    import threading
+
     from expression._io import check_output, read_count_table
 
+    if inference == "numba":  # Numba's cache loads overlap the imports and the reading
+        from expression._deseq import warm_kernels
+
+        threading.Thread(target=warm_kernels, name="phenoflow-warm-kernels", daemon=True).start()
     parsed = as_contrast(contrast)
     _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
     design_variables(design)

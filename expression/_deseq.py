@@ -692,3 +692,33 @@ def shrink_lfc(fit: DeseqFit, index: int, se_natural: np.ndarray) -> np.ndarray:
     lfc[nz[ok]] = new[ok]
     return lfc / np.log(2)
 
+
+
+def warm_kernels() -> None:
+    """Load the driver's gene-parallel kernels from Numba's on-disk cache (calling each once on
+    a two-gene input of the real argument types), so that a command can do it in a background
+    thread while it imports pandas and reads its files: Numba's first loads cost about half a
+    second, much of it outside the GIL. Safe to call any number of times; a failure here only
+    means the real call loads the kernel itself.
+
+    Examples
+    --------
+    >>> warm_kernels()
+    """
+    try:
+        y = np.ones((2, 3))
+        x = np.ascontiguousarray(np.column_stack([np.ones(3), [0.0, 1.0, 1.0]]))
+        k.libm_log(y)
+        k.libm_exp(y)
+        sf = np.ones(3)
+        alpha = np.full(2, 0.1)
+        k.irls_nb(y, sf, x, alpha, np.zeros((2, 2)), np.full(2, 1e-6), 1e-8, 2, MIN_MU,
+                  np.empty((2, 2)), np.empty(2, dtype=np.int64), np.empty(2), np.empty((2, 3)),
+                  np.empty((2, 2)), np.empty((2, 3)))
+        log_a = np.full(2, -2.0)
+        k.fit_disp_line_search(y, y, x, log_a, log_a, 1.0, False, True, -20.0, 1.0, 1e-6, 2,
+                               np.empty(2), np.empty(2, dtype=np.int64), np.empty(2), np.empty(2))
+        k.wald_normal(x, alpha, np.zeros((2, 2)), y, np.eye(2), np.array([0.0, 1.0]), 0.0,
+                      np.empty(2), np.empty(2), np.empty(2))
+    except Exception:  # noqa: BLE001 - a warm-up must never fail a run
+        log.debug("kernel warm-up failed; the kernels load on first use", exc_info=True)

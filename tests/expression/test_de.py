@@ -226,3 +226,33 @@ def test_written_table_reads_back_to_the_same_bits(tmp_path, suffix):
     assert list(back.index) == list(genes)
     np.testing.assert_array_equal(back.to_numpy(), values)
     assert path.read_text().splitlines()[0].split("\t" if suffix == ".tsv" else ",")[0] == "gene"
+
+
+def test_kernel_warm_up_loads_the_overloads_the_fit_uses():
+    """``warm_kernels`` (run by ``phenoflow de`` in a background thread) must load exactly the
+    overloads a real fit calls, or it would only add work: after it, a fit large enough for the
+    parallel kernels adds no new signature to any warmed kernel."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import numpy as np
+        from expression import _kernels as k
+        from expression._deseq import deseq, warm_kernels, wald_results
+        warm_kernels()
+        names = ["libm_log", "libm_exp", "irls_nb", "fit_disp_line_search", "wald_normal"]
+        before = {n: len(getattr(k, n).signatures) for n in names}
+        assert all(before.values()), before
+        rng = np.random.default_rng(0)
+        y = rng.negative_binomial(4, 0.04, size=(20, 3000))
+        x = np.column_stack([np.ones(20), np.repeat([0.0, 1.0], 10), np.tile([0.0, 1.0], 10)])
+        fit = deseq(y, x, ["Intercept", "a", "b"], threads=2)
+        wald_results(fit, np.array([0.0, 0.0, 1.0]))
+        after = {n: len(getattr(k, n).signatures) for n in names}
+        assert after == before, (before, after)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
