@@ -720,5 +720,5 @@ def warm_kernels() -> None:
                                np.empty(2), np.empty(2, dtype=np.int64), np.empty(2), np.empty(2))
         k.wald_normal(x, alpha, np.zeros((2, 2)), y, np.eye(2), np.array([0.0, 1.0]), 0.0,
                       np.empty(2), np.empty(2), np.empty(2))
-    except Exception:  # noqa: BLE001 - a warm-up must never fail a run
+    except Exception:
         log.debug("kernel warm-up failed; the kernels load on first use", exc_info=True)
