@@ -4,7 +4,9 @@ The plan is encoded as arrays (:class:`FusedProgram`) and evaluated by
 :func:`gating._evaluate._fused_kernels.fused_counts` block by block: a block's used columns
 are read from the sample's own bytes (mapped float values or stored words, decoded as read),
 only the channels the gates read are compensated (one column of the unmixing per channel), on
-their parent's events only, and each gate's count is accumulated per worker. No array as long
+the events of the first population whose children read one of their columns (a compensated
+column is decoded once per event and block, not again for each subpopulation), and each
+gate's count is accumulated per worker. No array as long
 as the sample is made, so the pass costs about one read of the used columns.
 
 It covers rectangles, polygons and Booleans on channels or ratios with no transform or a
@@ -136,6 +138,7 @@ def fused_program(plan: Plan) -> FusedProgram | None:
     g_nvert = np.zeros(n_gates, dtype=np.int64)
     g_box = np.zeros((n_gates, 4), dtype=np.float64)
     g_prefilter = np.zeros(n_gates, dtype=np.bool_)
+    g_boxpoly = np.zeros(n_gates, dtype=np.bool_)  # a polygon that is its bounding box
     g_ops = np.zeros((n_gates, max_ops), dtype=np.int64)
     g_comp = np.zeros((n_gates, max_ops), dtype=np.bool_)
     g_nops = np.zeros(n_gates, dtype=np.int64)
@@ -201,6 +204,7 @@ def fused_program(plan: Plan) -> FusedProgram | None:
         g_nvert[k] = len(v)
         g_vert[k, : len(v)] = v
         g_prefilter[k] = _polygon_box(v, transforms, g_box[k])
+        g_boxpoly[k] = _is_box(v)
     n_ch = max(1, len(channels))
     width = max([len(c.columns) for c in channels] + [1])
     used = sorted({col for c in channels for col in c.columns}) or [0]  # sample columns
@@ -221,15 +225,36 @@ def fused_program(plan: Plan) -> FusedProgram | None:
             for ch in (row[0], row[1]):
                 if ch >= 0 and ch not in wanted[slot]:
                     wanted[slot].append(ch)
-    depth = max([len(w) for w in wanted] + [1])
+    # A channel an ancestor's children read is already there for every event of the population
+    # (the ancestor's slot was prepared on a superset of its events, earlier in the block).
+    for slot in range(n_gates, 0, -1):
+        above: set[int] = set(wanted[0])
+        a = int(g_parent[slot - 1])
+        while a >= 0:
+            above.update(wanted[a + 1])
+            a = int(g_parent[a])
+        wanted[slot] = [ch for ch in wanted[slot] if ch not in above]
+    # Each slot also computes, on the same events, every other channel made of the columns it
+    # decodes (the compensated channels of the descendants, mostly): a column is then decoded
+    # once per event and block, on the first population that needs it, and every channel is
+    # computed in one contiguous pass over the decoded columns instead of a decode per level.
+    by_index = {j: c for c, j in channels.items()}
+    extended: list[list[int]] = []
+    for chs in wanted:
+        cols_of = {col for ch in chs for col in by_index[ch].columns}
+        extra = [j for j in range(len(channels)) if j not in chs and len(by_index[j].columns) > 1
+                 and set(by_index[j].columns) <= cols_of]
+        extended.append(chs + extra)
+    depth = max([len(w) for w in extended] + [1])
     pre_ch = np.zeros((n_gates + 1, depth), dtype=np.int64)
     pre_nch = np.zeros(n_gates + 1, dtype=np.int64)
+    pre_nwant = np.zeros(n_gates + 1, dtype=np.int64)
     pre_cols = np.zeros((n_gates + 1, len(used)), dtype=np.int64)
     pre_ncols = np.zeros(n_gates + 1, dtype=np.int64)
-    by_index = {j: c for c, j in channels.items()}
-    for slot, chs in enumerate(wanted):
+    for slot, chs in enumerate(extended):
         pre_ch[slot, : len(chs)] = chs
         pre_nch[slot] = len(chs)
+        pre_nwant[slot] = len(wanted[slot])
         cols = sorted({where[col] for ch in chs for col in by_index[ch].columns})
         pre_cols[slot, : len(cols)] = cols
         pre_ncols[slot] = len(cols)
@@ -251,12 +276,32 @@ def fused_program(plan: Plan) -> FusedProgram | None:
         f_p[j] = bp
         f_knots[j, : len(knots)] = knots
     arrays = (
-        np.asarray(used, dtype=np.int64), ch_pos, ch_coefs, ch_n, pre_ch, pre_nch, pre_cols,
-        pre_ncols, f_num, f_den, f_ratio, f_kind, f_par, f_clamp, f_p, f_knots,
+        np.asarray(used, dtype=np.int64), ch_pos, ch_coefs, ch_n, pre_ch, pre_nch, pre_nwant,
+        pre_cols, pre_ncols, f_num, f_den, f_ratio, f_kind, f_par, f_clamp, f_p, f_knots,
         g_kind, g_parent, g_feat, g_ndim, g_rect, g_rawcmp, g_upper, g_vert, g_nvert, g_box,
-        g_prefilter, g_ops, g_comp, g_nops, g_op, g_operand,
+        g_prefilter, g_boxpoly, g_ops, g_comp, g_nops, g_op, g_operand,
     )
     return FusedProgram(tuple(g.population for g in plan.gates), arrays)
+
+
+def _is_box(v: np.ndarray) -> bool:
+    """Whether the polygon ``v`` is an axis-aligned rectangle of positive finite sides, its
+    corners in order: then :func:`point_in_polygon` holds exactly the points of its closed
+    bounding box (a side point is on an edge; an inner point's ray crosses the right side only,
+    at ``x1 + (y - y1) * 0 / (y2 - y1) == x1``), so the kernel need not run the rule."""
+    if v.shape != (4, 2) or not np.isfinite(v).all():
+        return False
+    xs, ys = np.unique(v[:, 0]), np.unique(v[:, 1])
+    if len(xs) != 2 or len(ys) != 2:
+        return False
+    corners = {(float(a), float(b)) for a in xs for b in ys}
+    if {(float(a), float(b)) for a, b in v} != corners:
+        return False
+    for e in range(4):
+        (x1, y1), (x2, y2) = v[e - 1], v[e]
+        if (x1 == x2) == (y1 == y2):  # a diagonal (or a repeated corner)
+            return False
+    return True
 
 
 def _polygon_box(v: np.ndarray, transforms: list[Transform | None], out: np.ndarray) -> bool:

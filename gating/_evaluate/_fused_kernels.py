@@ -223,27 +223,32 @@ def _decode_column(
 def _prepare(
     slot: int, lst: np.ndarray, m: int, b0: int, chval: np.ndarray, chdone: np.ndarray,
     todo: np.ndarray, rawc: np.ndarray, acc: np.ndarray, pre_ch: np.ndarray, pre_nch: np.ndarray,
-    pre_cols: np.ndarray, pre_ncols: np.ndarray, used_src: np.ndarray, ch_pos: np.ndarray,
-    ch_coefs: np.ndarray, ch_n: np.ndarray, x: np.ndarray, stored: bool, big: bool,
-    floats: bool, offsets: np.ndarray, widths: np.ndarray, masks: np.ndarray,
+    pre_nwant: np.ndarray, pre_cols: np.ndarray, pre_ncols: np.ndarray, used_src: np.ndarray,
+    ch_pos: np.ndarray, ch_coefs: np.ndarray, ch_n: np.ndarray, x: np.ndarray, stored: bool,
+    big: bool, floats: bool, offsets: np.ndarray, widths: np.ndarray, masks: np.ndarray,
     lookup: np.ndarray, tables: np.ndarray,
 ) -> None:
-    """Compute every channel a population's children read (``pre_ch[slot]``) on its listed
-    events that lack one, together: the columns they use are decoded once per event into
-    ``rawc`` (compact, column-major), then each (compensated) channel is a sum over columns.
+    """Compute the channels of a population's slot (``pre_ch[slot]``: those its children read,
+    first ``pre_nwant[slot]``, then every other channel of the same columns, mostly the
+    compensated channels its descendants read) on its listed events that lack one of the
+    first, together: the columns they use are decoded once per event into ``rawc`` (compact,
+    column-major), then each channel is a sum over columns, channels of the same columns four
+    or two at a time (:func:`_sums4`). So a compensated column is decoded once per event and
+    block (on the first population that needs it), not again for each descendant.
 
     Each event's sum starts at 0.0 and adds ``value * coefficient`` column by column in the
     plan's order, as :func:`channel_values` does (identical values); the loop over events is
     innermost, so the sums of different events run side by side.
     """
     n_c = pre_nch[slot]
+    n_want = pre_nwant[slot]
     if n_c == 0:
         return
     k = 0
     for j in range(m):
         i = lst[j]
         lacks = False
-        for c in range(n_c):
+        for c in range(n_want):
             if chdone[pre_ch[slot, c], i] == 0:
                 lacks = True
                 break
@@ -256,18 +261,99 @@ def _prepare(
         q = pre_cols[slot, c]
         _decode_column(used_src[q], todo, k, b0, rawc[q], x, stored, big, floats, offsets,
                        widths, masks, lookup, tables)
-    for c in range(n_c):
+    c = 0
+    while c < n_c:
         ch = pre_ch[slot, c]
-        for j in range(k):
-            acc[j] = 0.0
-        for t in range(ch_n[ch]):
-            col = rawc[ch_pos[ch, t]]
-            w = ch_coefs[ch, t]
+        # channels made of the same columns (the compensated ones) summed together, up to 4
+        # at a time: each decoded column is loaded once for them all
+        g = 1
+        while g < 4 and c + g < n_c and _same_columns(ch, pre_ch[slot, c + g], ch_pos, ch_n):
+            g += 1
+        if g == 4:
+            _sums4(pre_ch[slot, c:c + 4], k, rawc, acc, ch_pos, ch_coefs, ch_n)
+        elif g >= 2:
+            g = 2
+            _sums2(pre_ch[slot, c:c + 2], k, rawc, acc, ch_pos, ch_coefs, ch_n)
+        else:
+            _sums1(ch, k, rawc, acc[0], ch_pos, ch_coefs, ch_n)
+        for h in range(g):
+            row = chval[pre_ch[slot, c + h]]
+            flag = chdone[pre_ch[slot, c + h]]
+            a = acc[h]
             for j in range(k):
-                acc[j] += col[j] * w
+                row[todo[j]] = a[j]
+                flag[todo[j]] = 1
+        c += g
+
+
+@njit()
+def _same_columns(a: int, b: int, ch_pos: np.ndarray, ch_n: np.ndarray) -> bool:
+    """Whether channels ``a`` and ``b`` sum the same decoded columns in the same order."""
+    if ch_n[a] != ch_n[b]:
+        return False
+    for t in range(ch_n[a]):
+        if ch_pos[a, t] != ch_pos[b, t]:
+            return False
+    return True
+
+
+@njit()
+def _sums1(ch: int, k: int, rawc: np.ndarray, a0: np.ndarray, ch_pos: np.ndarray,
+           ch_coefs: np.ndarray, ch_n: np.ndarray) -> None:
+    """``a0[j]``: channel ``ch`` of compact event ``j``: ``0.0`` plus ``value * coefficient``
+    column by column, in the plan's order, as :func:`channel_values` sums (identical values;
+    the events side by side)."""
+    for j in range(k):
+        a0[j] = 0.0
+    for t in range(ch_n[ch]):
+        col = rawc[ch_pos[ch, t]]
+        w0 = ch_coefs[ch, t]
         for j in range(k):
-            chval[ch, todo[j]] = acc[j]
-            chdone[ch, todo[j]] = 1
+            a0[j] += col[j] * w0
+
+
+@njit()
+def _sums4(chs: np.ndarray, k: int, rawc: np.ndarray, acc: np.ndarray, ch_pos: np.ndarray,
+           ch_coefs: np.ndarray, ch_n: np.ndarray) -> None:
+    """:func:`_sums1` of four channels ``chs`` of the same columns, into ``acc[0..3]``."""
+    c0 = chs[0]
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    for j in range(k):
+        a0[j] = 0.0
+        a1[j] = 0.0
+        a2[j] = 0.0
+        a3[j] = 0.0
+    for t in range(ch_n[c0]):
+        col = rawc[ch_pos[c0, t]]
+        w0 = ch_coefs[chs[0], t]
+        w1 = ch_coefs[chs[1], t]
+        w2 = ch_coefs[chs[2], t]
+        w3 = ch_coefs[chs[3], t]
+        for j in range(k):
+            v = col[j]
+            a0[j] += v * w0
+            a1[j] += v * w1
+            a2[j] += v * w2
+            a3[j] += v * w3
+
+
+@njit()
+def _sums2(chs: np.ndarray, k: int, rawc: np.ndarray, acc: np.ndarray, ch_pos: np.ndarray,
+           ch_coefs: np.ndarray, ch_n: np.ndarray) -> None:
+    """:func:`_sums4` of two channels of the same columns."""
+    c0 = chs[0]
+    a0, a1 = acc[0], acc[1]
+    for j in range(k):
+        a0[j] = 0.0
+        a1[j] = 0.0
+    for t in range(ch_n[c0]):
+        col = rawc[ch_pos[c0, t]]
+        w0 = ch_coefs[chs[0], t]
+        w1 = ch_coefs[chs[1], t]
+        for j in range(k):
+            v = col[j]
+            a0[j] += v * w0
+            a1[j] += v * w1
 
 
 @njit(error_model="numpy")
@@ -312,24 +398,28 @@ def fused_counts(
     x: np.ndarray, stored: bool, big: bool, floats: bool, offsets: np.ndarray,
     widths: np.ndarray, masks: np.ndarray, lookup: np.ndarray, tables: np.ndarray,
     used_src: np.ndarray, ch_pos: np.ndarray, ch_coefs: np.ndarray, ch_n: np.ndarray,
-    pre_ch: np.ndarray, pre_nch: np.ndarray, pre_cols: np.ndarray, pre_ncols: np.ndarray,
-    f_num: np.ndarray, f_den: np.ndarray, f_ratio: np.ndarray, f_kind: np.ndarray,
-    f_par: np.ndarray, f_clamp: np.ndarray, f_p: np.ndarray, f_knots: np.ndarray,
-    g_kind: np.ndarray, g_parent: np.ndarray, g_feat: np.ndarray, g_ndim: np.ndarray,
+    pre_ch: np.ndarray, pre_nch: np.ndarray, pre_nwant: np.ndarray, pre_cols: np.ndarray,
+    pre_ncols: np.ndarray, f_num: np.ndarray, f_den: np.ndarray, f_ratio: np.ndarray,
+    f_kind: np.ndarray, f_par: np.ndarray, f_clamp: np.ndarray, f_p: np.ndarray,
+    f_knots: np.ndarray, g_kind: np.ndarray, g_parent: np.ndarray, g_feat: np.ndarray,
+    g_ndim: np.ndarray,
     g_rect: np.ndarray, g_rawcmp: np.ndarray, g_upper: np.ndarray,
     g_vert: np.ndarray, g_nvert: np.ndarray, g_box: np.ndarray, g_prefilter: np.ndarray,
-    g_ops: np.ndarray, g_comp: np.ndarray, g_nops: np.ndarray, g_op: np.ndarray,
-    g_operand: np.ndarray, start: int, stop: int, n_workers: int, counts: np.ndarray,
+    g_boxpoly: np.ndarray, g_ops: np.ndarray, g_comp: np.ndarray, g_nops: np.ndarray,
+    g_op: np.ndarray, g_operand: np.ndarray, start: int, stop: int, n_workers: int,
+    counts: np.ndarray,
 ) -> None:
     """Add each population's count among events ``start .. stop - 1`` to ``counts``.
 
     Blocks of :data:`BLOCK` events are dealt to ``n_workers`` workers (a ``prange``, so the
     thread cap of :func:`engine.runtime.thread_limit` holds), each with its own scratch. In a
     block the gates run in plan order on their parent's events only: a list of the parent's
-    events shrinks dimension by dimension, and a channel is computed for an event at most once
-    per block: when the first child of a population is evaluated, every channel its children
-    read is computed on the population's events together (:func:`_prepare`). No array as long
-    as the sample is made.
+    events shrinks dimension by dimension, and a channel is computed for an event once per
+    block (about): when the first child of a population is evaluated, every channel its children
+    read, and every other channel of the same columns, is computed on the population's events
+    together (:func:`_prepare`). A polygon that is an axis-aligned rectangle (``g_boxpoly``)
+    keeps its closed bounding box, as the polygon rule would. No array as long as the sample
+    is made.
     """
     n_gates = g_kind.shape[0]
     n_ch = ch_n.shape[0]
@@ -344,7 +434,7 @@ def fused_counts(
         lst = np.empty(BLOCK, dtype=np.int64)
         todo = np.empty(BLOCK, dtype=np.int64)
         rawc = np.empty((used_src.shape[0], BLOCK), dtype=np.float64)
-        acc = np.empty(BLOCK, dtype=np.float64)
+        acc = np.empty((4, BLOCK), dtype=np.float64)
         prepared = np.zeros(n_gates + 1, dtype=np.uint8)
         tx = np.empty(BLOCK, dtype=np.float64)
         ty = np.empty(BLOCK, dtype=np.float64)
@@ -370,8 +460,8 @@ def fused_counts(
                 if prepared[p + 1] == 0:
                     prepared[p + 1] = 1
                     _prepare(p + 1, lst, m, b0, chval, chdone, todo, rawc, acc, pre_ch,
-                             pre_nch, pre_cols, pre_ncols, used_src, ch_pos, ch_coefs, ch_n, x,
-                             stored, big, floats, offsets, widths, masks, lookup, tables)
+                             pre_nch, pre_nwant, pre_cols, pre_ncols, used_src, ch_pos, ch_coefs,
+                             ch_n, x, stored, big, floats, offsets, widths, masks, lookup, tables)
                 if kind == G_BOOLEAN:
                     k = 0
                     op = g_op[g]
@@ -473,12 +563,13 @@ def fused_counts(
                             k += np.int64((px >= x_min) & (px <= x_max) & (py >= y_min)
                                           & (py <= y_max))
                         m = k
-                        _polygon_rule(tx, ty, m, vx, vy, nv, crossed, on_edge)
-                        k = 0
-                        for j in range(m):
-                            lst[k] = lst[j]
-                            k += np.int64(crossed[j] | on_edge[j])
-                        m = k
+                        if not g_boxpoly[g]:  # a rectangle's box is its inside: done
+                            _polygon_rule(tx, ty, m, vx, vy, nv, crossed, on_edge)
+                            k = 0
+                            for j in range(m):
+                                lst[k] = lst[j]
+                                k += np.int64(crossed[j] | on_edge[j])
+                            m = k
                 inside[g, :m] = lst[:m]
                 n_inside[g] = m
                 if g_operand[g]:

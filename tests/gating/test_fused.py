@@ -239,3 +239,63 @@ def test_fused_counts_match_the_gatingml_compliance_vectors(set_name):
             assert count == int(vector.sum()), gate
             checked += 1
     assert checked >= 5
+
+
+SPILL4 = pd.DataFrame([[1.0, 0.2, 0.05], [0.1, 1.0, 0.3], [0.02, 0.15, 1.0]],
+                      index=["B", "C", "D"], columns=["B", "C", "D"])
+
+
+@pytest.mark.parametrize("pad", [0, PAD], ids=["serial", "parallel"])
+def test_compensated_channels_of_descendants_computed_once_per_block(tmp_path, pad):
+    """A population's events get every compensated channel of its descendants at once (the
+    columns decoded once per block): the deep gates still count as the evaluator does."""
+    rng = np.random.default_rng(10)
+    n = 4000 + pad // 2
+    special = np.hstack([SPECIAL, SPECIAL[::-1]])
+    values = np.vstack([special, np.column_stack([
+        rng.uniform(-2, 12, n), rng.uniform(-500, 200_000, (n, 3))])]).astype(np.float32)
+    names = ["A", "B", "C", "D"]
+    sample = read_fcs(write_fcs(tmp_path / "s.fcs", values, names, spill=SPILL4))
+    cb, cc, cd = (Dimension(c, "FCS", "l") for c in ("B", "C", "D"))
+    gates = (
+        PolygonGate("S", (A, B), ((0, -1000), (10, -1000), (10, 150_000), (0, 150_000))),
+        RectangleGate("L", (cd,), ((None, 0.7),), parent="S"),
+        RectangleGate("T", (cb,), ((0.3, None),), parent="L"),
+        RectangleGate("U", (cc, B), ((0.2, 0.8), (None, 120_000.0)), parent="T"),
+        RectangleGate("V", (cc,), ((None, 0.6),), parent="T"),
+        BooleanGate("UV", "and", (("U", False), ("V", True)), parent="T"),
+    )
+    plan = compile_plan(Strategy(gates=gates, transforms=TRANSFORMS), sample)
+    program = fused_program(plan)
+    assert program is not None
+    pre_nch, pre_nwant = program.arrays[5], program.arrays[6]
+    assert (pre_nch > pre_nwant).any()  # compensated B and C computed with D, on S's events
+    fused, general = _counts_both_ways(plan, sample)
+    assert fused == general
+    assert all(0 < fused[g] < len(values) for g in ("S", "L", "T", "U", "V", "UV"))
+
+
+@pytest.mark.parametrize("pad", [0, PAD], ids=["serial", "parallel"])
+def test_rectangular_polygons_count_their_closed_box(tmp_path, pad):
+    """A polygon that is an axis-aligned rectangle skips the crossing rule (its inside is its
+    closed bounding box); a bow tie on the same corners does not."""
+    from gating._evaluate._fused import _is_box
+
+    box = ((2.0, 1.0), (8.0, 1.0), (8.0, 6.0), (2.0, 6.0))
+    tie = ((2.0, 1.0), (8.0, 6.0), (8.0, 1.0), (2.0, 6.0))
+    assert _is_box(np.array(box)) and _is_box(np.array(box[::-1]))
+    assert not _is_box(np.array(tie)) and not _is_box(np.array([(0, 0), (1, 0), (1, 1), (0, 2)]))
+    rng = np.random.default_rng(11)
+    n = 3000 + pad // 2
+    grid = np.array([(x, y) for x in (1.0, 2.0, 5.0, 8.0, 9.0) for y in (0.0, 1.0, 3.0, 6.0, 7.0)])
+    values = np.vstack([SPECIAL, grid, rng.integers(0, 11, size=(n, 2)),
+                        rng.uniform(0, 10, size=(n, 2))]).astype(np.float32)
+    sample = read_fcs(write_fcs(tmp_path / "s.fcs", values, ["A", "B"], spill=SPILL))
+    gates = (PolygonGate("Box", (A, B), box), PolygonGate("Tie", (A, B), tie),
+             PolygonGate("Rev", (A, B), box[::-1], parent="Tie"))
+    plan = compile_plan(Strategy(gates=gates), sample)
+    assert list(fused_program(plan).arrays[28]) == [True, False, True]
+    fused, general = _counts_both_ways(plan, sample)
+    assert fused == general
+    a, b = values[:, 0].astype(np.float64), values[:, 1].astype(np.float64)
+    assert fused["Box"] == int(((a >= 2) & (a <= 8) & (b >= 1) & (b <= 6)).sum())
