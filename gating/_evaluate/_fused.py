@@ -286,7 +286,7 @@ def fused_program(plan: Plan) -> FusedProgram | None:
 
 def _is_box(v: np.ndarray) -> bool:
     """Whether the polygon ``v`` is an axis-aligned rectangle of positive finite sides, its
-    corners in order: then :func:`point_in_polygon` holds exactly the points of its closed
+    corners in order: then :func:`gating._evaluate._kernels.polygon_rule` holds exactly the points of its closed
     bounding box (a side point is on an edge; an inner point's ray crosses the right side only,
     at ``x1 + (y - y1) * 0 / (y2 - y1) == x1``), so the kernel need not run the rule."""
     if v.shape != (4, 2) or not np.isfinite(v).all():

@@ -17,6 +17,7 @@ from engine.runtime import njit
 from gating._evaluate._kernels import (
     as_float,
     as_number,
+    polygon_rule,
     stored_word,
     swap,
     swap32,
@@ -356,43 +357,6 @@ def _sums2(chs: np.ndarray, k: int, rawc: np.ndarray, acc: np.ndarray, ch_pos: n
             a1[j] += v * w1
 
 
-@njit(error_model="numpy")
-def _polygon_rule(
-    px: np.ndarray, py: np.ndarray, m: int, vx: np.ndarray, vy: np.ndarray, n: int,
-    crossed: np.ndarray, on_edge: np.ndarray,
-) -> None:
-    """:func:`gating._evaluate._kernels.point_in_polygon` of the points ``(px[j], py[j])``,
-    ``j < m``, edge by edge: ``crossed[j]`` the crossing parity, ``on_edge[j]`` whether the
-    point is on an edge or a vertex (inside is ``crossed | on_edge``). The same comparisons
-    and the same crossing arithmetic, so the same decisions; with the edges outside and no
-    branch on a point, the points' divisions overlap instead of each waiting on a branch
-    (the polygon gates 2-4x faster on random events). NumPy's error model: an edge that does
-    not straddle ``py`` may divide by zero, and that quotient is never used.
-    """
-    for j in range(m):
-        crossed[j] = False
-        on_edge[j] = False
-    last = n - 1
-    for k in range(n):
-        x1 = vx[last]
-        y1 = vy[last]
-        x2 = vx[k]
-        y2 = vy[k]
-        last = k
-        x_lo = min(x1, x2)
-        x_hi = max(x1, x2)
-        y_lo = min(y1, y2)
-        y_hi = max(y1, y2)
-        for j in range(m):
-            x = px[j]
-            y = py[j]
-            on_edge[j] |= ((x_lo <= x) & (x <= x_hi) & (y_lo <= y) & (y <= y_hi)
-                           & ((x2 - x1) * (y - y1) == (y2 - y1) * (x - x1)))
-            straddles = (y1 > y) != (y2 > y)
-            cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-            crossed[j] ^= straddles & (x < cross)
-
-
 @njit(parallel=True)
 def fused_counts(
     x: np.ndarray, stored: bool, big: bool, floats: bool, offsets: np.ndarray,
@@ -551,7 +515,7 @@ def fused_counts(
                             y_min = min(y_min, vy[v])
                             y_max = max(y_max, vy[v])
                         # the bounding box first (it also rejects NaN), then the polygon
-                        # rule edge by edge over the events left (_polygon_rule); both
+                        # rule edge by edge over the events left (polygon_rule); both
                         # compactions write every event and keep it by moving k on
                         k = 0
                         for j in range(m):
@@ -564,7 +528,7 @@ def fused_counts(
                                           & (py <= y_max))
                         m = k
                         if not g_boxpoly[g]:  # a rectangle's box is its inside: done
-                            _polygon_rule(tx, ty, m, vx, vy, nv, crossed, on_edge)
+                            polygon_rule(tx, ty, m, vx, vy, nv, crossed, on_edge)
                             k = 0
                             for j in range(m):
                                 lst[k] = lst[j]

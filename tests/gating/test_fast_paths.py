@@ -62,11 +62,26 @@ def test_text_fast_path_splits_as_the_general_parser() -> None:
     assert checked > 500
 
 
-def test_polygon_rule_decides_as_point_in_polygon() -> None:
-    """The fused pass's edge-by-edge polygon rule against the evaluator's per-point rule:
-    concave and degenerate polygons, points on vertices and edges, infinities and NaN."""
-    from gating._evaluate._fused_kernels import _polygon_rule
-    from gating._evaluate._kernels import point_in_polygon
+def _reference_inside(x: float, y: float, vx: np.ndarray, vy: np.ndarray) -> bool:
+    """The polygon rule written plainly, point by point: on an edge or a vertex is inside,
+    otherwise the crossing parity of a ray towards +x."""
+    inside = False
+    n = len(vx)
+    for k in range(n):
+        x1, y1, x2, y2 = vx[k - 1], vy[k - 1], vx[k], vy[k]
+        if (min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2)
+                and (x2 - x1) * (y - y1) == (y2 - y1) * (x - x1)):
+            return True
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def test_polygon_rule_decides_as_the_plain_rule() -> None:
+    """The one polygon rule (edge by edge over many points; the evaluator's ``in_polygon`` and
+    the fused pass both use it) against the rule written point by point: concave and
+    degenerate polygons, points on vertices and edges, infinities and NaN."""
+    from gating._evaluate._kernels import in_polygon, polygon_rule
 
     rng = np.random.default_rng(11)
     for trial in range(200):
@@ -79,8 +94,12 @@ def test_polygon_rule_decides_as_point_in_polygon() -> None:
                              rng.integers(-5, 6, 100).astype(np.float64), [0.0, np.nan, 1.0]])
         crossed = np.empty(len(px), dtype=np.bool_)
         on_edge = np.empty(len(px), dtype=np.bool_)
-        _polygon_rule(px, py, len(px), vx, vy, nv, crossed, on_edge)
+        polygon_rule(px, py, len(px), vx, vy, nv, crossed, on_edge)
         # the kernel takes points inside the vertices' box only (the box rejects the rest)
         box = (px >= vx.min()) & (px <= vx.max()) & (py >= vy.min()) & (py <= vy.max())
-        want = [bool(b) and point_in_polygon(x, y, vx, vy, nv) for x, y, b in zip(px, py, box, strict=True)]
+        want = [bool(b) and _reference_inside(x, y, vx, vy)
+                for x, y, b in zip(px, py, box, strict=True)]
         assert ((crossed | on_edge) & box).tolist() == want, trial
+        got = np.empty(len(px), dtype=np.bool_)
+        in_polygon(px, py, vx, vy, got)
+        assert got.tolist() == want, trial
