@@ -854,39 +854,40 @@ def fit_disp_grid(
 
 @njit()
 def _reflect(house: np.ndarray, a: np.ndarray, i: int, tau: float, m: int, p: int) -> None:
-    """Apply reflector ``i`` (``v = (1, house[i+1:, i])``) to columns ``i+1..p-1`` of ``a``, as
-    reference LAPACK's ``dlarf`` for one column at a time: ``s = a[i, j] + sum_k a[k, j] v[k]``
-    summed over k in order, and when ``s != 0`` ``a[., j] += v (-tau s)``. Two columns are
-    processed side by side (two independent sums, each in the reference order), which halves
-    the dependent-add latency without changing a bit."""
+    """Apply reflector ``i`` (``v = (1, house[i, i+1:])``) to columns ``i+1..p-1`` of ``a``, as
+    reference LAPACK's ``dlarf`` for one column at a time: ``s = a[j, i] + sum_k a[j, k] v[k]``
+    summed over k in order, and when ``s != 0`` ``a[j, .] += v (-tau s)``. Matrices are stored
+    column-major (``a[j, k]`` is row k of column j), so both loops run along memory and the
+    update vectorises; two columns are processed side by side (two independent sums, each in
+    the reference order). No bit changes."""
     j = i + 1
     while j + 1 < p:
-        s0 = a[i, j]
-        s1 = a[i, j + 1]
+        s0 = a[j, i]
+        s1 = a[j + 1, i]
         for k in range(i + 1, m):
-            v = house[k, i]
-            s0 += a[k, j] * v
-            s1 += a[k, j + 1] * v
+            v = house[i, k]
+            s0 += a[j, k] * v
+            s1 += a[j + 1, k] * v
         if s0 != 0.0:
             t0 = -tau * s0
-            a[i, j] = a[i, j] + t0
+            a[j, i] = a[j, i] + t0
             for k in range(i + 1, m):
-                a[k, j] = a[k, j] + house[k, i] * t0
+                a[j, k] = a[j, k] + house[i, k] * t0
         if s1 != 0.0:
             t1 = -tau * s1
-            a[i, j + 1] = a[i, j + 1] + t1
+            a[j + 1, i] = a[j + 1, i] + t1
             for k in range(i + 1, m):
-                a[k, j + 1] = a[k, j + 1] + house[k, i] * t1
+                a[j + 1, k] = a[j + 1, k] + house[i, k] * t1
         j += 2
     if j < p:
-        s0 = a[i, j]
+        s0 = a[j, i]
         for k in range(i + 1, m):
-            s0 += a[k, j] * house[k, i]
+            s0 += a[j, k] * house[i, k]
         if s0 != 0.0:
             t0 = -tau * s0
-            a[i, j] = a[i, j] + t0
+            a[j, i] = a[j, i] + t0
             for k in range(i + 1, m):
-                a[k, j] = a[k, j] + house[k, i] * t0
+                a[j, k] = a[j, k] + house[i, k] * t0
 
 
 @njit()
@@ -900,14 +901,14 @@ def _qr_weighted_solve(
     first columns of Q formed by applying the reflectors last to first, ``gamma = Q' sqrt(W) z``
     summed in row order, then back substitution with R. Written to these steps (the reference
     LAPACK/BLAS order R uses) so the coefficients equal R's to the last bit; False when R is
-    singular."""
+    singular. ``house`` and ``q`` are ``p x (n + p)``: the matrices stored column-major."""
     n, p = x.shape
     for i in range(n):
         for j in range(p):
-            house[i, j] = x[i, j] * sw[i]
+            house[j, i] = x[i, j] * sw[i]
     for i in range(p):
         for j in range(p):
-            house[n + i, j] = sqrt_ridge[i] if i == j else 0.0
+            house[j, n + i] = sqrt_ridge[i] if i == j else 0.0
     # Reflector i has zeros below row n + i: the ridge rows n + r, r > i, are still untouched
     # (their only entry, sqrt(ridge_r), sits in column r > i). The loops stop at row n + i:
     # the skipped terms are products with those zeros, whose addition changes no bit.
@@ -916,7 +917,7 @@ def _qr_weighted_solve(
         alpha = house[i, i]
         ss = 0.0
         for k in range(i + 1, last):
-            ss += house[k, i] * house[k, i]
+            ss += house[i, k] * house[i, k]
         xnorm = math.sqrt(ss)
         if xnorm == 0.0:
             tau[i] = 0.0
@@ -928,7 +929,7 @@ def _qr_weighted_solve(
             tau[i] = (beta_i - alpha) / beta_i
             scale = 1.0 / (alpha - beta_i)
             for k in range(i + 1, last):
-                house[k, i] = scale * house[k, i]
+                house[i, k] = scale * house[i, k]
             house[i, i] = beta_i
         if tau[i] != 0.0:  # apply the reflector to the remaining columns
             _reflect(house, house, i, tau[i], last, p)
@@ -937,14 +938,14 @@ def _qr_weighted_solve(
         if tau[i] != 0.0:
             _reflect(house, q, i, tau[i], last, p)
         for k in range(i + 1, last):
-            q[k, i] = -tau[i] * house[k, i]
+            q[i, k] = -tau[i] * house[i, k]
         q[i, i] = 1.0 - tau[i]
         for k in range(i):
-            q[k, i] = 0.0
+            q[i, k] = 0.0
     for j in range(p):
         s = 0.0
         for k in range(n):
-            s += q[k, j] * zw[k]
+            s += q[j, k] * zw[k]
         beta[j] = s
     for k in range(p - 1, -1, -1):
         if house[k, k] == 0.0:
@@ -952,7 +953,7 @@ def _qr_weighted_solve(
         if beta[k] != 0.0:
             beta[k] = beta[k] / house[k, k]
             for i in range(k):
-                beta[i] = beta[i] - beta[k] * house[i, k]
+                beta[i] = beta[i] - beta[k] * house[k, i]
     return True
 
 
@@ -989,9 +990,9 @@ def irls_nb(
         tmp = np.empty(p)
         sw = np.empty(n)
         zw = np.empty(n)
-        house = np.empty((n + p, p))
+        house = np.empty((p, n + p))  # column-major: the reflectors' loops run along rows
         tau = np.empty(p)
-        q = np.empty((n + p, p))
+        q = np.empty((p, n + p))
         for i in range(n):
             eta = 0.0
             for j in range(p):
