@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "SizeFactorFit": "expression._size_factors",
     "Summary": "expression._paired",
     "WilcoxonExact": "expression._paired",
+    "benjamini_hochberg": "expression._multiple",
     "check_output": "expression._io",
     "cpm": "expression._normalize",
     "de_file": "expression._de",

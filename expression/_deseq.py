@@ -24,12 +24,12 @@ from engine.runtime import default_threads, small_or_parallel, thread_limit
 from expression import _dispersion as disp
 from expression import _kernels as k
 from expression._dispersion import MIN_MU
+from expression._multiple import benjamini_hochberg
 
 __all__ = [
     "ALT_HYPOTHESES",
     "DeseqFit",
     "WaldColumns",
-    "benjamini_hochberg",
     "cooks_outliers",
     "deseq",
     "lrt_test",
@@ -397,27 +397,6 @@ def cooks_outliers(fit: DeseqFit) -> np.ndarray:
         at_top = fit.counts[top, cols]
         keep = (fit.counts[:, cols] > at_top[None, :]).sum(axis=0) >= 3
         out[cols[keep]] = False
-    return out
-
-
-def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
-    """R's ``p.adjust(p, "BH")`` of the non-NaN p-values (NaN stays NaN).
-
-    Examples
-    --------
-    >>> benjamini_hochberg(np.array([0.01, 0.04, np.nan, 0.03])).round(3).tolist()
-    [0.03, 0.04, nan, 0.04]
-    """
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = np.argsort(p[ok], kind="stable")[::-1]  # decreasing, as R's order(p, TRUE)
-    i = np.arange(m, 0, -1, dtype=np.float64)
-    adjusted = np.minimum(1.0, np.minimum.accumulate((m / i) * p[ok][order]))
-    out[ok[order]] = adjusted
     return out
 
 

@@ -519,6 +519,56 @@ def grid_search(
     return _libm_exp(out)
 
 
+def mle_search(
+    counts: np.ndarray, mu: np.ndarray, design: np.ndarray, start: np.ndarray, *,
+    min_disp: float = MIN_DISP, max_disp: float, use_cr: bool = True, kappa_0: float = KAPPA_0,
+    disp_tol: float = DISP_TOL, maxit: int = MAXIT, threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gene-wise MLE as ``estimateDispersionsGeneEst`` after its starting values: the line
+    search, its start kept where no move raised the log posterior, the grid for genes that
+    did not converge (or stopped after one step) above ``10 * min_disp``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(dispersions, iterations, grid_refit, no_increase)``, the dispersions capped at
+        ``max_disp`` but not yet floored.
+    """
+    res = line_search(counts, mu, design, start, min_disp=min_disp, kappa_0=kappa_0,
+                      tol=disp_tol, maxit=maxit, use_cr=use_cr, threads=threads)
+    est = np.minimum(_libm_exp(res["log_alpha"]), max_disp)
+    no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
+    est[no_increase] = start[no_increase]
+    iters = res["iterations"]
+    converged = (iters < maxit) & (iters != 1)
+    refit = ~converged & (est > min_disp * 10)
+    if refit.any():
+        est[refit] = grid_search(counts[refit], mu[refit], design, use_cr=use_cr,
+                                 threads=threads)
+    return est, iters, refit, no_increase
+
+
+def map_search(
+    counts: np.ndarray, mu: np.ndarray, design: np.ndarray, start: np.ndarray,
+    prior_mean: np.ndarray, prior_var: float, *, min_disp: float = MIN_DISP,
+    use_cr: bool = True, kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL,
+    maxit: int = MAXIT, threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAP line search from ``start`` with the normal prior on log(alpha) around
+    ``prior_mean``, the grid for genes that did not converge: ``(dispersions, converged)``,
+    not clamped."""
+    res = line_search(counts, mu, design, start, prior_mean=prior_mean, prior_var=prior_var,
+                      min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol, maxit=maxit,
+                      use_cr=use_cr, threads=threads)
+    disp = _libm_exp(res["log_alpha"])
+    converged = res["iterations"] < maxit
+    if (~converged).any():
+        disp[~converged] = grid_search(counts[~converged], mu[~converged], design,
+                                       prior_mean=prior_mean[~converged], prior_var=prior_var,
+                                       use_cr=use_cr, threads=threads)
+    return disp, converged
+
+
 def gene_dispersions(
     counts: np.ndarray, size_factors: np.ndarray, design: np.ndarray, *,
     min_disp: float = MIN_DISP, kappa_0: float = KAPPA_0, disp_tol: float = DISP_TOL,
@@ -576,16 +626,10 @@ def gene_dispersions(
     else:
         mu = fit_nb_glm(ynz, sf, x, alpha_init, min_mu=min_mu, threads=threads)["mu_raw"]
     mu = np.where(mu < min_mu, min_mu, mu)
-    res = line_search(ynz, mu, x, alpha_init, min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol,
-                      maxit=maxit, threads=threads)
-    est = np.minimum(_libm_exp(res["log_alpha"]), max_disp)
-    no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
-    est[no_increase] = alpha_init[no_increase]
-    iters = res["iterations"]
-    converged = (iters < maxit) & (iters != 1)
-    refit = ~converged & (est > min_disp * 10)
-    if refit.any():
-        est[refit] = grid_search(ynz[refit], mu[refit], x, threads=threads)
+    est, iters, refit, no_increase = mle_search(
+        ynz, mu, x, alpha_init, min_disp=min_disp, max_disp=max_disp, kappa_0=kappa_0,
+        disp_tol=disp_tol, maxit=maxit, threads=threads,
+    )
     est = np.minimum(np.maximum(est, min_disp), max_disp)
     disp = np.full(n_genes, np.nan)
     disp[nz] = est
@@ -800,14 +844,8 @@ def map_dispersions(
     """
     start = np.where(disp_gene > 0.1 * disp_fit, disp_gene, disp_fit)
     start = np.where(np.isnan(start), disp_fit, start)
-    res = line_search(counts, mu, design, start, prior_mean=disp_fit, prior_var=prior_var,
-                      min_disp=min_disp, kappa_0=kappa_0, tol=disp_tol, maxit=maxit,
-                      threads=threads)
-    disp = _libm_exp(res["log_alpha"])
-    converged = res["iterations"] < maxit
-    if (~converged).any():
-        disp[~converged] = grid_search(counts[~converged], mu[~converged], design,
-                                       prior_mean=disp_fit[~converged], prior_var=prior_var,
-                                       threads=threads)
+    disp, converged = map_search(counts, mu, design, start, disp_fit, prior_var,
+                                 min_disp=min_disp, kappa_0=kappa_0, disp_tol=disp_tol,
+                                 maxit=maxit, threads=threads)
     max_disp = max(10.0, float(counts.shape[1]))
     return np.minimum(np.maximum(disp, min_disp), max_disp), converged

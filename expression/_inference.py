@@ -160,10 +160,14 @@ class NumbaInference(Inference):
         if prior_reg:
             if prior_disp_var is None:
                 raise ValueError("prior_disp_var is required for prior regularization")
-            est, converged = _map_search(y, m, x, start, start, float(prior_disp_var), min_disp,
-                                         cr_reg, self._threads)
+            est, converged = disp.map_search(y, m, x, start, start, float(prior_disp_var),
+                                             min_disp=min_disp, use_cr=cr_reg,
+                                             threads=self._threads)
         else:
-            est, converged = _mle_search(y, m, x, start, min_disp, max_disp, cr_reg, self._threads)
+            est, iters, _, _ = disp.mle_search(y, m, x, start, min_disp=min_disp,
+                                               max_disp=max_disp, use_cr=cr_reg,
+                                               threads=self._threads)
+            converged = (iters < disp.MAXIT) & (iters != 1)
         return np.clip(est, min_disp, max_disp), converged
 
     def wald_test(
@@ -220,36 +224,3 @@ def _fit_glm(
     return disp.fit_nb_glm(y, np.asarray(size_factors, dtype=np.float64), _design(design_matrix),
                            np.asarray(alpha, dtype=np.float64), beta_tol=beta_tol, min_mu=min_mu,
                            threads=threads)
-
-
-def _mle_search(
-    y: np.ndarray, mu: np.ndarray, x: np.ndarray, start: np.ndarray, min_disp: float,
-    max_disp: float, use_cr: bool, threads: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gene-wise MLE as ``estimateDispersionsGeneEst`` after its starting values."""
-    res = disp.line_search(y, mu, x, start, min_disp=min_disp, use_cr=use_cr, threads=threads)
-    est = np.minimum(disp._libm_exp(res["log_alpha"]), max_disp)
-    no_increase = res["last_lp"] < res["initial_lp"] + np.abs(res["initial_lp"]) / 1e6
-    est[no_increase] = start[no_increase]
-    iters = res["iterations"]
-    converged = (iters < disp.MAXIT) & (iters != 1)
-    refit = ~converged & (est > min_disp * 10)
-    if refit.any():
-        est[refit] = disp.grid_search(y[refit], mu[refit], x, use_cr=use_cr, threads=threads)
-    return est, converged
-
-
-def _map_search(
-    y: np.ndarray, mu: np.ndarray, x: np.ndarray, start: np.ndarray, prior_mean: np.ndarray,
-    prior_var: float, min_disp: float, use_cr: bool, threads: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MAP line search (prior around ``prior_mean``) with the grid for non-converged genes."""
-    res = disp.line_search(y, mu, x, start, prior_mean=prior_mean, prior_var=prior_var,
-                           min_disp=min_disp, use_cr=use_cr, threads=threads)
-    est = disp._libm_exp(res["log_alpha"])
-    converged = res["iterations"] < disp.MAXIT
-    if (~converged).any():
-        est[~converged] = disp.grid_search(y[~converged], mu[~converged], x,
-                                           prior_mean=prior_mean[~converged], prior_var=prior_var,
-                                           use_cr=use_cr, threads=threads)
-    return est, converged

@@ -200,29 +200,14 @@ def lgamma(x: float) -> float:
 @njit()
 def nb_log_pmf(y: float, size: float, mu: float) -> float:
     """log NB(y; size, mu) (the ``dnbinom(..., log=TRUE)`` parametrisation)."""
-    if y == 0.0:
-        if size < mu:
-            return size * math.log(size / (size + mu))
-        return size * math.log1p(-mu / (size + mu))
-    if y < 1e-10 * size:
-        # R's dnbinom_mu for a count far below the size (near-Poisson, dispersions near 1e-8):
-        # its own expansion, whose last bits decide where DESeq2's IRLS stops
-        if size < mu:
-            lp = math.log(size / (1.0 + size / mu))
-        else:
-            lp = math.log(mu / (1.0 + mu / size))
-        return y * lp - mu - lgamma(y + 1.0) + math.log1p(y * (y - 1.0) / (2.0 * size))
-    return (
-        lgamma(y + size) - lgamma(size) - lgamma(y + 1.0)
-        + size * math.log(size / (size + mu)) + y * math.log(mu / (size + mu))
-    )
+    return _nb_log_pmf_with(_nb_log_pmf_const(y, size), y, size, mu)
 
 
 @njit()
 def _nb_log_pmf_const(y: float, size: float) -> float:
     """The part of :func:`nb_log_pmf` that does not depend on ``mu`` (``lgamma(y + size) -
     lgamma(size) - lgamma(y + 1)``, its leading terms in the same order), NaN where
-    :func:`nb_log_pmf` takes another branch."""
+    :func:`nb_log_pmf` takes another branch. The IRLS computes it once per gene."""
     if y == 0.0 or y < 1e-10 * size:
         return math.nan
     return lgamma(y + size) - lgamma(size) - lgamma(y + 1.0)
@@ -231,10 +216,20 @@ def _nb_log_pmf_const(y: float, size: float) -> float:
 @njit()
 def _nb_log_pmf_with(const: float, y: float, size: float, mu: float) -> float:
     """:func:`nb_log_pmf` given its ``mu``-free part from :func:`_nb_log_pmf_const` (added first,
-    as there, so the value is the same to the bit); the other branches recompute."""
-    if math.isnan(const):
-        return nb_log_pmf(y, size, mu)
-    return const + size * math.log(size / (size + mu)) + y * math.log(mu / (size + mu))
+    so the value does not depend on whether the part was computed once or now)."""
+    if not math.isnan(const):
+        return const + size * math.log(size / (size + mu)) + y * math.log(mu / (size + mu))
+    if y == 0.0:
+        if size < mu:
+            return size * math.log(size / (size + mu))
+        return size * math.log1p(-mu / (size + mu))
+    # R's dnbinom_mu for a count far below the size (near-Poisson, dispersions near 1e-8):
+    # its own expansion, whose last bits decide where DESeq2's IRLS stops
+    if size < mu:
+        lp = math.log(size / (1.0 + size / mu))
+    else:
+        lp = math.log(mu / (1.0 + mu / size))
+    return y * lp - mu - lgamma(y + 1.0) + math.log1p(y * (y - 1.0) / (2.0 * size))
 
 
 @njit()

@@ -16,9 +16,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
-from expression import PairedMethod, PairedTest, Summary, WilcoxonExact, paired_test
+from expression import (
+    PairedMethod,
+    PairedTest,
+    Summary,
+    WilcoxonExact,
+    benjamini_hochberg,
+    paired_test,
+)
 
 __all__ = [
     "PairedTest",
@@ -68,7 +74,7 @@ def bh_adjust(pvalues: ArrayLike) -> np.ndarray:
         bad = flat[present][(flat[present] < 0) | (flat[present] > 1)][0]
         raise ValueError(f"bh_adjust: P values must lie in [0, 1], got {bad}")
     if present.any():
-        out[present] = stats.false_discovery_control(flat[present], method="bh")
+        out[present] = benjamini_hochberg(flat[present])
     return out.reshape(p.shape)
 
 

@@ -1,0 +1,28 @@
+"""Multiple-testing adjustment shared by the DE results and the statistics layer (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["benjamini_hochberg"]
+
+
+def benjamini_hochberg(pvalues: np.ndarray) -> np.ndarray:
+    """R's ``p.adjust(p, "BH")`` of the non-NaN p-values (NaN stays NaN).
+
+    Examples
+    --------
+    >>> benjamini_hochberg(np.array([0.01, 0.04, np.nan, 0.03])).round(3).tolist()
+    [0.03, 0.04, nan, 0.04]
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = np.argsort(p[ok], kind="stable")[::-1]  # decreasing, as R's order(p, TRUE)
+    i = np.arange(m, 0, -1, dtype=np.float64)
+    adjusted = np.minimum(1.0, np.minimum.accumulate((m / i) * p[ok][order]))
+    out[ok[order]] = adjusted
+    return out
