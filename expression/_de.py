@@ -492,13 +492,16 @@ def de_fit(
         matrix.shape[0], matrix.shape[1], design, contrast_t, used_threads,
     )
     spec = None
-    versions: dict[str, str] = {}
+    record: dict[str, Any] = {}
     if inference == "numba":
         from expression._deseq import deseq
 
         x, columns, spec = design_model(prepared)
         model = deseq(matrix.astype(np.int64), x, columns, threads=used_threads)
         coefficients = list(columns)
+        trend = {k: (None if isinstance(v, float) and v != v else v)  # JSON: no NaN
+                 for k, v in model.trend.to_dict().items()}
+        record = {"dispersion_trend": {**trend, "requested": "parametric"}}
     else:
         import pydeseq2
         from pydeseq2.dds import DeseqDataSet
@@ -513,7 +516,7 @@ def de_fit(
             )
             model.deseq2()
         coefficients = [str(c) for c in model.varm["LFC"].columns]
-        versions = {"pydeseq2_version": str(pydeseq2.__version__)}
+        record = {"pydeseq2_version": str(pydeseq2.__version__)}
     params: dict[str, Any] = {
         "design": design,
         **prepared.record(),
@@ -524,7 +527,7 @@ def de_fit(
         "n_genes": int(matrix.shape[1]),
         "n_cpus": used_threads,
         "inference": inference,
-        **versions,
+        **record,
     }
     return DEFit(model=model, prepared=prepared, contrast=contrast_t, params=params,
                  genes=genes, spec=spec)

@@ -221,8 +221,10 @@ def _fit_genes(y: np.ndarray, sf: np.ndarray, x: np.ndarray, threads: int, *,
         try:
             trend = disp.fit_trend(means, genewise, fit_type=fit_type)
         except disp.TrendFitError:
-            log.warning("the dispersion trend curve fitting did not converge: switching to a "
-                        "mean-based dispersion trend (as R DESeq2)")
+            log.warning("the parametric dispersion trend could not be fitted; using the mean "
+                        "trend (R DESeq2 substitutes a local regression fit here, which phenoflow "
+                        "does not implement: dispersions and p-values depart from R's; recorded "
+                        "as params['dispersion_trend'])")
             trend = disp.fit_trend(means, genewise, fit_type="mean")
     fitted = trend(means)
     n, p = x.shape

@@ -256,3 +256,28 @@ def test_kernel_warm_up_loads_the_overloads_the_fit_uses():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_a_failed_parametric_trend_is_recorded():
+    """Where the parametric trend cannot be fitted (R would substitute a local fit, not
+    implemented here) the mean trend is used, and the result says so; a fit that works says
+    parametric."""
+    import anndata as ad
+
+    rng = np.random.default_rng(5)
+    n, g = 14, 300
+    mu = rng.gamma(2, 50, size=g)
+    y = rng.negative_binomial(5, 5 / (5 + mu[None, :] * np.ones((n, 1))))
+    y[:, 0] = 0
+    y[3, 0] = 1000
+    y[:, 1] = 0
+    y[9, 1] = 700
+    y[5, 2] = 50000
+    obs = pd.DataFrame({"condition": np.repeat(["A", "B"], 7)}, index=[f"s{i}" for i in range(n)])
+    adata = ad.AnnData(y.astype(float), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(g)]))
+    adata.layers["counts"] = y
+    res = differential_expression(adata, design="~ condition", contrast=("condition", "B", "A"),
+                                  threads=1)
+    trend = res.params["dispersion_trend"]
+    assert trend["requested"] == "parametric" and trend["fit_type"] == "mean"
+    assert np.isfinite(trend["mean_disp"])
