@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -214,7 +215,60 @@ def _table(path: Path, fmt: str) -> tuple[pd.DataFrame, str | None]:
     if fmt == "htseq" or (fmt == "auto" and _is_htseq(path, sep)):
         log.info("%s: HTSeq-count output (summary rows dropped)", path)
         return _htseq([path]), "genes_x_samples"
-    return pd.read_csv(path, sep=sep, index_col=0), None
+    wide = _wide_table(path, sep)
+    return (pd.read_csv(path, sep=sep, index_col=0) if wide is None else wide), None
+
+
+#: A table with at least this many columns, and more columns than rows, is tried with
+#: :func:`_wide_table` first.
+WIDE_MIN_COLUMNS = 1000
+
+
+def _number_like(label: str) -> bool:
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
+def _wide_table(path: Path, sep: str) -> pd.DataFrame | None:
+    """A wide table of plain integers (samples x genes: more columns than rows) read with
+    NumPy's C reader, or None for anything else (pandas reads it then).
+
+    pandas' reader pays about 9 µs per column (0.18 s for 20,000 genes, six times a genes x
+    samples file of the same numbers); this path takes about 0.02 s. It returns the frame
+    ``pd.read_csv(path, sep=sep, index_col=0)`` returns for the files it accepts: a header row,
+    every row as long as the header, no quotes, unique non-empty column labels, row labels that
+    are not numbers (pandas would parse those), and only whole numbers (no missing values,
+    decimals or exponents).
+    """
+    with _open_text(path) as fh:
+        text = fh.read()
+    if '"' in text:
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    header = lines[0].removeprefix("\ufeff").split(sep)
+    width = len(header)
+    if (width < WIDE_MIN_COLUMNS or width <= len(lines)
+            or any(line.count(sep) != width - 1 for line in lines)):
+        return None
+    columns = header[1:]
+    index = [line[:line.index(sep)] for line in lines[1:]]
+    if (not all(columns) or len(set(columns)) != len(columns)
+            or any(_number_like(label) for label in index)):
+        return None
+    try:
+        with warnings.catch_warnings():  # NumPy < 2 parses "1.0" as an int with this warning
+            warnings.simplefilter("error", DeprecationWarning)
+            values = np.loadtxt(lines[1:], delimiter=sep, usecols=range(1, width),
+                                dtype=np.int64, comments=None, ndmin=2)
+    except (ValueError, OverflowError, DeprecationWarning):
+        return None
+    return pd.DataFrame(values, index=pd.Index(index, name=header[0] or None),
+                        columns=pd.Index(columns))
 
 
 def _orient(table: pd.DataFrame, orientation: str, sheet: pd.DataFrame | None) -> tuple[pd.DataFrame, str, str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -490,6 +491,9 @@ def counts_matrix(adata: Any, *, layer: str | None = "counts") -> Any:
 
 
 def is_sparse(x: Any) -> Any:
-    from scipy import sparse
+    """``x`` as a dense array when it is a SciPy sparse matrix, else None.
 
-    return x.toarray() if sparse.issparse(x) else None
+    A sparse matrix can only exist once :mod:`scipy.sparse` is imported, so this does not
+    import it (0.1 s) for dense input."""
+    sparse = sys.modules.get("scipy.sparse")
+    return x.toarray() if sparse is not None and sparse.issparse(x) else None

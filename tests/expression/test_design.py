@@ -73,3 +73,85 @@ def test_design_matrix_is_treatment_coded():
 def test_design_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(_sheet())
+
+
+# --- main-effects designs are built without formulaic: the same matrix, names and contrasts ---
+
+MAIN_EFFECTS_CASES = [
+    ("~ patient + timepoint", ("timepoint", "post", "pre")),
+    ("~patient+timepoint", ("timepoint", "post", "pre")),
+    ("~ timepoint + patient", ("timepoint", "pre", "post")),
+    ("~ 1 + batch + age + timepoint", ("timepoint", "post", "pre")),
+    ("~ age + batch", ("batch", "b3", "b1")),
+    ("~ batch + batch + timepoint", ("batch", "b2", "b3")),
+    ("~ code + timepoint", ("code", "3", "1")),
+    ("~ 1", None),
+]
+
+
+def _mixed_sheet() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    return pd.DataFrame({
+        "patient": [f"P{i // 2:02d}" for i in range(12)],
+        "timepoint": ["pre", "post"] * 6,
+        "batch": [f"b{1 + i % 3}" for i in range(12)],
+        "age": rng.uniform(20, 80, 12).round(1),
+        "code": [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4],
+    }, index=[f"s{i}" for i in range(12)])
+
+
+@pytest.mark.parametrize(("design", "contrast"), MAIN_EFFECTS_CASES)
+def test_main_effects_designs_equal_formulaic(design, contrast):
+    from formulaic import Formula
+
+    from expression._design import MainEffectsSpec, contrast_vector, design_model, prepare_design
+
+    prepared = prepare_design(_mixed_sheet(), design, contrast=contrast)
+    x, names, spec = design_model(prepared)
+    assert isinstance(spec, MainEffectsSpec)
+    reference = Formula(design).get_model_matrix(prepared.frame)
+    assert names == [str(c) for c in reference.columns]
+    np.testing.assert_array_equal(x, np.asarray(reference, dtype=np.float64))
+    if contrast is not None:
+        factor = contrast[0]
+        for level in prepared.levels[factor][1:]:
+            wanted = (factor, level, prepared.levels[factor][0])
+            ours = contrast_vector(prepared, spec, names, wanted)
+            theirs = contrast_vector(prepared, reference.model_spec, names, wanted)
+            np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("design", [
+    "~ patient + C(timepoint)", "~ patient + np.log(age)", "~ batch:timepoint",
+    "~ batch * timepoint", "~ 0 + batch", "~ batch - 1",
+])
+def test_other_formulas_go_to_formulaic(design):
+    from expression._design import design_model, main_effects, prepare_design
+
+    assert main_effects(design) is None
+    prepared = prepare_design(_mixed_sheet(), design)
+    _, names, spec = design_model(prepared)
+    assert type(spec).__module__.startswith("formulaic")
+    assert names[0] != "" and len(names) >= 2
+
+
+def test_main_effects_parse():
+    from expression._design import main_effects
+
+    assert main_effects("~ patient + timepoint + patient") == ("patient", "timepoint")
+    assert main_effects(" ~ 1 ") == ()
+    assert main_effects("~ a + 1 + b") == ("a", "b")
+    assert main_effects("~ a + lambda") is None  # a Python keyword: formulaic decides
+    assert main_effects("~ a b") is None
+    assert design_variables("~ b + a + b") == ["a", "b"]
+
+
+def test_categorical_levels_that_are_not_text_go_to_formulaic():
+    from expression._design import design_model, prepare_design
+
+    sheet = _mixed_sheet()
+    sheet["dose"] = pd.Categorical([0.5, 1.0, 2.0] * 4)
+    prepared = prepare_design(sheet, "~ dose + timepoint", keep_categories=True)
+    _, names, spec = design_model(prepared)
+    assert type(spec).__module__.startswith("formulaic")
+    assert names[1:3] == ["dose[T.1.0]", "dose[T.2.0]"]

@@ -180,3 +180,73 @@ def test_normalize_counts_uses_x_without_counts_layer(table):
     normalize_counts(adata)
     assert adata.uns["size_factors"]["layer"] == "counts"
     np.testing.assert_array_equal(adata.obs["size_factors"], size_factors(adata.X))
+
+
+# --- wide samples x genes tables: NumPy's reader where the file allows, pandas' frame exactly ---
+
+
+def _wide(n_genes: int = 1500) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    values = rng.negative_binomial(2, 0.01, size=(6, n_genes))
+    return pd.DataFrame(values, index=pd.Index([f"S{i}" for i in range(6)], name="sample"),
+                        columns=[f"ENSG{j:08d}.{j % 7}" for j in range(n_genes)])
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_wide_table_equals_pandas(tmp_path, sep):
+    from expression._io import _wide_table
+
+    path = tmp_path / ("wide.csv" if sep == "," else "wide.tsv")
+    _wide().to_csv(path, sep=sep)
+    fast = _wide_table(path, sep)
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast, pd.read_csv(path, sep=sep, index_col=0))
+
+
+@pytest.mark.parametrize("spoil", [
+    "missing", "decimal", "numeric_ids", "duplicate_gene", "quoted", "ragged", "tall", "empty_label",
+])
+def test_wide_table_leaves_other_files_to_pandas(tmp_path, spoil):
+    from expression._io import _wide_table, read_count_table
+
+    table = _wide()
+    path = tmp_path / "wide.csv"
+    if spoil == "tall":
+        table = table.iloc[:, :4]
+    if spoil == "numeric_ids":
+        table.index = [f"{i:03d}" for i in range(6)]  # pandas reads these as numbers
+    if spoil == "duplicate_gene":
+        table = table.rename(columns={table.columns[1]: table.columns[0]})
+    table.to_csv(path)
+    text = path.read_text().splitlines()
+    if spoil == "missing":
+        text[2] = text[2].rsplit(",", 1)[0] + ",NA"
+    if spoil == "decimal":
+        text[2] = text[2].rsplit(",", 1)[0] + ",3.5"
+    if spoil == "quoted":
+        text[0] = text[0].replace("ENSG00000001.1", '"ENSG00000001.1"')
+    if spoil == "ragged":
+        text[3] = text[3].rsplit(",", 1)[0]
+    if spoil == "empty_label":
+        text[0] = text[0].replace("ENSG00000002.2", "")
+    path.write_text("\n".join(text) + "\n")
+    assert _wide_table(path, ",") is None
+    if spoil not in ("ragged", "duplicate_gene"):
+        counts = read_count_table(path, orientation="samples_x_genes")
+        expected = pd.read_csv(path, index_col=0)
+        assert counts.X.shape == expected.shape
+        assert list(counts.var_names) == [str(c) for c in expected.columns]
+
+
+def test_wide_and_tall_files_read_the_same(tmp_path):
+    from expression._io import read_count_table
+
+    table = _wide()
+    table.to_csv(tmp_path / "wide.csv")
+    table.T.to_csv(tmp_path / "tall.csv")  # genes x samples: pandas' reader
+    wide = read_count_table(tmp_path / "wide.csv")
+    tall = read_count_table(tmp_path / "tall.csv")
+    np.testing.assert_array_equal(wide.X, tall.X)
+    assert wide.X.dtype == tall.X.dtype == np.int64
+    assert list(wide.var_names) == list(tall.var_names)
+    assert list(wide.obs_names) == list(tall.obs_names)
