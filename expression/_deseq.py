@@ -692,6 +692,9 @@ def warm_kernels() -> None:
         k.libm_log(y)
         k.libm_exp(y)
         sf = np.ones(3)
+        k.sequential_matmul(y, np.ones((3, 2)), np.empty((2, 2)))
+        k.r_row_vars(y, np.empty(2))
+        k.sequential_dot(sf, sf)
         alpha = np.full(2, 0.1)
         k.irls_nb(y, sf, x, alpha, np.zeros((2, 2)), np.full(2, 1e-6), 1e-8, 2, MIN_MU,
                   np.empty((2, 2)), np.empty(2, dtype=np.int64), np.empty(2), np.empty((2, 3)),

@@ -181,31 +181,27 @@ def _r_row_var(y: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """matrixStats' ``rowVars`` (DESeq2's ``baseVar``): its own double mean, then the squared
     deviations summed from the first column on, over ``n - 1``. (``mean`` is ignored: the
     double mean differs in the last bits from ``rowMeans``.)"""
-    n = y.shape[1]
-    s = np.zeros(y.shape[0])
-    for j in range(n):
-        s = s + y[:, j]
-    own = s / n
-    v = np.zeros(y.shape[0])
-    for j in range(n):
-        v = v + (y[:, j] - own) ** 2
-    return v / (n - 1)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    out = np.empty(y.shape[0])
+    small_or_parallel(k.r_row_vars, y.size)(y, out)
+    return out
 
 
 def _sequential_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` with every element summed over the inner index from the first term on, as the
     reference BLAS ``dgemm`` that R uses sums it (numpy's BLAS blocks and reorders)."""
-    out = np.zeros((a.shape[0], b.shape[1]))
-    for c in range(a.shape[1]):
-        out = out + a[:, c : c + 1] * b[c : c + 1, :]
+    out = np.empty((a.shape[0], b.shape[1]))
+    kernel = small_or_parallel(k.sequential_matmul, out.size * a.shape[1])
+    # one overload: C-contiguous and writeable (the cached design QR parts are read-only)
+    kernel(np.require(a, np.float64, ["C", "W"]), np.require(b, np.float64, ["C", "W"]), out)
     return out
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    s = 0.0
-    for u, v in zip(a.tolist(), b.tolist(), strict=True):
-        s += u * v
-    return s
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"_dot needs two vectors of one length, got {a.shape} and {b.shape}")
+    return float(k.sequential_dot(np.require(a, np.float64, ["C", "W"]),
+                                  np.require(b, np.float64, ["C", "W"])))
 
 
 def _householder_qr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,9 @@ __all__ = [
     "log_posterior",
     "nb_log_pmf",
     "nb_shrink_newton",
+    "r_row_vars",
+    "sequential_dot",
+    "sequential_matmul",
     "wald_normal",
 ]
 
@@ -274,6 +277,48 @@ def _backward(low: np.ndarray, v: np.ndarray, out: np.ndarray) -> None:
         for k in range(i + 1, p):
             s -= low[k, i] * out[k]
         out[i] = s / low[i, i]
+
+
+@njit(parallel=True)
+def sequential_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` with every element summed over the inner index from the first term on
+    (``0 + a[i, 0] b[0, j] + a[i, 1] b[1, j] + ...``), as the reference BLAS ``dgemm`` R uses
+    sums it (an optimised BLAS blocks and reorders the sums); rows in parallel."""
+    m, k = a.shape
+    n = b.shape[1]
+    for i in prange(m):
+        for j in range(n):
+            s = 0.0
+            for c in range(k):
+                s = s + a[i, c] * b[c, j]
+            out[i, j] = s
+
+
+@njit()
+def sequential_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)`` added from the first term on (``0 + a[0] b[0] + a[1] b[1] + ...``), as
+    R's compiled loops and the reference BLAS ``ddot`` without unrolling sum it."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s = s + a[i] * b[i]
+    return s
+
+
+@njit(parallel=True)
+def r_row_vars(y: np.ndarray, out: np.ndarray) -> None:
+    """matrixStats' ``rowVars``: per row its own double mean (sum from the first column on,
+    over ``n``), then the squared deviations summed from the first column on, over ``n - 1``."""
+    m, n = y.shape
+    for i in prange(m):
+        s = 0.0
+        for j in range(n):
+            s = s + y[i, j]
+        mean = s / n
+        v = 0.0
+        for j in range(n):
+            d = y[i, j] - mean
+            v = v + d * d
+        out[i] = v / (n - 1)
 
 
 @njit()

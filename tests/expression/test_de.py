@@ -241,7 +241,8 @@ def test_kernel_warm_up_loads_the_overloads_the_fit_uses():
         from expression import _kernels as k
         from expression._deseq import deseq, warm_kernels, wald_results
         warm_kernels()
-        names = ["libm_log", "libm_exp", "irls_nb", "fit_disp_line_search", "wald_normal"]
+        names = ["libm_log", "libm_exp", "irls_nb", "fit_disp_line_search", "wald_normal",
+                 "sequential_matmul", "r_row_vars", "sequential_dot"]
         before = {n: len(getattr(k, n).signatures) for n in names}
         assert all(before.values()), before
         rng = np.random.default_rng(0)
