@@ -8,6 +8,7 @@ from engine.runtime import lazy_namespace
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "CountTable": "expression._io",
     "CountsError": "expression._validate",
     "DEFit": "expression._de",
     "DEResult": "expression._de",
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "plot_size_factors": "expression._plot",
     "plot_volcano": "expression._plot",
     "prepare_design": "expression._design",
+    "read_count_table": "expression._io",
     "read_counts": "expression._io",
     "read_gmt": "expression._genesets",
     "read_quantifications": "expression._tximport",

@@ -332,18 +332,19 @@ class CountTable:
     var_names
         Gene ids.
     uns
-        How the orientation was decided.
+        How the orientation was decided (and what the normalisers record).
+    layers
+        ``{"counts": X}`` and the layers the normalisers add.
     """
 
     X: np.ndarray
     obs: pd.DataFrame
     var_names: pd.Index
     uns: dict[str, Any] = field(default_factory=dict)
+    layers: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def layers(self) -> dict[str, np.ndarray]:
-        """``{"counts": X}``."""
-        return {"counts": self.X}
+    def __post_init__(self) -> None:
+        self.layers.setdefault("counts", self.X)
 
     @property
     def obs_names(self) -> pd.Index:
@@ -361,13 +362,20 @@ class CountTable:
         return int(self.X.shape[1])
 
     def to_anndata(self) -> Any:
-        """The AnnData :func:`read_counts` returns (``X`` a copy, ``layers["counts"]``)."""
+        """The table as an AnnData (``X`` a copy; the layers, ``obs`` and ``uns`` as they are
+        now): what :func:`read_counts` returns for a table just read."""
         import anndata as ad
 
         return ad.AnnData(
             X=self.X.copy(), obs=self.obs.copy(), var=pd.DataFrame(index=self.var_names),
-            layers={"counts": self.X}, uns=dict(self.uns),
+            layers=dict(self.layers), uns=dict(self.uns),
         )
+
+    def copy(self) -> CountTable:
+        """A copy whose ``obs``, ``uns`` and ``layers`` can change without touching this one
+        (the arrays are shared until replaced, as the normalisers replace them)."""
+        return CountTable(X=self.X, obs=self.obs.copy(), var_names=self.var_names,
+                          uns=dict(self.uns), layers=dict(self.layers))
 
 
 def read_count_table(
@@ -576,7 +584,7 @@ def write_matrix_to(adata: Any, path: str | PathLike[str], *, layer: str, fmt: s
         raise OutputError(f"unsupported output suffix {fmt!r} ({', '.join(MATRIX_SUFFIXES)})",
                           path=Path(path))
     if fmt == ".h5ad":
-        adata.write_h5ad(path)
+        (adata.to_anndata() if isinstance(adata, CountTable) else adata).write_h5ad(path)
         return
     matrix = adata.layers[layer]
     matrix = np.asarray(matrix.compute() if hasattr(matrix, "compute") else matrix)

@@ -283,8 +283,10 @@ def normalize_file(
 
     Returns
     -------
-    anndata.AnnData
-        The normalised data.
+    expression.CountTable or anndata.AnnData
+        The normalised data: for a table file the :class:`expression.CountTable` it was
+        read into (AnnData's fields; ``.to_anndata()``), so the command does not import
+        anndata; for ``.h5ad`` and Zarr input the AnnData.
 
     Raises
     ------
@@ -297,7 +299,7 @@ def normalize_file(
     import pandas as pd
 
     from engine.runtime import atomic_path
-    from expression._io import MATRIX_SUFFIXES, check_output, read_counts, write_matrix_to
+    from expression._io import MATRIX_SUFFIXES, check_output, read_count_table, write_matrix_to
     from expression._validate import validate_counts
 
     if method not in NORMALIZE_METHODS:
@@ -312,7 +314,7 @@ def normalize_file(
     if sf_path is not None and sf_path.resolve() == out_path.resolve():
         raise ValueError(f"the matrix and the size factors would both be written to {out_path}")
 
-    adata = read_counts(counts, samples=samples)
+    adata = read_count_table(counts, samples=samples)
     validate_counts(adata)
     if method == "cpm":
         cpm(adata)
