@@ -437,12 +437,13 @@ def de_fit(
     inference: str = "numba",
     numeric: Sequence[str] = (),
     orientation: Orientation = "auto",
+    fit_type: str = "parametric",
 ) -> DEFit:
     """Fit DESeq2's model once (R's ``DESeq(dds)``); draw results with :meth:`DEFit.results`.
 
     Parameters
     ----------
-    adata, design, layer, threads, inference, numeric, orientation
+    adata, design, layer, threads, inference, numeric, orientation, fit_type
         As :func:`differential_expression`.
     contrast
         ``(factor, level, reference)``: ``reference`` becomes the factor's baseline level (R's
@@ -475,6 +476,7 @@ def de_fit(
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
+    _check_fit_type(fit_type)
     contrast_t = as_contrast(tuple(contrast) if not isinstance(contrast, str) else contrast)
     refuse_length_offsets(adata, what="differential_expression")
     check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
@@ -497,11 +499,12 @@ def de_fit(
         from expression._deseq import deseq
 
         x, columns, spec = design_model(prepared)
-        model = deseq(matrix.astype(np.int64), x, columns, threads=used_threads)
+        model = deseq(matrix.astype(np.int64), x, columns, threads=used_threads,
+                      fit_type=fit_type)
         coefficients = list(columns)
         trend = {k: (None if isinstance(v, float) and v != v else v)  # JSON: no NaN
                  for k, v in model.trend.to_dict().items()}
-        record = {"dispersion_trend": {**trend, "requested": "parametric"}}
+        record = {"dispersion_trend": {**trend, "requested": fit_type}}
     else:
         import pydeseq2
         from pydeseq2.dds import DeseqDataSet
@@ -512,7 +515,7 @@ def de_fit(
         with _pydeseq2_warnings():
             model = DeseqDataSet(
                 counts=counts, metadata=meta, design=design, refit_cooks=True,
-                n_cpus=used_threads, quiet=True,
+                n_cpus=used_threads, quiet=True, fit_type=fit_type,
             )
             model.deseq2()
         coefficients = [str(c) for c in model.varm["LFC"].columns]
@@ -552,6 +555,7 @@ def differential_expression(
     reduced: str | None = None,
     lfc_threshold: float = 0.0,
     alt_hypothesis: str = "greaterAbs",
+    fit_type: str = "parametric",
 ) -> DEResult:
     """Differential expression as R DESeq2 (``DESeq`` + ``results``): Wald test
     (optionally against a log2 fold-change threshold) or likelihood-ratio test.
@@ -607,6 +611,12 @@ def differential_expression(
     lfc_threshold, alt_hypothesis
         R's ``results(lfcThreshold, altHypothesis)`` for the Wald test: ``"greaterAbs"``
         (default), ``"lessAbs"``, ``"greater"`` or ``"less"`` (see :meth:`DEFit.results`).
+    fit_type
+        The dispersion trend: ``"parametric"`` (R's default) or ``"mean"`` (R's
+        ``fitType="mean"``). Where the parametric trend cannot be fitted R switches to a local
+        regression, which phenoflow does not implement: the fit is then refused with a
+        ``ValueError`` that names ``fit_type="mean"`` as the way on, never replaced silently.
+        ``params["dispersion_trend"]`` records the fit.
 
     Returns
     -------
@@ -631,12 +641,20 @@ def differential_expression(
     """
     _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
     fit = de_fit(adata, design=design, contrast=contrast, layer=layer, threads=threads,
-                 inference=inference, numeric=numeric, orientation=orientation)
+                 inference=inference, numeric=numeric, orientation=orientation,
+                 fit_type=fit_type)
     return fit.results(
         test=test, reduced=reduced, lfc_threshold=lfc_threshold, alt_hypothesis=alt_hypothesis,
         alpha=alpha, independent_filtering=independent_filtering, cooks_filter=cooks_filter,
         shrink=shrink,
     )
+
+
+def _check_fit_type(fit_type: str) -> None:
+    from expression._dispersion import FIT_TYPES
+
+    if fit_type not in FIT_TYPES:
+        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
 
 
 def _check_test_options(
@@ -690,6 +708,7 @@ def de_file(
     reduced: str | None = None,
     lfc_threshold: float = 0.0,
     alt_hypothesis: str = "greaterAbs",
+    fit_type: str = "parametric",
 ) -> DEResult:
     """Read counts and a sample sheet, run :func:`differential_expression`, write the table.
 
@@ -720,6 +739,8 @@ def de_file(
     test, reduced, lfc_threshold, alt_hypothesis
         The test, as :func:`differential_expression` (``"LRT"`` with a ``reduced`` formula;
         a log2 fold-change threshold with R's alternative hypotheses for the Wald test).
+    fit_type
+        The dispersion trend, as :func:`differential_expression`.
 
     Returns
     -------
@@ -744,13 +765,14 @@ def de_file(
         threading.Thread(target=warm_kernels, name="phenoflow-warm-kernels", daemon=True).start()
     parsed = as_contrast(contrast)
     _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
+    _check_fit_type(fit_type)
     design_variables(design)
     target = check_output(out, suffixes=TABLE_SUFFIXES, what="DE table")
     adata = read_count_table(counts, samples=samples)
     result = differential_expression(
         adata, design=design, contrast=parsed, alpha=alpha, inference=inference, shrink=shrink,
         numeric=numeric, test=test, reduced=reduced, lfc_threshold=lfc_threshold,
-        alt_hypothesis=alt_hypothesis,
+        alt_hypothesis=alt_hypothesis, fit_type=fit_type,
     )
     result.write(target)
     return result

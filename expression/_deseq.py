@@ -218,14 +218,7 @@ def _fit_genes(y: np.ndarray, sf: np.ndarray, x: np.ndarray, threads: int, *,
     gene = disp.gene_dispersions(y, sf, x, threads=threads)
     means, genewise = gene.base_mean, gene.dispersions
     if trend is None:
-        try:
-            trend = disp.fit_trend(means, genewise, fit_type=fit_type)
-        except disp.TrendFitError:
-            log.warning("the parametric dispersion trend could not be fitted; using the mean "
-                        "trend (R DESeq2 substitutes a local regression fit here, which phenoflow "
-                        "does not implement: dispersions and p-values depart from R's; recorded "
-                        "as params['dispersion_trend'])")
-            trend = disp.fit_trend(means, genewise, fit_type="mean")
+        trend = disp.fit_trend_as_requested(means, genewise, fit_type=fit_type, what="DE")
     fitted = trend(means)
     n, p = x.shape
     if prior is None:
@@ -272,8 +265,9 @@ def deseq(
     threads
         Numba threads (default :func:`engine.runtime.default_threads`).
     fit_type
-        The dispersion trend, ``"parametric"`` (R's default; ``"mean"`` when it fails) or
-        ``"mean"``.
+        The dispersion trend, ``"parametric"`` (R's default) or ``"mean"``; a trend that
+        cannot be fitted raises :class:`expression._dispersion.TrendFitError` naming the fix
+        (see :func:`expression._dispersion.fit_trend_as_requested`).
     min_replicates
         R's ``minReplicatesForReplace``: Cook's outliers are replaced in samples of cells at
         least this large and their genes refitted.

@@ -66,10 +66,16 @@ BETA_TOL = 1e-8
 RIDGE_NAT = 1e-6 / math.log(2.0) ** 2
 #: R's ``optim`` finite-difference step (``ndeps``) for the L-BFGS-B refits.
 R_NDEPS = 1e-3
+#: The dispersion-trend fit types a caller can ask for (R's ``fitType`` without ``"local"``).
+FIT_TYPES = ("parametric", "mean")
 
 
-class TrendFitError(RuntimeError):
-    """The parametric dispersion trend could not be fitted (R switches to another fit type)."""
+class TrendFitError(ValueError):
+    """The dispersion trend cannot be fitted to these counts.
+
+    Raised inside the fits with the numerical reason; :func:`fit_trend_as_requested` raises it
+    again with what R would do and the fix (a ``ValueError``: the commands report it in one
+    line and exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -774,8 +780,8 @@ def fit_trend(
     DispersionTrend
         The fitted curve.
     """
-    if fit_type not in ("parametric", "mean"):
-        raise ValueError(f"fit_type must be 'parametric' or 'mean', got {fit_type!r}")
+    if fit_type not in FIT_TYPES:
+        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
     ok = np.isfinite(disp_gene)
     means, disps = np.asarray(base_mean)[ok], np.asarray(disp_gene)[ok]
     use = disps > 100 * min_disp
@@ -789,6 +795,59 @@ def fit_trend(
     use_mean = disps > 10 * min_disp
     return DispersionTrend("mean", math.nan, math.nan, trimmed_mean(disps[use_mean], 0.001),
                            int(use_mean.sum()))
+
+
+def fit_trend_as_requested(
+    base_mean: np.ndarray, disp_gene: np.ndarray, *, fit_type: str, what: str,
+) -> DispersionTrend:
+    """The dispersion trend of the requested type, or a :class:`TrendFitError` naming the fix:
+    the one rule for a trend that cannot be fitted (DE and VST).
+
+    R DESeq2 switches a failed parametric fit to a local regression (``locfit``), which
+    phenoflow does not implement; substituting another fit without being asked would give other
+    dispersions and p-values than R's with exit code 0. So a failed parametric fit is refused,
+    pointing to ``fit_type="mean"`` (the trimmed mean of the gene-wise estimates, R's
+    ``fitType="mean"``), which the caller records. When every gene-wise estimate is within two
+    orders of magnitude of the minimum, R stops for every fit type, and so does this.
+
+    Parameters
+    ----------
+    base_mean, disp_gene
+        As :func:`fit_trend`.
+    fit_type
+        ``"parametric"`` or ``"mean"``.
+    what
+        The step, for the message (``"DE"``, ``"VST"``).
+
+    Returns
+    -------
+    DispersionTrend
+        The fitted trend, always of the requested type.
+
+    Raises
+    ------
+    TrendFitError
+        The trend cannot be fitted; the message says what R does and how to proceed.
+    """
+    try:
+        return fit_trend(base_mean, disp_gene, fit_type=fit_type)
+    except TrendFitError as exc:
+        if "within 2 orders" in str(exc):
+            raise TrendFitError(
+                f"{what}: {exc}, so no dispersion trend can be fitted (R DESeq2 stops here too; "
+                "its advice is to use the gene-wise estimates as final dispersions, which "
+                "phenoflow does not offer): check the counts and the design"
+            ) from exc
+        if fit_type == "parametric":
+            raise TrendFitError(
+                f"{what}: the parametric dispersion trend cannot be fitted to these counts "
+                f"({exc}); R DESeq2 would switch to a local regression fit here, which phenoflow "
+                "does not implement. To use the mean of the gene-wise dispersions as the trend "
+                "instead (R's fitType='mean'; results differ from R's default), pass "
+                "fit_type='mean' (phenoflow de/normalize: --fit-type mean; study manifest: "
+                "expression: {fit_type: mean})"
+            ) from exc
+        raise
 
 
 def _mad(x: np.ndarray) -> float:

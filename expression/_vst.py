@@ -36,14 +36,18 @@ import pandas as pd
 
 from expression._compat import renamed_keywords
 from expression._design import design_matrix, model_matrix, prepare_design
-from expression._dispersion import DispersionTrend, TrendFitError, fit_trend, gene_dispersions
+from expression._dispersion import (
+    FIT_TYPES,
+    DispersionTrend,
+    fit_trend_as_requested,
+    gene_dispersions,
+)
 from expression._validate import Orientation
 
 __all__ = ["design_matrix", "vst", "vst_transform"]
 
 log = logging.getLogger(__name__)
 
-FIT_TYPES = ("parametric", "mean")
 
 #: R's ``vst()`` default subset size.
 NSUB = 1000
@@ -276,15 +280,9 @@ def vst(
     method = "varianceStabilizingTransformation" if subset is None else "vst"
     fit_counts = counts if subset is None else counts[:, subset]
     genes = gene_dispersions(fit_counts.T, sf, x, threads=threads)
-    used_fit = fit_type
-    try:
-        trend = fit_trend(genes.base_mean, genes.dispersions, fit_type=fit_type)
-    except TrendFitError as exc:
-        if fit_type != "parametric":
-            raise
-        log.warning("VST: parametric dispersion trend failed (%s); using the mean fit", exc)
-        trend = fit_trend(genes.base_mean, genes.dispersions, fit_type="mean")
-        used_fit = "mean"
+    trend = fit_trend_as_requested(genes.base_mean, genes.dispersions, fit_type=fit_type,
+                                   what="VST")
+    used_fit = trend.fit_type
     transformed = vst_transform(counts / sf[:, None], trend)
     log.info("VST (%s, %s, design %s): %s", method, used_fit, used_design, trend)
     if adata is None:

@@ -22,7 +22,8 @@ Keys (``[]`` = optional)::
     [subgroup: group]                    # a clinical column
     [counts: counts.csv, samples: samples.csv]
     [gene_sets: [default, sets.gmt]]
-    [expression: {design, contrast: [factor, level, reference], alpha, score, numeric: [age]}]
+    [expression: {design, contrast: [factor, level, reference], alpha, score, numeric: [age],
+                  fit_type: parametric}]     # or mean: the dispersion trend (R's fitType)
     [correlations: [{x, y, [timepoint: pre], [pool_timepoints: false], [method]}, ...]]
     [statistics: {paired_test: wilcoxon, correlation: spearman, confidence: 0.95}]
     [figures: {gate_plot_patient: P05, key_populations: [Tc17]}]
@@ -71,7 +72,7 @@ COLUMNS_KEYS = ("subject", "time")
 TIMEPOINTS_KEYS = ("pre", "post")
 FCS_KEYS = ("sample", "patient", "timepoint", "path")
 POPULATION_KEYS = ("name", "path", "parent", "parent_path")
-EXPRESSION_KEYS = ("design", "contrast", "alpha", "score", "numeric")
+EXPRESSION_KEYS = ("design", "contrast", "alpha", "score", "numeric", "fit_type")
 CORRELATION_KEYS = ("x", "y", "timepoint", "pool_timepoints", "method")
 STATISTICS_KEYS = ("paired_test", "correlation", "confidence")
 FIGURES_KEYS = ("gate_plot_patient", "key_populations")
@@ -157,6 +158,7 @@ class ExpressionSettings:
     alpha: float
     score: str
     numeric: tuple[str, ...] = ()
+    fit_type: str = "parametric"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +395,8 @@ def _expression(r: _Reader, subject: str, time: str) -> ExpressionSettings | Non
         numeric_raw, "expression.numeric")
     numeric = tuple(r.text(n, f"expression.numeric[{k}]") for k, n in enumerate(numeric_raw))
     score = r.choice(ex.get("score", "mean_z"), "expression.score", _SCORES)
+    fit_type = r.choice(ex.get("fit_type", "parametric"), "expression.fit_type",
+                        ("parametric", "mean"))
     from expression import design_variables, prepare_design, read_sample_sheet
 
     try:
@@ -426,7 +430,7 @@ def _expression(r: _Reader, subject: str, time: str) -> ExpressionSettings | Non
     return ExpressionSettings(
         counts=counts, samples=samples, gene_sets=sets, design=design,
         contrast=(contrast_t[0], contrast_t[1], contrast_t[2]), alpha=float(alpha),
-        score=score, numeric=numeric,
+        score=score, numeric=numeric, fit_type=fit_type,
     )
 
 

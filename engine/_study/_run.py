@@ -174,12 +174,13 @@ def _gate(study: Study, out: Path, executor: ExecutorSpec | None,
 
 
 # ---- expression -------------------------------------------------------------------------------
-def _transformed_layer(adata: Any, design: str, numeric: tuple[str, ...] = ()) -> tuple[str, str]:
+def _transformed_layer(adata: Any, design: str, numeric: tuple[str, ...] = (), *,
+                       fit_type: str = "parametric") -> tuple[str, str]:
     """DESeq2's VST in ``layers["vst"]`` (dispersions fitted with the design, as DESeq2 advises
     for downstream analysis when the design is known); return the layer and a description."""
     from expression import vst
 
-    vst(adata, blind=False, design=design, numeric=numeric)
+    vst(adata, blind=False, design=design, numeric=numeric, fit_type=fit_type)
     record = adata.uns["vst"]
     how = (f"vst(), dispersion trend on {record['nsub']} genes" if record.get("method") == "vst"
            else "varianceStabilizingTransformation, dispersion trend on all genes")
@@ -235,10 +236,10 @@ def _expression(study: Study, common: dict[str, Any]) -> ExpressionResult:
         study.time: adata.obs[study.time].to_numpy(),
         "size_factor": adata.obs["size_factors"].to_numpy(dtype=float),
     })
-    layer, layer_note = _transformed_layer(adata, ex.design, ex.numeric)
+    layer, layer_note = _transformed_layer(adata, ex.design, ex.numeric, fit_type=ex.fit_type)
     log2p1(adata, layer="normalized")  # for the mean-SD comparison figure only
     de = differential_expression(adata, design=ex.design, contrast=ex.contrast, alpha=ex.alpha,
-                                 numeric=ex.numeric)
+                                 numeric=ex.numeric, fit_type=ex.fit_type)
     sets = _gene_sets(study)
     scores = geneset_scores(adata, sets, method=ex.score, layer=layer)  # type: ignore[arg-type]
     long = scores.reset_index().melt(id_vars="gene_set", var_name="sample", value_name="score")
@@ -549,7 +550,7 @@ def _parameters(study: Study, expr: ExpressionResult | None) -> dict[str, Any]:
         params["expression"] = {
             "design": study.expression.design, "contrast": list(study.expression.contrast),
             "alpha": study.expression.alpha, "score": study.expression.score,
-            "numeric": list(study.expression.numeric),
+            "numeric": list(study.expression.numeric), "fit_type": study.expression.fit_type,
             "design_variables": dict(expr.de_params.get("variables", {})),
             "gene_sets": list(study.expression.gene_sets), "score_input": expr.layer_note,
             "de": expr.de_params,

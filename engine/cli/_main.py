@@ -215,7 +215,7 @@ def compare(
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output .csv (genes x samples), .parquet or .h5ad.")
 @click.option("--size-factors", "sf_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write size factors (sample,size_factor) to this CSV.")
 @click.option("--blind/--no-blind", default=True, show_default=True, help="vst: dispersions with design ~1 (blind) or with --design.")
-@click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="vst: dispersion trend.")
+@click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="vst: dispersion trend (R's fitType). Where the parametric trend cannot be fitted the run stops (R would use a local fit, not implemented); 'mean' is the explicit way on.")
 @click.option("--design", default="~ patient + timepoint", show_default=True, help="vst --no-blind: model formula over sample-sheet columns.")
 @click.option("--numeric", multiple=True, metavar="COLUMN", help="Fit this integer-valued design column as a number (default: integer codes with few distinct values, like patient ids 1..10, are fitted as factors, with a notice). Repeatable.")
 def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out: Path | None, blind: bool, fit_type: str, design: str, numeric: tuple[str, ...], nsub: str) -> None:
@@ -250,7 +250,8 @@ def normalize(counts: Path, samples: Path | None, method: str, out: Path, sf_out
 @click.option("--reduced", default=None, help="LRT: the reduced formula, e.g. '~ patient'.")
 @click.option("--lfc-threshold", type=float, default=0.0, show_default=True, help="Wald: test |log2 fold change| against this threshold (R's lfcThreshold).")
 @click.option("--alt-hypothesis", type=click.Choice(["greaterAbs", "lessAbs", "greater", "less"]), default="greaterAbs", show_default=True, help="Wald with --lfc-threshold: R's altHypothesis.")
-def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool, numeric: tuple[str, ...], test: str, reduced: str | None, lfc_threshold: float, alt_hypothesis: str) -> None:
+@click.option("--fit-type", type=click.Choice(["parametric", "mean"]), default="parametric", show_default=True, help="Dispersion trend (R's fitType). Where the parametric trend cannot be fitted the run stops (R would use a local fit, not implemented); 'mean' is the explicit way on.")
+def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha: float, inference: str, shrink: bool, numeric: tuple[str, ...], test: str, reduced: str | None, lfc_threshold: float, alt_hypothesis: str, fit_type: str) -> None:
     """Differential expression as R DESeq2: Wald (optionally against an LFC threshold) or LRT."""
     check_output_file(out, suffixes=(".csv", ".tsv", ".parquet"))
     from expression import de_file
@@ -259,7 +260,7 @@ def de(counts: Path, samples: Path, design: str, contrast: str, out: Path, alpha
         result = de_file(counts, samples=samples, out=out, design=design, contrast=contrast, alpha=alpha,
                          inference=inference, shrink=shrink, numeric=numeric, test=test,
                          reduced=reduced, lfc_threshold=lfc_threshold,
-                         alt_hypothesis=alt_hypothesis)
+                         alt_hypothesis=alt_hypothesis, fit_type=fit_type)
     except ValueError as exc:  # CountsError, a design or contrast that does not fit the samples
         if debugging():
             raise

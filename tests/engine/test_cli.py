@@ -180,7 +180,8 @@ def _paired_counts(tmp_path):
     effect = rng.normal(0, 0.8, n_patients)
     mu = base[None, :] * np.exp(effect[patient - 1])[:, None]
     mu[timepoint == "post", :20] *= 3.0
-    counts = rng.negative_binomial(5, 5 / (5 + mu))
+    size = 1.0 / (0.05 + 2.0 / mu)  # DESeq2's trend shape: dispersion 0.05 + 2 / mean
+    counts = rng.negative_binomial(size, size / (size + mu))
     names = [f"S{i}" for i in range(2 * n_patients)]
     pd.DataFrame(counts.T, index=[f"g{i}" for i in range(n_genes)], columns=names).to_csv(
         tmp_path / "counts.csv")

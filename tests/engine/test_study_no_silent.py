@@ -101,6 +101,7 @@ def test_unknown_keys_name_file_key_and_closest(demo, tmp_path, change, key, clo
          "compares 'pre' with itself"),
         (_set("expression", "numeric", ["age"]), "expression.numeric", "not design variables"),
         (_set("expression", "score", "gsva"), "expression.score", "not one of"),
+        (_set("expression", "fit_type", "local"), "expression.fit_type", "not one of"),
         (lambda m: m.pop("counts"), "counts", "required when 'expression' or 'samples'"),
     ],
 )
@@ -149,6 +150,14 @@ def test_numeric_opt_out_is_checked_at_load(demo, tmp_path):
         load_study(_manifest(demo, tmp_path, lambda m: (
             _batch_design(m), m["expression"].update(numeric=["patient"]))))
     assert info.value.key == "expression.numeric"
+
+
+def test_the_trend_fit_type_is_a_manifest_setting(demo, tmp_path):
+    """``expression.fit_type: mean`` is the explicit way on where the parametric trend cannot be
+    fitted (R's local fit is not implemented); it is loaded and defaults to parametric."""
+    assert load_study(_manifest(demo, tmp_path, lambda m: None)).expression.fit_type == "parametric"
+    chosen = load_study(_manifest(demo, tmp_path, _set("expression", "fit_type", "mean")))
+    assert chosen.expression is not None and chosen.expression.fit_type == "mean"
 
 
 # --- atomic outputs --------------------------------------------------------------------------
@@ -232,6 +241,8 @@ def test_study_record_names_the_design_decisions(demo, tmp_path):
     run = run_study(path, out_dir=tmp_path / "out", executor=ExecutorSpec(kind="inprocess"))
     expression = json.loads(run.record.read_text())["parameters"]["expression"]
     assert expression["numeric"] == []
+    assert expression["fit_type"] == "parametric"
+    assert expression["de"]["dispersion_trend"]["requested"] == "parametric"
     assert expression["design_variables"] == {"batch": "factor (integer codes)",
                                               "timepoint": "factor"}
     assert expression["de"]["integer_factors"] == ["batch"]

@@ -259,10 +259,9 @@ def test_kernel_warm_up_loads_the_overloads_the_fit_uses():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
-def test_a_failed_parametric_trend_is_recorded():
-    """Where the parametric trend cannot be fitted (R would substitute a local fit, not
-    implemented here) the mean trend is used, and the result says so; a fit that works says
-    parametric."""
+def _trend_breaker():
+    """14 samples whose parametric trend cannot be fitted (found by running R on it: R
+    switches to its local fit, which phenoflow does not implement)."""
     import anndata as ad
 
     rng = np.random.default_rng(5)
@@ -277,8 +276,59 @@ def test_a_failed_parametric_trend_is_recorded():
     obs = pd.DataFrame({"condition": np.repeat(["A", "B"], 7)}, index=[f"s{i}" for i in range(n)])
     adata = ad.AnnData(y.astype(float), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(g)]))
     adata.layers["counts"] = y
+    return adata
+
+
+def test_a_failed_parametric_trend_is_refused_and_mean_is_explicit():
+    """Where the parametric trend cannot be fitted R would substitute a local fit (not
+    implemented here): the fit is refused with the way on, never replaced silently; asked for,
+    the mean trend is used and recorded."""
+    from expression._dispersion import TrendFitError
+
+    adata = _trend_breaker()
+    with pytest.raises(TrendFitError, match=r"parametric dispersion trend cannot be fitted.*"
+                                             r"fit_type='mean'.*--fit-type mean"):
+        differential_expression(adata, design="~ condition", contrast=("condition", "B", "A"),
+                                threads=1)
     res = differential_expression(adata, design="~ condition", contrast=("condition", "B", "A"),
-                                  threads=1)
+                                  threads=1, fit_type="mean")
     trend = res.params["dispersion_trend"]
-    assert trend["requested"] == "parametric" and trend["fit_type"] == "mean"
+    assert trend["requested"] == "mean" and trend["fit_type"] == "mean"
     assert np.isfinite(trend["mean_disp"])
+    with pytest.raises(ValueError, match="fit_type must be one of"):
+        differential_expression(adata, design="~ condition", contrast=("condition", "B", "A"),
+                                fit_type="local")
+
+
+def test_the_vst_follows_the_same_trend_rule():
+    from expression import vst
+    from expression._dispersion import TrendFitError
+
+    adata = _trend_breaker()
+    options = {"threads": 1, "nsub": None, "blind": False, "design": "~ condition"}
+    with pytest.raises(TrendFitError, match=r"VST: .*fit_type='mean'"):
+        vst(adata.copy(), **options)
+    target = adata.copy()
+    vst(target, fit_type="mean", **options)
+    assert target.uns["vst"]["fit_type"] == target.uns["vst"]["fit_type_requested"] == "mean"
+    assert np.isfinite(target.layers["vst"]).all()
+
+
+def test_de_command_refuses_a_failed_trend_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    adata = _trend_breaker()
+    pd.DataFrame(adata.layers["counts"], index=adata.obs_names, columns=adata.var_names).T.to_csv(
+        tmp_path / "counts.csv")
+    adata.obs.to_csv(tmp_path / "samples.csv")
+    args = ["de", str(tmp_path / "counts.csv"), "--samples", str(tmp_path / "samples.csv"),
+            "--design", "~ condition", "--contrast", "condition,B,A"]
+    refused = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a.csv")])
+    assert refused.exit_code == 2, refused.output
+    assert "--fit-type mean" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "a.csv").exists()
+    done = CliRunner().invoke(main, [*args, "--fit-type", "mean", "--out", str(tmp_path / "b.csv")])
+    assert done.exit_code == 0, done.output
+    assert len(pd.read_csv(tmp_path / "b.csv", index_col=0)) == adata.n_vars

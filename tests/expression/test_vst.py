@@ -79,8 +79,13 @@ def test_trimmed_mean_is_r_mean_trim():
 def test_trend_needs_estimates_above_the_minimum():
     base_mean = np.linspace(1, 100, 50)
     disp = np.full(50, 1e-7)  # all within 100 x minDisp: R stops; here TrendFitError
-    with pytest.raises(RuntimeError, match="2 orders of magnitude"):
+    with pytest.raises(ValueError, match="2 orders of magnitude"):
         fit_trend(base_mean, disp)
+    from expression._dispersion import TrendFitError, fit_trend_as_requested
+
+    for fit_type in ("parametric", "mean"):  # R stops for every fit type
+        with pytest.raises(TrendFitError, match="R DESeq2 stops here too"):
+            fit_trend_as_requested(base_mean, disp, fit_type=fit_type, what="VST")
 
 
 @pytest.mark.parametrize(
