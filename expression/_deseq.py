@@ -24,7 +24,7 @@ from engine.runtime import default_threads, small_or_parallel, thread_limit
 from expression import _dispersion as disp
 from expression import _kernels as k
 from expression._dispersion import MIN_MU
-from expression._multiple import benjamini_hochberg
+from expression._multiple import benjamini_hochberg, bh_decreasing
 
 __all__ = [
     "ALT_HYPOTHESES",
@@ -412,12 +412,14 @@ def r_filter_threshold(base_mean: np.ndarray, pvalues: np.ndarray, alpha: float
     lower = float(np.mean(base_mean == 0))
     theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
     cutoffs = np.quantile(base_mean, theta)  # R's type 7, numpy's default
-    tested = ~np.isnan(pvalues)
+    tested = np.flatnonzero(~np.isnan(pvalues))
+    # sorted once: each theta's genes in benjamini_hochberg's order are this order's subset
+    desc = tested[np.argsort(pvalues[tested], kind="stable")[::-1]]
     adjusted = np.full((base_mean.size, theta.size), np.nan)
     for i, cutoff in enumerate(cutoffs):
-        use = (base_mean >= cutoff) & tested
-        if use.any():
-            adjusted[use, i] = benjamini_hochberg(pvalues[use])
+        keep = desc[base_mean[desc] >= cutoff]
+        if keep.size:
+            adjusted[keep, i] = bh_decreasing(pvalues[keep])
     with np.errstate(invalid="ignore"):
         num_rej = (adjusted < alpha).sum(axis=0).astype(np.float64)
     _, fitted = lowess(theta, num_rej, f=1 / 5)
