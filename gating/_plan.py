@@ -10,8 +10,6 @@ engine can ship it to workers with a file path, never an event array.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -492,11 +490,12 @@ def _check_shapes(plan: Plan, fail: Callable[..., None]) -> None:
 
 
 def strategy_hash(strategy: Strategy) -> str:
-    """A stable SHA-256 of the strategy's content (not of its file name)."""
-    content = strategy.to_dict()
-    content.pop("source", None)
-    blob = json.dumps(content, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(blob).hexdigest()
+    """A stable SHA-256 of the strategy's content (not of its file name).
+
+    Computed once per strategy object (the SHA-256 of its sorted JSON :meth:`Strategy.to_dict`
+    without ``source``) and kept on it.
+    """
+    return strategy._content_hash
 
 
 class _Resolver:

@@ -303,6 +303,18 @@ class Strategy:
         return dict(self._populations)
 
     @functools.cached_property
+    def _content_hash(self) -> str:
+        """:func:`gating.strategy_hash`, computed once per strategy object (it is frozen):
+        compiling a plan per file no longer serialises the whole strategy each time."""
+        import hashlib
+        import json
+
+        content = self.to_dict()
+        content.pop("source", None)
+        blob = json.dumps(content, sort_keys=True, default=repr).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    @functools.cached_property
     def _populations(self) -> dict[str, Gate]:
         out: dict[str, Gate] = {}
         for gate in self.gates:

@@ -73,7 +73,19 @@ def usage_error_types() -> tuple[type[BaseException], ...]:
 
 
 class PhenoflowGroup(click.Group):
-    """A click group that reports typed input errors of its commands as :class:`UsageProblem`."""
+    """A click group that reports typed input errors of its commands as :class:`UsageProblem`.
+
+    It also notes whether it runs as the process's own command line (arguments from
+    ``sys.argv``: ``phenoflow ...``, ``python -m engine.cli ...``) or is invoked by a caller
+    with explicit arguments (tests, scripts): only the former may change process-wide
+    interpreter settings (:mod:`engine.cli._process`).
+    """
+
+    whole_process: bool = False
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **options: Any) -> Any:
+        self.whole_process = args is None
+        return super().main(args, *rest, **options)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.cli._errors import UsageProblem, check_output_folder, load_strategy_option
+from engine.cli._process import quiet_blas, settle_heap
 
 if TYPE_CHECKING:
     from engine._batch import ExecutorSpec, InputFile
@@ -98,6 +99,7 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
     output folder, the FlowJo group and the MFI channels are checked before any file is gated;
     a second run into the same --out stops at once while the first one holds it.
     """
+    quiet_blas()  # before numpy loads: gating does no BLAS work worth spinning threads
     from engine._batch import (
         BatchOptions,
         InputError,
@@ -147,6 +149,7 @@ def gate(strategy: str, fcs: tuple[str, ...], manifest: Path | None, out_dir: Pa
                            uncompensated="allow" if allow_uncompensated else "error",
                            events=events, stats=stats,  # type: ignore[arg-type]
                            stats_channels=stat_channels)
+    settle_heap()  # start-up objects out of the collector's way for the whole batch
     with Progress(len(inputs), label="gating", json_lines=log_format == "json") as progress:
         run = run_batch(loaded, inputs, out_dir=out_dir, executor=spec, options=options,
                         on_result=progress.update)

@@ -60,16 +60,31 @@ COUNT_COLUMNS = [
 _PROGRAMS_KEPT = 16
 _programs: collections.OrderedDict[int, tuple[Plan, FusedProgram | None]] = collections.OrderedDict()
 _programs_lock = threading.Lock()
+_MISSING: Any = object()
+
+
+def _same_plan(a: Plan, b: Plan) -> bool:
+    """Whether two plans are equal field by field (then their encodings are too); a plan
+    whose fields cannot be compared is equal to no other."""
+    try:
+        return bool(a.strategy_hash == b.strategy_hash and a == b)
+    except (TypeError, ValueError):  # pragma: no cover - fields without a plain ==
+        return False
 
 
 def _program_of(plan: Plan) -> FusedProgram | None:
-    """:func:`fused_program` of ``plan``, encoded once per plan object."""
+    """:func:`fused_program` of ``plan``, encoded once per plan object, and reused for an
+    equal plan (a caller compiling the same strategy for each file of one layout gets equal,
+    distinct plans: the encoding is a function of the plan's fields only)."""
     with _programs_lock:
         hit = _programs.get(id(plan))
         if hit is not None and hit[0] is plan:
             _programs.move_to_end(id(plan))
             return hit[1]
-    program = fused_program(plan)
+        program = next((prog for other, prog in reversed(_programs.values())
+                        if _same_plan(other, plan)), _MISSING)
+    if program is _MISSING:
+        program = fused_program(plan)
     with _programs_lock:
         _programs[id(plan)] = (plan, program)
         while len(_programs) > _PROGRAMS_KEPT:
@@ -263,6 +278,8 @@ def apply_plan(
     if plan.gates:  # built column by column: a table of records costs several times more
         cnt = [count_of[step.population] for step in plan.gates]
         parent_cnt = [count_of[step.parent] for step in plan.gates]
+        # the dict is in COUNT_COLUMNS order: passing columns= as well would make pandas
+        # select them through a Series of the dict (twice the cost, the same frame)
         counts = pd.DataFrame({
             "sample": [name] * len(cnt),
             "population": [step.path for step in plan.gates],
@@ -273,7 +290,7 @@ def apply_plan(
                                   for c, p in zip(cnt, parent_cnt, strict=True)],
             "percent_of_total": [100.0 * c / n if n else np.nan for c in cnt],
             "id": [step.population for step in plan.gates],
-        }, columns=COUNT_COLUMNS)
+        })
     else:
         counts = pd.DataFrame([], columns=COUNT_COLUMNS)
     members = pd.DataFrame(masks, copy=False) if membership else None

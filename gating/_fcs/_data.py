@@ -4,13 +4,15 @@
 asked for, and ``columns`` decodes only the channels requested. :func:`gating._fcs._read.read_fcs`
 builds it from the HEADER and TEXT segments.
 
-Memory: DATA is memory-mapped once. List mode stores events row by row, so reading even one
-column touches every page of the file; every pass this module makes over the mapping (copying
-columns out, decoding integers) therefore walks it in chunks of about ``CHUNK_BYTES`` of DATA
-and drops each chunk's pages from the process (``madvise(MADV_DONTNEED)``) once it is done, so
-the file pages mapped into the process stay within about one chunk whatever the file's size
-(the page cache keeps them; re-reading is a minor fault). :meth:`FCSData.chunk_ranges` gives
-callers that read the zero-copy matrix themselves (the gating evaluator) the same chunks.
+Memory: the file is memory-mapped once (DATA is read through that mapping, and so is the
+batch's content fingerprint, :meth:`FCSData.file_chunks`). List mode stores events row by row,
+so reading even one column touches every page of the file; every pass this module makes over
+the mapping (copying columns out, decoding integers) therefore walks it in chunks of about
+``CHUNK_BYTES`` of DATA and drops each chunk's pages from the process
+(``madvise(MADV_DONTNEED)``) once it is done, so the file pages mapped into the process stay
+within about one chunk whatever the file's size (the page cache keeps them; re-reading is a
+minor fault). :meth:`FCSData.chunk_ranges` gives callers that read the zero-copy matrix
+themselves (the gating evaluator) the same chunks.
 
 Gating reads no copy of the columns for most layouts (:meth:`FCSData.event_source`): native
 float data through the mapping itself, also at the unaligned offsets most instrument and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import mmap
+import os
 import platform
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -212,18 +215,22 @@ class FCSData:
     # ---- DATA access -------------------------------------------------------------------
     @functools.cached_property
     def _map(self) -> tuple[mmap.mmap, int]:
-        """A read-only mapping holding DATA, and the offset of DATA in it."""
+        """A read-only mapping of the whole file (it holds DATA), and the offset of DATA in it.
+
+        The whole file, not only DATA: the batch's content fingerprint reads the same mapping
+        (:meth:`file_chunks`), so each file is mapped and its pages faulted in once.
+        """
         start, size = self._layout.start, self._layout.n_bytes
-        base = start - start % mmap.ALLOCATIONGRANULARITY
         try:
             with open(self.path, "rb") as fh:
-                mapping = mmap.mmap(fh.fileno(), size + start - base, access=mmap.ACCESS_READ, offset=base)
+                length = max(os.fstat(fh.fileno()).st_size, start + size)
+                mapping = mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ)
         except ValueError as exc:  # the file is shorter than DATA (changed since it was read?)
             raise FCSTruncatedError(
                 f"DATA of {size} bytes does not fit in the file ({exc})",
                 path=str(self.path), segment="DATA", offset=start,
             ) from None
-        return mapping, start - base
+        return mapping, start
 
     @functools.cached_property
     def _bytes(self) -> np.ndarray:
@@ -266,6 +273,33 @@ class FCSData:
             mm.madvise(mmap.MADV_DONTNEED, first, last - first)
         except (OSError, ValueError, AttributeError):  # pragma: no cover - advice only
             pass
+
+    def file_chunks(self) -> Iterator[memoryview]:
+        """The whole file's bytes, read-only, in consecutive pieces of :data:`CHUNK_BYTES`,
+        read through the mapping the events are read from (no second mapping, no copy).
+
+        For content fingerprints of the exact bytes gated: each piece is a view of the
+        mapping, valid until the caller moves on to the next one. When the file is larger than
+        one piece, each piece's pages are dropped from the process once the caller moves on,
+        as :meth:`chunk_ranges` does, so the mapped pages stay within about one piece.
+
+        Yields
+        ------
+        memoryview
+            Consecutive bytes of the file, from its first byte to its last.
+        """
+        mapping, _ = self._map
+        total = len(mapping)
+        with memoryview(mapping) as whole:
+            for lo in range(0, total, CHUNK_BYTES):
+                hi = min(lo + CHUNK_BYTES, total)
+                with whole[lo:hi] as piece:
+                    yield piece
+                if total > CHUNK_BYTES and hasattr(mapping, "madvise"):
+                    try:
+                        mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                    except (OSError, ValueError, AttributeError):  # pragma: no cover - advice
+                        pass
 
     def chunk_ranges(self) -> Iterator[tuple[int, int]]:
         """Consecutive event ranges ``(lo, hi)`` covering every event, about

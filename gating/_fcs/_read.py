@@ -44,6 +44,8 @@ __all__ = ["FCSData", "read_fcs"]
 
 log = logging.getLogger(__name__)
 
+_CHANNEL_DATATYPE = re.compile(r"\$P\d+DATATYPE")
+
 
 def read_fcs(
     path: str | Path,
@@ -114,7 +116,8 @@ def read_fcs(
             path=spath, segment="TEXT",
         )
     for key in kw:
-        if re.fullmatch(r"\$P\d+DATATYPE", key) and kw[key].strip().upper() != datatype:
+        if key.endswith("DATATYPE") and _CHANNEL_DATATYPE.fullmatch(key) and (
+                kw[key].strip().upper() != datatype):
             raise FCSDatatypeError(
                 f"{key}={kw[key]!r}: per-channel datatypes differing from $DATATYPE are not "
                 "supported",
@@ -185,8 +188,8 @@ def read_fcs(
     layout = Layout(
         datatype=datatype, bits=bits, order=order, start=base + start, n_events=tot, n_bytes=expected
     )
-    for note in notes:
-        log.warning("%s: %s", spath, note)
+    for note in notes:  # shown once, as the warning (a log record too printed it twice)
+        log.debug("%s: %s", spath, note)
         warnings.warn(f"{spath}: {note}", FCSWarning, stacklevel=2)
     out_dtype = np.dtype(dtype) if dtype is not None else (
         np.dtype(np.float32) if datatype == "F" else np.dtype(np.float64)

@@ -160,5 +160,22 @@ def test_fused_encoding_is_made_once_per_plan(layouts: Path) -> None:
     program = _apply._program_of(plan)
     assert program is not None and _apply._program_of(plan) is program
     pd.testing.assert_frame_equal(apply_plan(plan, sample).counts, first)
-    other = compile_plan(_strategy(), sample)  # an equal plan, another object: its own entry
-    assert _apply._program_of(other) is not program
+    # an equal plan, another object (compile_plan called per file): the same encoding
+    other = compile_plan(_strategy(), sample)
+    assert other is not plan and _apply._program_of(other) is program
+    pd.testing.assert_frame_equal(apply_plan(other, sample).counts, first)
+    # another spillover or channel order: another plan, its own encoding and counts
+    for name in ("b_spill", "c_order"):
+        moved = read_fcs(layouts / f"{name}.fcs")
+        own = compile_plan(_strategy(), moved)
+        assert _apply._program_of(own) is not program
+        assert apply_plan(own, moved).counts["count"].tolist() == _expected_one(moved)
+
+
+def _expected_one(sample: object) -> list[int]:
+    """Counts of ``sample`` by the general evaluator (no fused encoding involved)."""
+    from gating import evaluate_plan
+
+    plan = compile_plan(_strategy(), sample)  # type: ignore[arg-type]
+    ev = evaluate_plan(plan, sample)
+    return [ev.count(g.population) for g in plan.gates]

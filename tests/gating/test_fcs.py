@@ -384,3 +384,43 @@ def test_writer_is_atomic(tmp_path):
     assert read_fcs(path).n_channels == 1
     assert [p.name for p in tmp_path.iterdir()] == ["a.fcs"]
     assert os.path.getsize(path) > 0
+
+
+# ---- the whole file through the DATA mapping (the batch's fingerprint reads it) ----------
+def test_file_chunks_are_the_whole_file_in_order(tmp_path, monkeypatch):
+    import gating._fcs._data as data_module
+
+    events = RNG.normal(100, 50, size=(3000, 3)).astype(np.float32)
+    path = write_fcs(tmp_path / "c.fcs", events, ["A", "B", "C"], metadata={"NOTE": "x" * 999})
+    whole = path.read_bytes()
+    data = read_fcs(path)
+    np.testing.assert_array_equal(data.events, events)  # DATA mapped first ...
+    assert b"".join(bytes(piece) for piece in data.file_chunks()) == whole  # ... the same mapping
+    monkeypatch.setattr(data_module, "CHUNK_BYTES", 4096)  # several pieces, pages dropped
+    data = read_fcs(path)
+    pieces = [bytes(piece) for piece in data.file_chunks()]
+    assert len(pieces) == -(-len(whole) // 4096) and b"".join(pieces) == whole
+    np.testing.assert_array_equal(data.events, events)  # the mapping still reads after that
+
+
+def test_file_chunks_of_a_later_dataset_are_still_the_whole_file(tmp_path):
+    second_values = np.arange(40, dtype=np.uint64).reshape(20, 2)
+    blob = build_file([{"values": np.arange(20, dtype=np.uint64).reshape(10, 2)},
+                       {"values": second_values}])
+    path = _write(tmp_path, blob)
+    second = read_fcs(path, dataset=1)
+    np.testing.assert_array_equal(second.events, second_values)
+    assert b"".join(bytes(piece) for piece in second.file_chunks()) == blob
+
+
+def test_a_reader_note_is_shown_once_as_a_warning_not_again_as_a_log_record(tmp_path, caplog):
+    import logging
+
+    blob = _good(data_end_fudge=1) + b"\0"
+    with caplog.at_level(logging.DEBUG, logger="gating._fcs._read"), \
+            pytest.warns(FCSWarning, match="one byte past") as record:
+        data = read_fcs(_write(tmp_path, blob))
+    assert len([w for w in record if issubclass(w.category, FCSWarning)]) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r for r in caplog.records if "one byte past" in r.getMessage()]  # kept at debug
+    assert any("one byte past" in note for note in data.warnings)  # and recorded
