@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import RESULTS, measure, peak_rss_mb, write_table
+from benchmarks._harness import RESULTS, measure, peak_rss_mb, user_env, write_table
 
 log = logging.getLogger("benchmarks.bench_batch")
 
@@ -179,7 +179,7 @@ def _command(mode: str, workers: int, folder: Path, xml: Path, out: Path) -> dic
             "--out", str(out), "--workers", str(workers)]
     if mode == "command-processes":
         args.append("--worker-processes")
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    proc = subprocess.run(args, capture_output=True, text=True, check=False, env=user_env())
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1:])
     return {"executor": proc.stdout.strip().splitlines()[-1].split(" on ", 1)[-1].split(" -> ")[0]}

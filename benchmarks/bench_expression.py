@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks._harness import measure, peak_rss_mb, write_table
+from benchmarks._harness import measure, peak_rss_mb, user_env, write_table
 
 MODULE = "benchmarks.bench_expression"
 SF_TOOLS = ["phenoflow numpy", "phenoflow dask", "pydeseq2 deseq2_norm", "pydeseq2 fit_size_factors", "numpy"]
@@ -181,7 +181,7 @@ def _de(tool: str, data: Path, out: Path, n_cpus: int) -> float:
              "--design", "~ patient + timepoint", "--contrast", "timepoint,post,pre",
              "--out", str(out)],
             capture_output=True, text=True, check=False,
-            env={**os.environ, "SLURM_CPUS_PER_TASK": str(n_cpus)},  # the command's thread share
+            env=user_env({"SLURM_CPUS_PER_TASK": str(n_cpus)}),  # the command's thread share
         )
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
