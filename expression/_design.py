@@ -569,7 +569,8 @@ def model_matrix(prepared: PreparedDesign) -> np.ndarray:
 
 
 def design_model(prepared: PreparedDesign) -> tuple[np.ndarray, list[str], Any]:
-    """The model matrix of a prepared design with its column names and formulaic spec.
+    """The model matrix of a prepared design with its column names and its spec
+    (:class:`MainEffectsSpec` for main-effects formulas, formulaic's model spec otherwise).
 
     Parameters
     ----------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engine.cli._errors import (
 )
 from engine.cli._gate import gate as _gate_command
 from engine.cli._phenotype import phenotype as _phenotype_command
+from engine.cli._process import owns_process
 from engine.cli._progress import track
 from engine.cli._study import executor_options
 from engine.cli._study import study as _study_command
@@ -41,7 +43,16 @@ def _fcs_files(items: Sequence[str | Path], *, hint: str) -> list[Path]:
     return files
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as the command line shows it: its kind and message on one line (Python's
+    default adds the file, line number and source line of the code that warned)."""
+    return f"{category.__name__}: {message}\n"
+
+
 def _setup_logging(verbose: int) -> None:
+    if owns_process():  # the command line's presentation; an in-process caller keeps its own
+        warnings.formatwarning = _one_line_warning
     level = logging.WARNING - 10 * min(verbose, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)  # also filters records that Dask's own loggers let through

@@ -313,3 +313,22 @@ def test_normalising_a_table_file_does_not_import_anndata(tmp_path):
 
     back = ad.read_h5ad(tmp_path / "n.h5ad")
     assert sorted(back.layers) == ["counts", "normalized"] and "size_factors" in back.obs
+
+
+def test_a_reader_warning_is_one_line_on_the_command_line(tmp_path):
+    """The command line shows a reader's repair note once, as ``FCSWarning: <file>: <note>``,
+    without Python's file, line and source-line decoration."""
+    import subprocess
+    import sys
+
+    from tests.fcs_factory import build_dataset
+
+    blob = build_dataset(np.arange(20, dtype=np.uint64).reshape(10, 2), data_end_fudge=1) + b"\0"
+    path = tmp_path / "x.fcs"
+    path.write_bytes(blob)
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "info", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"FCSWarning: {path}: ") and "one byte past" in lines[0]
