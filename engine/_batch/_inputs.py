@@ -17,8 +17,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import pandas as pd
-
 __all__ = ["InputError", "InputFile", "expand_inputs", "resolve_inputs"]
 
 _LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -165,6 +163,8 @@ def _read_manifest(manifest: Path) -> list[tuple[Path, str | None, dict[str, str
         hint = next((_closest(h, ("path", "file")) for h in header if _closest(h, ("path", "file"))), "")
         raise InputError(f"manifest {manifest} needs a 'path' (or 'file') column{hint}; it has "
                          f"{header}")
+    import pandas as pd  # only for a manifest: listing files stays light
+
     try:
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (ValueError, pd.errors.ParserError) as exc:
