@@ -215,8 +215,32 @@ def _table(path: Path, fmt: str) -> tuple[pd.DataFrame, str | None]:
     if fmt == "htseq" or (fmt == "auto" and _is_htseq(path, sep)):
         log.info("%s: HTSeq-count output (summary rows dropped)", path)
         return _htseq([path]), "genes_x_samples"
+    _refuse_repeated_labels(path, sep)
     wide = _wide_table(path, sep)
     return (pd.read_csv(path, sep=sep, index_col=0) if wide is None else wide), None
+
+
+def _refuse_repeated_labels(path: Path, sep: str) -> None:
+    """Refuse a header row that names a column twice: pandas would silently rename the copies
+    (``A``, ``A.1``), turning a duplicated gene or sample id into two different ones."""
+    import csv
+    from collections import Counter
+
+    with _open_text(path) as fh:
+        for line in fh:
+            if line.strip():
+                break
+        else:
+            return
+    header = next(csv.reader([line.rstrip("\r\n").removeprefix("\ufeff")], delimiter=sep))
+    repeated = [(label, n) for label, n in Counter(header[1:]).items() if n > 1 and label]
+    if repeated:
+        label, n = repeated[0]
+        raise CountsError(
+            f"{path}: the header names {label!r} {n} times ({len(repeated)} repeated label(s)); "
+            "gene and sample ids must be unique (pandas would read the copies as "
+            f"{label!r}, {label + '.1'!r}, ...: different ids)"
+        )
 
 
 #: A table with at least this many columns, and more columns than rows, is tried with
@@ -239,8 +263,8 @@ def _wide_table(path: Path, sep: str) -> pd.DataFrame | None:
     pandas' reader pays about 9 µs per column (0.18 s for 20,000 genes, six times a genes x
     samples file of the same numbers); this path takes about 0.02 s. It returns the frame
     ``pd.read_csv(path, sep=sep, index_col=0)`` returns for the files it accepts: a header row,
-    every row as long as the header, no quotes, unique non-empty column labels, row labels that
-    are not numbers (pandas would parse those), and only whole numbers (no missing values,
+    every row as long as the header, no quotes, non-empty column labels (repeated ones are
+    refused before, see :func:`_refuse_repeated_labels`), row labels that are not numbers (pandas would parse those), and only whole numbers (no missing values,
     decimals or exponents).
     """
     with _open_text(path) as fh:
@@ -257,9 +281,8 @@ def _wide_table(path: Path, sep: str) -> pd.DataFrame | None:
         return None
     columns = header[1:]
     index = [line[:line.index(sep)] for line in lines[1:]]
-    if (not all(columns) or len(set(columns)) != len(columns)
-            or any(_number_like(label) for label in index)):
-        return None
+    if not all(columns) or any(_number_like(label) for label in index):
+        return None  # pandas names an empty label "Unnamed: k" and parses numeric ids
     try:
         with warnings.catch_warnings():  # NumPy < 2 parses "1.0" as an int with this warning
             warnings.simplefilter("error", DeprecationWarning)
