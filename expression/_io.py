@@ -166,7 +166,9 @@ def read_sample_sheet(path: str | PathLike[str]) -> pd.DataFrame:
         if isinstance(sheet.index, pd.RangeIndex):
             sheet = sheet.set_index(sheet.columns[0])
     else:
-        sheet = pd.read_csv(path, sep=_sep(path), index_col=0)
+        sep = _sep(path)
+        _refuse_repeated_labels(path, sep, what="sample-sheet columns")
+        sheet = pd.read_csv(path, sep=sep, index_col=0)
     sheet.index = sheet.index.astype(str)
     sheet.index.name = None
     return sheet
@@ -220,9 +222,11 @@ def _table(path: Path, fmt: str) -> tuple[pd.DataFrame, str | None]:
     return (pd.read_csv(path, sep=sep, index_col=0) if wide is None else wide), None
 
 
-def _refuse_repeated_labels(path: Path, sep: str) -> None:
+def _refuse_repeated_labels(path: Path, sep: str, *,
+                            what: str = "gene and sample ids") -> None:
     """Refuse a header row that names a column twice: pandas would silently rename the copies
-    (``A``, ``A.1``), turning a duplicated gene or sample id into two different ones."""
+    (``A``, ``A.1``), turning a duplicated gene or sample id into two different ones (or, in a
+    sample sheet, making a design read only the first of two ``timepoint`` columns)."""
     import csv
     from collections import Counter
 
@@ -238,7 +242,7 @@ def _refuse_repeated_labels(path: Path, sep: str) -> None:
         label, n = repeated[0]
         raise CountsError(
             f"{path}: the header names {label!r} {n} times ({len(repeated)} repeated label(s)); "
-            "gene and sample ids must be unique (pandas would read the copies as "
+            f"{what} must be unique (pandas would read the copies as "
             f"{label!r}, {label + '.1'!r}, ...: different ids)"
         )
 

@@ -270,3 +270,14 @@ def test_a_repeated_header_label_is_refused_not_renamed(tmp_path, layout):
         read_count_table(tmp_path / "c.csv")
     with pytest.raises(CountsError, match="must be unique"):
         read_counts(tmp_path / "c.csv")
+
+
+def test_a_sample_sheet_naming_a_column_twice_is_refused(tmp_path):
+    """Two ``timepoint`` columns (a merge gone wrong): pandas would call the second
+    ``timepoint.1`` and a design would silently use the first."""
+    from expression import CountsError
+
+    path = tmp_path / "samples.csv"
+    path.write_text("sample,patient,timepoint,timepoint\ns1,P1,pre,post\ns2,P1,post,pre\n")
+    with pytest.raises(CountsError, match=r"names 'timepoint' 2 times.*sample-sheet columns"):
+        read_sample_sheet(path)
