@@ -227,17 +227,9 @@ def _refuse_repeated_labels(path: Path, sep: str, *,
     """Refuse a header row that names a column twice: pandas would silently rename the copies
     (``A``, ``A.1``), turning a duplicated gene or sample id into two different ones (or, in a
     sample sheet, making a design read only the first of two ``timepoint`` columns)."""
-    import csv
-    from collections import Counter
+    from engine.runtime import repeated_header_labels
 
-    with _open_text(path) as fh:
-        for line in fh:
-            if line.strip():
-                break
-        else:
-            return
-    header = next(csv.reader([line.rstrip("\r\n").removeprefix("\ufeff")], delimiter=sep))
-    repeated = [(label, n) for label, n in Counter(header[1:]).items() if n > 1 and label]
+    repeated = repeated_header_labels(path, sep=sep, skip_first=True)
     if repeated:
         label, n = repeated[0]
         raise CountsError(

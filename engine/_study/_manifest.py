@@ -287,10 +287,18 @@ class _Reader:
 def _clinical_table(r: _Reader, path: Path) -> Any:
     import pandas as pd
 
+    from engine.runtime import repeated_header_labels
+
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        repeated = repeated_header_labels(path)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
         raise r.fail("clinical", f"cannot read {path}: {exc}") from exc
+    if repeated:  # pandas would call the copy "MMRSS.1" and the study read the first column
+        label, n = repeated[0]
+        raise r.fail("clinical", f"{path.name} names the column {label!r} {n} times; column "
+                                 "names must be unique")
+    return table
 
 
 def _load_strategy(r: _Reader, strategy: str) -> Strategy | FlowJoWorkspace:

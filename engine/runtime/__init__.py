@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "small_or_parallel": "engine.runtime._numba",
     "thread_limit": "engine.runtime._numba",
     "safe_name": "engine.runtime._paths",
+    "repeated_header_labels": "engine.runtime._tables",
     "MAX_YAML_NODES": "engine.runtime._yaml",
     "load_yaml_bounded": "engine.runtime._yaml",
     "lazy_namespace": "engine.runtime._lazy",

@@ -265,3 +265,15 @@ def test_a_second_study_run_into_the_same_folder_is_refused_while_the_first_hold
     assert stale.exists() and not (out / "study.json").exists()  # refused before any work
     run = run_study(demo.study, out_dir=out, executor=ExecutorSpec(kind="inprocess"))
     assert run.report.is_file() and not stale.exists()
+
+
+def test_a_clinical_table_naming_a_column_twice_is_refused(demo, tmp_path):
+    """pandas would read the second ``MMRSS``-like column as ``<name>.1`` and the study would
+    compare the first one without a word."""
+    text = (demo.out_dir / "clinical.csv").read_text().splitlines()
+    header = text[0].split(",")
+    header[-1] = header[-2]  # the last column now repeats the one before it
+    (tmp_path / "clinical.csv").write_text("\n".join([",".join(header), *text[1:]]) + "\n")
+    with pytest.raises(StudyError, match=f"names the column '{header[-2]}' 2 times") as info:
+        load_study(_manifest(demo, tmp_path, lambda m: None))
+    assert info.value.key == "clinical"
