@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "PreparedDesign": "expression._design",
     "SizeFactorFit": "expression._size_factors",
     "Summary": "expression._paired",
+    "TrendFitError": "expression._dispersion",
     "WilcoxonExact": "expression._paired",
     "benjamini_hochberg": "expression._multiple",
     "check_output": "expression._io",

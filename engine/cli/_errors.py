@@ -58,7 +58,7 @@ def usage_error_types() -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = []
     wanted = (
         ("gating", ("StrategyError", "FCSError")),
-        ("expression", ("CountsError",)),
+        ("expression", ("CountsError", "TrendFitError")),
         ("engine._batch", ("InputError",)),
         ("engine._study", ("StudyError",)),
         ("engine.runtime", ("OutputDirError", "OutputLockedError")),

@@ -277,3 +277,32 @@ def test_a_clinical_table_naming_a_column_twice_is_refused(demo, tmp_path):
     with pytest.raises(StudyError, match=f"names the column '{header[-2]}' 2 times") as info:
         load_study(_manifest(demo, tmp_path, lambda m: None))
     assert info.value.key == "clinical"
+
+
+def test_a_dispersion_trend_that_cannot_be_fitted_stops_the_study_in_one_line(demo, tmp_path):
+    """Counts whose dispersion grows with the mean leave no parametric trend ``a0 + a1/mean``
+    (R would switch to its local fit, not implemented): ``phenoflow study`` exits 2 with one
+    line naming ``expression.fit_type: mean``; with that key the study runs and records it."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    counts = pd.read_csv(demo.out_dir / "counts.csv", index_col=0)
+    rng = np.random.default_rng(3)
+    mu = rng.gamma(2.0, 50.0, counts.shape[0])[:, None] * np.ones(counts.shape[1])
+    size = 1.0 / (0.002 * mu)  # dispersion 0.002 x mean: rising, not falling, with the mean
+    flat = pd.DataFrame(rng.negative_binomial(size, size / (size + mu)), index=counts.index,
+                        columns=counts.columns)
+    flat.to_csv(tmp_path / "counts.csv")
+    refused = CliRunner().invoke(main, ["study", str(_manifest(demo, tmp_path, lambda m: None)),
+                                        "--out", str(tmp_path / "out"), "--in-process"])
+    assert refused.exit_code == 2, refused.output
+    assert "dispersion trend cannot be fitted" in refused.output
+    assert "expression: {fit_type: mean}" in refused.output.splitlines()[-1]
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "out" / "study.json").exists()
+    path = _manifest(demo, tmp_path, _set("expression", "fit_type", "mean"))
+    run = run_study(path, out_dir=tmp_path / "out2", executor=ExecutorSpec(kind="inprocess"))
+    record = json.loads(run.record.read_text())["parameters"]["expression"]
+    assert record["fit_type"] == "mean" and record["de"]["dispersion_trend"]["fit_type"] == "mean"
