@@ -467,6 +467,7 @@ def de_fit(
     """
     from engine.runtime import default_threads
     from expression._design import design_model
+    from expression._dispersion import check_fit_type
     from expression._validate import (
         check_anndata_orientation,
         counts_matrix,
@@ -476,7 +477,7 @@ def de_fit(
 
     if inference not in INFERENCES:
         raise ValueError(f"inference must be one of {INFERENCES}, got {inference!r}")
-    _check_fit_type(fit_type)
+    check_fit_type(fit_type)
     contrast_t = as_contrast(tuple(contrast) if not isinstance(contrast, str) else contrast)
     refuse_length_offsets(adata, what="differential_expression")
     check_anndata_orientation(adata, what="differential_expression", orientation=orientation)
@@ -650,13 +651,6 @@ def differential_expression(
     )
 
 
-def _check_fit_type(fit_type: str) -> None:
-    from expression._dispersion import FIT_TYPES
-
-    if fit_type not in FIT_TYPES:
-        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
-
-
 def _check_test_options(
     test: str, reduced: str | None, lfc_threshold: float, alt_hypothesis: str, alpha: float,
     inference: str, design: str,
@@ -757,6 +751,7 @@ def de_file(
     """
     import threading
 
+    from expression._dispersion import check_fit_type
     from expression._io import check_output, read_count_table
 
     if inference == "numba":  # Numba's cache loads overlap the imports and the reading
@@ -765,7 +760,7 @@ def de_file(
         threading.Thread(target=warm_kernels, name="phenoflow-warm-kernels", daemon=True).start()
     parsed = as_contrast(contrast)
     _check_test_options(test, reduced, lfc_threshold, alt_hypothesis, alpha, inference, design)
-    _check_fit_type(fit_type)
+    check_fit_type(fit_type)
     design_variables(design)
     target = check_output(out, suffixes=TABLE_SUFFIXES, what="DE table")
     adata = read_count_table(counts, samples=samples)

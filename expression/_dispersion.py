@@ -78,6 +78,22 @@ class TrendFitError(ValueError):
     line and exit 2)."""
 
 
+class DispersionsAtMinimumError(TrendFitError):
+    """Every gene-wise dispersion is within two orders of magnitude of the minimum: no trend
+    of any type can be fitted (R stops here too)."""
+
+
+def check_fit_type(fit_type: str) -> None:
+    """Refuse a dispersion-trend type other than :data:`FIT_TYPES` (before any fitting).
+
+    Examples
+    --------
+    >>> check_fit_type("mean")
+    """
+    if fit_type not in FIT_TYPES:
+        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
+
+
 @dataclass(frozen=True)
 class GeneDispersions:
     """Gene-wise dispersion estimates (``dispGeneEst``) and what they were computed from.
@@ -780,13 +796,12 @@ def fit_trend(
     DispersionTrend
         The fitted curve.
     """
-    if fit_type not in FIT_TYPES:
-        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
+    check_fit_type(fit_type)
     ok = np.isfinite(disp_gene)
     means, disps = np.asarray(base_mean)[ok], np.asarray(disp_gene)[ok]
     use = disps > 100 * min_disp
     if not use.any():
-        raise TrendFitError(
+        raise DispersionsAtMinimumError(
             "all gene-wise dispersion estimates are within 2 orders of magnitude of the minimum"
         )
     if fit_type == "parametric":
@@ -831,13 +846,13 @@ def fit_trend_as_requested(
     """
     try:
         return fit_trend(base_mean, disp_gene, fit_type=fit_type)
+    except DispersionsAtMinimumError as exc:
+        raise TrendFitError(
+            f"{what}: {exc}, so no dispersion trend can be fitted (R DESeq2 stops here too; "
+            "its advice is to use the gene-wise estimates as final dispersions, which "
+            "phenoflow does not offer): check the counts and the design"
+        ) from exc
     except TrendFitError as exc:
-        if "within 2 orders" in str(exc):
-            raise TrendFitError(
-                f"{what}: {exc}, so no dispersion trend can be fitted (R DESeq2 stops here too; "
-                "its advice is to use the gene-wise estimates as final dispersions, which "
-                "phenoflow does not offer): check the counts and the design"
-            ) from exc
         if fit_type == "parametric":
             raise TrendFitError(
                 f"{what}: the parametric dispersion trend cannot be fitted to these counts "

@@ -260,20 +260,24 @@ def _wide_table(path: Path, sep: str) -> pd.DataFrame | None:
     samples file of the same numbers); this path takes about 0.02 s. It returns the frame
     ``pd.read_csv(path, sep=sep, index_col=0)`` returns for the files it accepts: a header row,
     every row as long as the header, no quotes, non-empty column labels (repeated ones are
-    refused before, see :func:`_refuse_repeated_labels`), row labels that are not numbers (pandas would parse those), and only whole numbers (no missing values,
-    decimals or exponents).
+    refused before, see :func:`_refuse_repeated_labels`), row labels that are not numbers
+    (pandas would parse those), and only whole numbers (no missing values, decimals or
+    exponents). Only the header row is read for any other file (a tall genes x samples table
+    is left to pandas without reading it twice).
     """
     with _open_text(path) as fh:
-        text = fh.read()
+        first = next((line for line in fh if line.strip()), "")
+        if first.count(sep) + 1 < WIDE_MIN_COLUMNS:
+            return None
+        text = first + fh.read()
     if '"' in text:
         return None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]  # as pandas skips them
     if len(lines) < 2:
         return None
     header = lines[0].removeprefix("\ufeff").split(sep)
     width = len(header)
-    if (width < WIDE_MIN_COLUMNS or width <= len(lines)
-            or any(line.count(sep) != width - 1 for line in lines)):
+    if width <= len(lines) or any(line.count(sep) != width - 1 for line in lines):
         return None
     columns = header[1:]
     index = [line[:line.index(sep)] for line in lines[1:]]

@@ -37,8 +37,8 @@ import pandas as pd
 from expression._compat import renamed_keywords
 from expression._design import design_matrix, model_matrix, prepare_design
 from expression._dispersion import (
-    FIT_TYPES,
     DispersionTrend,
+    check_fit_type,
     fit_trend_as_requested,
     gene_dispersions,
 )
@@ -239,8 +239,7 @@ def vst(
     """
     from expression._size_factors import fit_size_factors
 
-    if fit_type not in FIT_TYPES:
-        raise ValueError(f"fit_type must be one of {FIT_TYPES}, got {fit_type!r}")
+    check_fit_type(fit_type)
     if nsub is not None and (isinstance(nsub, bool) or not isinstance(nsub, (int, np.integer))
                              or nsub < 1):
         raise ValueError(f"nsub must be a positive integer or None, got {nsub!r}")
