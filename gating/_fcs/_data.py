@@ -23,6 +23,7 @@ decoded by the evaluator's kernel in its pass over each event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import mmap
@@ -262,17 +263,14 @@ class FCSData:
         """Drop the mapped pages holding events ``lo..hi`` from the process (a hint: the data
         stay in the page cache and the mapping stays valid)."""
         mapping = self.__dict__.get("_map")
-        if mapping is None or hi <= lo or not hasattr(mapping[0], "madvise"):
+        if mapping is None or hi <= lo:
             return
         mm, offset = mapping
         bits = self._layout.event_bits
         first = offset + lo * bits // 8
         last = min(len(mm), offset + -(-hi * bits // 8))
         first -= first % mmap.PAGESIZE
-        try:
-            mm.madvise(mmap.MADV_DONTNEED, first, last - first)
-        except (OSError, ValueError, AttributeError):  # pragma: no cover - advice only
-            pass
+        _drop_pages(mm, first, last - first)
 
     def file_chunks(self) -> Iterator[memoryview]:
         """The whole file's bytes, read-only, in consecutive pieces of :data:`CHUNK_BYTES`,
@@ -295,11 +293,8 @@ class FCSData:
                 hi = min(lo + CHUNK_BYTES, total)
                 with whole[lo:hi] as piece:
                     yield piece
-                if total > CHUNK_BYTES and hasattr(mapping, "madvise"):
-                    try:
-                        mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-                    except (OSError, ValueError, AttributeError):  # pragma: no cover - advice
-                        pass
+                if total > CHUNK_BYTES:
+                    _drop_pages(mapping, lo, hi - lo)
 
     def chunk_ranges(self) -> Iterator[tuple[int, int]]:
         """Consecutive event ranges ``(lo, hi)`` covering every event, about
@@ -605,6 +600,15 @@ class FCSData:
             if key in self.metadata and self.metadata[key].strip():
                 return parse_spill(self.metadata[key], path=str(self.path), keyword=key)
         return None
+
+
+def _drop_pages(mm: mmap.mmap, start: int, length: int) -> None:
+    """Drop ``length`` mapped bytes from ``start`` (page-aligned) out of the process: a hint
+    (``madvise(MADV_DONTNEED)``; the page cache keeps them), ignored where unsupported."""
+    if length <= 0 or not hasattr(mm, "madvise"):
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        mm.madvise(mmap.MADV_DONTNEED, start, length)
 
 
 _LOOKUP_LIMIT = 1 << 20  # integer channels up to 20 bits are rescaled through a table
