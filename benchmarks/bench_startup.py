@@ -39,7 +39,7 @@ def _commands(x: dict[str, Path]) -> dict[str, list[str]]:
     out = x["root"] / "runs"
     return {
         "info": ["info", str(x["fcs"])],
-        # the default executor: a local Dask cluster is started and stopped
+        # the default executor: Dask's threaded scheduler on this process's threads
         "gate": ["gate", "--strategy", str(x["strategy"]), "--fcs", str(x["fcs"]),
                  "--out", str(out / "gate")],
         "gate --in-process": ["gate", "--strategy", str(x["strategy"]), "--fcs", str(x["fcs"]),

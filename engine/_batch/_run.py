@@ -803,7 +803,8 @@ def run_batch(
     out_dir
         Output folder; ``parts/`` inside it holds the per-file results.
     executor
-        Where to run (default: a local Dask cluster).
+        Where to run (default: Dask's local threaded scheduler on the job's share of the
+        machine).
     options
         Membership, MFI channels, FlowJo group, AnnData output, compensation rule.
     on_result

@@ -416,7 +416,7 @@ def run_study(
         Output folder (created). ``gating/`` inside it holds the batch outputs; a re-run
         with the same inputs gates only the files without a finished part.
     executor
-        Where to gate (default: a local Dask cluster, as ``phenoflow gate``).
+        Where to gate (default: Dask's local threaded scheduler, as ``phenoflow gate``).
     on_result
         Called with each gated file's summary (progress reporting).
 

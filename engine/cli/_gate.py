@@ -63,10 +63,12 @@ def executor_from_options(in_process: bool, workers: int | None, scheduler: str 
               help="Gate files whose compensation cannot be applied (no spillover, $SPILLOVER "
                    "labels that are not channels, a singular matrix) uncompensated instead of "
                    "failing them; recorded in run.json and an 'uncompensated' column.")
-@click.option("--workers", type=int, default=None, help="Local workers (default: the job's CPUs).")
+@click.option("--workers", type=int, default=None,
+              help="Local workers (default: the job's CPUs): threads of this process under "
+                   "Dask's threaded scheduler.")
 @click.option("--worker-processes", is_flag=True,
-              help="Local workers as separate processes (a memory limit each) instead of threads "
-                   "of this process (no start-up cost).")
+              help="Local workers as separate processes of a Dask LocalCluster (a memory limit "
+                   "each) instead of threads of this process (no start-up cost).")
 @click.option("--in-process", is_flag=True, help="Run in this process (debugging).")
 @click.option("--scheduler", default=None, help="Address of a running Dask scheduler (tcp://host:port).")
 @click.option("--scheduler-file", type=click.Path(dir_okay=False, path_type=Path), default=None,

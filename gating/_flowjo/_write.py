@@ -56,7 +56,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -64,6 +63,7 @@ from engine.runtime import atomic_write_text
 from gating._fcs import FCSData, read_fcs
 from gating._flowjo._workspace import read_flowjo
 from gating._flowjo._xml import FlowJoError
+from gating._gatingml import xml_attribute
 from gating._strategy import (
     FILE_SPILLOVER,
     UNCOMPENSATED,
@@ -207,7 +207,7 @@ def _q(value: Any) -> str:
         value = "1" if value else "0"
     elif isinstance(value, float):
         value = repr(value)
-    return quoteattr(str(value), {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    return xml_attribute(str(value))
 
 
 def _num(value: float) -> str:

@@ -24,7 +24,6 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from xml.etree.ElementTree import ParseError
-from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
@@ -36,6 +35,8 @@ from gating._gatingml._xml import (
     TRANSFORMS_NS,
     GatingMLError,
     inner_xml,
+    xml_attribute,
+    xml_escape,
 )
 from gating._strategy import (
     Dimension,
@@ -107,7 +108,7 @@ def _attr_text(value: Any) -> str:
         return '"true"' if value else '"false"'
     if isinstance(value, int | float):
         return f'"{_num(value)}"'
-    return quoteattr(_checked(str(value)), {"\r": "&#13;", "\n": "&#10;", "\t": "&#9;"})
+    return xml_attribute(_checked(str(value)))
 
 
 def _num(value: float) -> str:
@@ -118,7 +119,7 @@ def _num(value: float) -> str:
 
 
 def _text(text: str) -> str:
-    return escape(_checked(text)).replace("\r", "&#13;")
+    return xml_escape(_checked(text)).replace("\r", "&#13;")
 
 
 def _content(note: str) -> str:

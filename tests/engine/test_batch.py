@@ -87,7 +87,7 @@ def test_local_cluster_equals_in_process(archive, tmp_path):
                       executor=ExecutorSpec(kind="local", workers=2))
     inproc = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "b",
                        executor=ExecutorSpec(kind="inprocess"))
-    assert local.executor.startswith("local Dask cluster, 2 workers")
+    assert local.executor == "local Dask threaded scheduler, 2 threads"
     pd.testing.assert_frame_equal(local.populations, inproc.populations)
 
 

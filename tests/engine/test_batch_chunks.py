@@ -68,7 +68,7 @@ def test_chunked_run_equals_per_file_run(archive: dict[str, Any], tmp_path: Path
                          executor=ExecutorSpec(kind="inprocess"), options=options)
     chunked = run_batch(archive["strategy"], inputs, out_dir=tmp_path / "b",
                         executor=ExecutorSpec(kind="local", workers=2), options=options)
-    assert chunked.executor == "local Dask cluster, 2 workers (threads in this process)"
+    assert chunked.executor == "local Dask threaded scheduler, 2 threads"
     assert len(per_file.errors) == 2 and not _chunk_parts(tmp_path / "a")
     assert 1 < len(_chunk_parts(tmp_path / "b")) < len(inputs)
     _assert_same(tmp_path / "a", tmp_path / "b")
