@@ -21,9 +21,10 @@ Measurements, every configuration in a fresh process (the ``--one`` child mode):
 * Throughput: an archive of ``--files`` 24-channel files of ``--events`` events each
   (:func:`benchmarks.bench_gating.make_file`, one seed per file) gated with the 11-gate
   Gating-ML strategy of :func:`benchmarks.bench_gating.strategy_xml`: by phenoflow's
-  ``run_batch`` in-process and on a local Dask cluster of 1 and 2 workers, and by FlowKit's
-  ``Session(...).analyze_samples(use_mp=True)``, once with the pool size FlowKit picks for
-  itself and once with the pool forced to each worker count above 1. The wall time covers the
+  ``run_batch`` in-process and on its default local executor (Dask's threaded scheduler) with
+  1 and 2 threads, and by FlowKit's ``Session(...).analyze_samples(use_mp=True)``, once with
+  the pool size FlowKit picks for itself and once with the pool forced to each worker count
+  above 1. The wall time covers the
   whole batch: listing the files, starting the executor, reading, gating and writing the
   outputs (phenoflow) or building the report (FlowKit).
 * Memory flatness: the same for 100 and 1,000 small files (``--mem-events`` events each): the
