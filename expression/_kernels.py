@@ -15,6 +15,7 @@ apart, so equal inputs must give R's bits (checked against R in
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import prange
@@ -322,9 +323,9 @@ def r_row_vars(y: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit()
-def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
+def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray, cols: np.ndarray) -> None:
     """``b = x.T @ diag(w) @ x``, each entry ``sum_i (x[i, j] w[i]) x[i, k]`` added from the
-    first sample on.
+    first sample on (``cols``: int64 scratch of length p).
 
     Terms with ``x[i, j] == 0`` or ``x[i, k] == 0`` are skipped: they are signed zeros, and
     adding a zero to a running sum that started at ``+0.0`` never changes it, so the result is
@@ -335,7 +336,6 @@ def _gram(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
     for j in range(p):
         for k in range(j + 1):
             b[j, k] = 0.0
-    cols = np.empty(p, dtype=np.int64)
     for i in range(n):
         m = 0
         for j in range(p):
@@ -431,21 +431,31 @@ def _pow(v: float, e: float) -> float:
 
 
 @njit()
-def _cr_system(
-    x: np.ndarray, inv_mu: np.ndarray, alpha: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """The Cox-Reid system: weights ``w = 1 / (1/mu + alpha)`` (R's compiled
-    ``pow(pow(mu, -1) + alpha, -1)`` is two divisions, not libm's ``pow``: see :func:`_pow`),
-    ``B = X' diag(w) X`` and room for its lower Cholesky factor (filled on demand by
-    :func:`_log_det`)."""
-    n, p = x.shape
-    w = np.empty(n)
-    for i in range(n):
+def _cr_gram(
+    x: np.ndarray, inv_mu: np.ndarray, alpha: float, w: np.ndarray, b: np.ndarray,
+    cols: np.ndarray,
+) -> None:
+    """The Cox-Reid system ``B = X' diag(w) X`` into ``b``, with the weights
+    ``w = 1 / (1/mu + alpha)`` (R's compiled ``pow(pow(mu, -1) + alpha, -1)`` is two
+    divisions, not libm's ``pow``: see :func:`_pow`)."""
+    for i in range(x.shape[0]):
         w[i] = 1.0 / (inv_mu[i] + alpha)
-    b = np.empty((p, p))
-    low = np.zeros((p, p))
-    _gram(x, w, b)
-    return w, b, low, True
+    _gram(x, w, b, cols)
+
+
+@njit()
+def _cr_workspace(n: int, p: int) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, np.ndarray,
+]:
+    """Scratch for :func:`_log_posterior` and :func:`_dlog_posterior` (``n`` samples, ``p``
+    coefficients), made once per gene: ``w, dw`` (n), ``b, db, low, a, inv`` (p x p), ``piv``
+    and ``cols`` (int64, p), ``work`` (p). Every buffer is written before it is read, so the
+    values are those of fresh arrays (the line search evaluates the posterior ~15 times per
+    gene; allocating these per evaluation cost a fifth of its time)."""
+    return (np.empty(n), np.empty(n), np.empty((p, p)), np.empty((p, p)), np.zeros((p, p)),
+            np.empty((p, p)), np.empty(p, dtype=np.int64), np.empty((p, p)), np.empty(p),
+            np.empty(p, dtype=np.int64))
 
 
 @njit()
@@ -480,12 +490,11 @@ def _lu_factor(a: np.ndarray, piv: np.ndarray) -> bool:
 
 
 @njit()
-def _lu_det(b: np.ndarray) -> float:
+def _lu_det(b: np.ndarray, a: np.ndarray, piv: np.ndarray) -> float:
     """Determinant from the LU factors (:func:`_lu_factor`, as in :func:`_lu_inverse`): the
-    product of U's diagonal from the first, negated per row swap."""
+    product of U's diagonal from the first, negated per row swap (``a``, ``piv``: scratch)."""
     p = b.shape[0]
-    a = b.copy()
-    piv = np.empty(p, dtype=np.int64)
+    a[:, :] = b
     if not _lu_factor(a, piv):
         return 0.0
     val = a[0, 0]
@@ -499,15 +508,15 @@ def _lu_det(b: np.ndarray) -> float:
 
 
 @njit()
-def _log_det(b: np.ndarray, low: np.ndarray) -> tuple[float, float, bool]:
+def _log_det(b: np.ndarray, low: np.ndarray, a: np.ndarray, piv: np.ndarray) -> tuple[float, float, bool]:
     """``(det, log det)`` of the SPD matrix ``b`` and whether it is positive definite, as R's
     Armadillo ``det`` gives it: the closed form up to 3x3 when it lies in ``(eps, 1/eps)``, else
     the LU factors; ``low`` gets the Cholesky factor only when neither gives a positive value
-    (then the log determinant comes from it)."""
+    (then the log determinant comes from it). ``a``, ``piv``: scratch for the LU factors."""
     det = _small_det(b)
     if det > _DET_EPS and det < 1.0 / _DET_EPS:
         return det, math.log(det), True
-    det = _lu_det(b)
+    det = _lu_det(b, a, piv)
     if det > 0.0:
         return det, math.log(det), True
     if not _cholesky(b, low):
@@ -536,20 +545,20 @@ def log_posterior(
 ) -> float:
     """DESeq2's log posterior of log(alpha) (see :func:`_log_posterior`)."""
     return _log_posterior(log_alpha, y, mu, _inverse_means(mu), x, prior_mean, prior_var,
-                          use_prior, use_cr)
+                          use_prior, use_cr, _cr_workspace(x.shape[0], x.shape[1]))
 
 
 @njit()
 def _log_posterior(
     log_alpha: float, y: np.ndarray, mu: np.ndarray, inv_mu: np.ndarray, x: np.ndarray,
-    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool,
+    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool, ws: Any,
 ) -> float:
     """DESeq2's log posterior of log(alpha): NB log likelihood (up to a constant), the
     Cox-Reid term ``-0.5 log det(X' W X)`` and an optional normal prior on log(alpha).
 
     Summed in R's order (per sample, from the first), so that equal inputs give R's bits: the
     line search compares values that differ by a few units in the last place on genes whose
-    first step is tiny (one such gene moves the whole trend).
+    first step is tiny (one such gene moves the whole trend). ``ws``: :func:`_cr_workspace`.
     """
     n = x.shape[0]
     alpha = math.exp(log_alpha)
@@ -563,8 +572,9 @@ def _log_posterior(
         )
     cr = 0.0
     if use_cr:
-        _, b, low, _ = _cr_system(x, inv_mu, alpha)
-        _, logdet, _ = _log_det(b, low)
+        w, _, b, _, low, a, piv, _, _, cols = ws
+        _cr_gram(x, inv_mu, alpha, w, b, cols)
+        _, logdet, _ = _log_det(b, low, a, piv)
         cr = -0.5 * logdet
     prior = 0.0
     if use_prior:
@@ -574,15 +584,15 @@ def _log_posterior(
 
 
 @njit()
-def _lu_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
+def _lu_inverse(b: np.ndarray, inv: np.ndarray, a: np.ndarray, piv: np.ndarray,
+                work: np.ndarray) -> bool:
     """Inverse of a small matrix in the order of reference LAPACK's ``dgetrf``/``dgetri``, which
     R's Armadillo uses for ``inv()`` beyond 2x2: LU with partial pivoting (first largest pivot,
     multipliers scaled by the pivot's reciprocal), the inverse of U built column by column,
     then ``inv(A) L = inv(U)`` solved from the last column back and the pivots' column swaps
-    undone; False when singular."""
+    undone; False when singular. ``a``, ``piv``, ``work``: scratch (p x p, p, p)."""
     p = b.shape[0]
-    a = b.copy()
-    piv = np.empty(p, dtype=np.int64)
+    a[:, :] = b
     if not _lu_factor(a, piv):
         return False
     for j in range(p):  # inverse of U in place
@@ -596,7 +606,6 @@ def _lu_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
                 a[jj, j] = a[jj, j] * a[jj, jj]
         for i in range(j):
             a[i, j] = ajj * a[i, j]
-    work = np.empty(p)
     for j in range(p - 1, -1, -1):
         for i in range(j + 1, p):
             work[i] = a[i, j]
@@ -647,16 +656,15 @@ def _looks_sympd(b: np.ndarray) -> bool:
 
 
 @njit()
-def _sympd_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
+def _sympd_inverse(b: np.ndarray, inv: np.ndarray, a: np.ndarray) -> bool:
     """Inverse of an SPD matrix in the order of reference LAPACK's ``dpotrf``/``dpotri`` (lower
     factor by columns, reciprocals multiplied; the triangular inverse from the last column back;
     ``L^-T L^-1`` row by row), R's Armadillo's route for ``inv()`` of a 4x4 or larger
-    ``X'WX``; False when not positive definite."""
+    ``X'WX``; False when not positive definite. ``a``: scratch (p x p)."""
     p = b.shape[0]
-    a = np.zeros((p, p))
     for i in range(p):
-        for j in range(i + 1):
-            a[i, j] = b[i, j]
+        for j in range(p):
+            a[i, j] = b[i, j] if j <= i else 0.0
     for c in range(p):
         if not a[c, c] > 0.0:
             return False
@@ -701,10 +709,12 @@ def _sympd_inverse(b: np.ndarray, inv: np.ndarray) -> bool:
 
 
 @njit()
-def _trace_inv_product(b: np.ndarray, det: float, db: np.ndarray, low: np.ndarray) -> float:
+def _trace_inv_product(b: np.ndarray, det: float, db: np.ndarray, low: np.ndarray,
+                       inv: np.ndarray, a: np.ndarray, piv: np.ndarray, work: np.ndarray) -> float:
     """``trace(B^-1 dB)`` as R's Armadillo computes ``trace(b.i() * db)``: the closed-form
     inverse for 2x2, the LAPACK Cholesky route for 4x4 and larger matrices that look SPD, LU
-    otherwise; the trace of the product accumulated in two interleaved sums."""
+    otherwise; the trace of the product accumulated in two interleaved sums. ``inv``, ``a``,
+    ``piv``, ``work``: scratch."""
     p = b.shape[0]
     if p == 1:
         return (1.0 / b[0, 0]) * db[0, 0]
@@ -718,9 +728,8 @@ def _trace_inv_product(b: np.ndarray, det: float, db: np.ndarray, low: np.ndarra
         acc1 += i10 * db[0, 1]
         acc2 += i11 * db[1, 1]
         return acc1 + acc2
-    inv = np.empty((p, p))
-    done = _sympd_inverse(b, inv) if _looks_sympd(b) else False
-    if not done and not _lu_inverse(b, inv) and _cholesky(b, low):
+    done = _sympd_inverse(b, inv, a) if _looks_sympd(b) else False
+    if not done and not _lu_inverse(b, inv, a, piv, work) and _cholesky(b, low):
         _cholesky_inverse(low, np.empty(p), inv)
     # trace of a product as Armadillo sums it: two accumulators, alternate inner terms
     acc1 = 0.0
@@ -744,19 +753,19 @@ def dlog_posterior(
     """Derivative of :func:`log_posterior` with respect to log(alpha) (see
     :func:`_dlog_posterior`)."""
     return _dlog_posterior(log_alpha, y, mu, _inverse_means(mu), x, prior_mean, prior_var,
-                           use_prior, use_cr)
+                           use_prior, use_cr, _cr_workspace(x.shape[0], x.shape[1]))
 
 
 @njit()
 def _dlog_posterior(
     log_alpha: float, y: np.ndarray, mu: np.ndarray, inv_mu: np.ndarray, x: np.ndarray,
-    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool,
+    prior_mean: float, prior_var: float, use_prior: bool, use_cr: bool, ws: Any,
 ) -> float:
     """Derivative of :func:`log_posterior` with respect to log(alpha), in R's operation order
     (``1/alpha^2`` times the per-sample sum; the Cox-Reid part as ``-0.5 det(B) tr(B^-1 dB) /
     det(B)``): the line search's first proposal is ``log(alpha) + derivative``, whose last bits
-    decide knife-edge genes."""
-    n, p = x.shape
+    decide knife-edge genes. ``ws``: :func:`_cr_workspace`."""
+    n = x.shape[0]
     alpha = math.exp(log_alpha)
     inv_alpha = 1.0 / alpha
     dg_inv = digamma(inv_alpha)
@@ -771,20 +780,16 @@ def _dlog_posterior(
     ll = (1.0 / (alpha * alpha)) * s
     cr = 0.0
     if use_cr:
-        w = np.empty(n)
-        dw = np.empty(n)
+        w, dw, b, db, low, a, piv, inv, work, cols = ws
         for i in range(n):
             t = inv_mu[i] + alpha
-            w[i] = 1.0 / t  # a division in R's compiled code, as in _cr_system
+            w[i] = 1.0 / t  # a division in R's compiled code, as in _cr_gram
             dw[i] = -_pow(t, 2.0 * minus_one)  # libm's pow(t, -2)
-        b = np.empty((p, p))
-        db = np.empty((p, p))
-        low = np.zeros((p, p))
-        _gram(x, w, b)
-        _gram(x, dw, db)
-        det, _, factored = _log_det(b, low)
+        _gram(x, w, b, cols)
+        _gram(x, dw, db, cols)
+        det, _, factored = _log_det(b, low, a, piv)
         if factored:
-            cr = -0.5 * (det * _trace_inv_product(b, det, db, low)) / det
+            cr = -0.5 * (det * _trace_inv_product(b, det, db, low, inv, a, piv, work)) / det
         else:
             cr = -0.5 * np.trace(np.linalg.pinv(b) @ db)
     prior = 0.0
@@ -816,8 +821,9 @@ def fit_disp_line_search(
         pm = prior_mean[g]
         a = log_alpha0[g]
         im = _inverse_means(mr)
-        lp = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
-        dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+        ws = _cr_workspace(x.shape[0], x.shape[1])
+        lp = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr, ws)
+        dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr, ws)
         kappa = kappa_0
         out_initial_lp[g] = lp
         iters = 0
@@ -830,7 +836,7 @@ def fit_disp_line_search(
             if proposal > 10.0:
                 kappa = (10.0 - a) / dlp
             theta_kappa = -_log_posterior(a + kappa * dlp, yr, mr, im, x, pm, prior_var,
-                                          use_prior, use_cr)
+                                          use_prior, use_cr, ws)
             theta_hat_kappa = -lp - kappa * ARMIJO_EPS * dlp * dlp
             if theta_kappa <= theta_hat_kappa:
                 accepted += 1
@@ -845,7 +851,7 @@ def fit_disp_line_search(
                 if a < min_log_alpha:
                     break
                 lp = lpnew
-                dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+                dlp = _dlog_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr, ws)
                 kappa = min(kappa * 1.1, kappa_0)
                 if accepted % 5 == 0:
                     kappa = kappa / 2.0
@@ -870,11 +876,12 @@ def fit_disp_grid(
         yr = y[g]
         mr = mu[g]
         im = _inverse_means(mr)
+        ws = _cr_workspace(x.shape[0], x.shape[1])
         pm = prior_mean[g]
         best = -np.inf
         a_hat = grid[0]
         for t in range(n_grid):
-            v = _log_posterior(grid[t], yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+            v = _log_posterior(grid[t], yr, mr, im, x, pm, prior_var, use_prior, use_cr, ws)
             if v > best:
                 best = v
                 a_hat = grid[t]
@@ -885,7 +892,7 @@ def fit_disp_grid(
         a_best = start
         for t in range(n_grid):
             a = stop if t == n_grid - 1 else start + t * step
-            v = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr)
+            v = _log_posterior(a, yr, mr, im, x, pm, prior_var, use_prior, use_cr, ws)
             if v > best:
                 best = v
                 a_best = a
@@ -1080,7 +1087,7 @@ def irls_nb(
         for i in range(n):
             w[i] = mu[i] / (1.0 + a * mu[i])
             out_mu[g, i] = mu[i]
-        _gram(x, w, b)
+        _gram(x, w, b, np.empty(p, dtype=np.int64))
         gram = b.copy()
         for j in range(p):
             b[j, j] += ridge[j]
@@ -1126,7 +1133,7 @@ def wald_normal(
         for i in range(n):
             w[i] = mu[g, i] / (1.0 + mu[g, i] * disp[g])
         gram = np.empty((p, p))
-        _gram(x, w, gram)
+        _gram(x, w, gram, np.empty(p, dtype=np.int64))
         b = gram + ridge
         low = np.zeros((p, p))
         if not _cholesky(b, low):
