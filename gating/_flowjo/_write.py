@@ -55,12 +55,11 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.runtime import atomic_write_text
-from gating._fcs import FCSData, read_fcs
 from gating._flowjo._workspace import read_flowjo
 from gating._flowjo._xml import FlowJoError
 from gating._gatingml import xml_attribute
@@ -87,6 +86,9 @@ from gating._transforms import (
     Logicle,
     Transform,
 )
+
+if TYPE_CHECKING:  # the reader (pandas, its kernels) loads when files are read, not to convert
+    from gating._fcs import FCSData
 
 __all__ = ["bind_channels", "write_flowjo"]
 
@@ -731,6 +733,8 @@ def write_flowjo(
         dup = next(n for n in names if names.count(n) > 1)
         raise FlowJoError(f"two FCS files are named {dup!r}: FlowJo samples are found by file "
                           "name", source=strategy.source)
+    from gating._fcs import read_fcs
+
     samples = [read_fcs(f) for f in fcs]
     bound = bind_channels(strategy, samples)
     counts = _read_back(strategy, samples, render_workspace(bound, samples, group=group), path,

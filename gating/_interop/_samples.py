@@ -22,18 +22,12 @@ import numpy as np
 import pandas as pd
 
 from gating._fcs import FCSData, channel_lookups, find_channel
+from gating._interop._errors import ConversionError
 
 __all__ = ["ConversionError", "EventSample", "EventValues", "as_sample", "parse_spillover_text"]
 
 #: Events per chunk when an in-memory sample is walked chunk by chunk (as files are).
 _CHUNK_EVENTS = 1 << 20
-
-
-class ConversionError(ValueError):
-    """An object cannot be converted to a sample or a strategy without guessing.
-
-    The message names what is ambiguous or missing and how to say it explicitly.
-    """
 
 
 def _scatter_kind(name: str) -> str:

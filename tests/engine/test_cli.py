@@ -247,6 +247,26 @@ def test_reading_and_writing_a_strategy_does_not_load_pandas_or_scipy(tmp_path):
     assert (tmp_path / "s.xml").stat().st_size > 0
 
 
+def test_converting_a_strategy_file_does_not_load_pandas(tmp_path):
+    """``phenoflow convert`` of a strategy file (no FCS files to bind) loads neither pandas nor
+    the FCS reader: the FlowJo writer and the strategy loader import them only to read files."""
+    import subprocess
+    import sys
+
+    from gating import preset, write_gatingml
+
+    src = tmp_path / "s.xml"
+    write_gatingml(preset("study_panel"), src)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "engine.cli", "convert", str(src),
+                           "--to", "yaml", "--out", str(tmp_path / "s.yaml")],
+                          capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "gating._strategy" in imported  # the listing is there
+    assert not {"pandas", "gating._fcs", "gating._evaluate"} & imported
+    assert (tmp_path / "s.yaml").read_text().strip()
+
+
 def test_de_lrt_and_lfc_threshold_from_the_command_line(tmp_path):
     args = _paired_counts(tmp_path)
     wald = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "wald.csv")])
