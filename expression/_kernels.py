@@ -446,16 +446,18 @@ def _cr_gram(
 @njit()
 def _cr_workspace(n: int, p: int) -> tuple[
     np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-    np.ndarray, np.ndarray, np.ndarray,
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray,
 ]:
     """Scratch for :func:`_log_posterior` and :func:`_dlog_posterior` (``n`` samples, ``p``
     coefficients), made once per gene: ``w, dw`` (n), ``b, db, low, a, inv`` (p x p), ``piv``
-    and ``cols`` (int64, p), ``work`` (p). Every buffer is written before it is read, so the
-    values are those of fresh arrays (the line search evaluates the posterior ~15 times per
-    gene; allocating these per evaluation cost a fifth of its time)."""
+    and ``cols`` (int64, p), ``work`` (p), and ``memo`` (3): the log(alpha) whose ``X'WX`` is in
+    ``b`` (NaN: none), its determinant and whether it was factored. Every buffer is written
+    before it is read, so the values are those of fresh arrays."""
+    memo = np.empty(3)
+    memo[0] = np.nan
     return (np.empty(n), np.empty(n), np.empty((p, p)), np.empty((p, p)), np.zeros((p, p)),
             np.empty((p, p)), np.empty(p, dtype=np.int64), np.empty((p, p)), np.empty(p),
-            np.empty(p, dtype=np.int64))
+            np.empty(p, dtype=np.int64), memo)
 
 
 @njit()
@@ -572,9 +574,12 @@ def _log_posterior(
         )
     cr = 0.0
     if use_cr:
-        w, _, b, _, low, a, piv, _, _, cols = ws
+        w, _, b, _, low, a, piv, _, _, cols, memo = ws
         _cr_gram(x, inv_mu, alpha, w, b, cols)
-        _, logdet, _ = _log_det(b, low, a, piv)
+        det, logdet, factored = _log_det(b, low, a, piv)
+        memo[0] = log_alpha  # b and its determinant, for a derivative at this very point
+        memo[1] = det
+        memo[2] = 1.0 if factored else 0.0
         cr = -0.5 * logdet
     prior = 0.0
     if use_prior:
@@ -780,14 +785,21 @@ def _dlog_posterior(
     ll = (1.0 / (alpha * alpha)) * s
     cr = 0.0
     if use_cr:
-        w, dw, b, db, low, a, piv, inv, work, cols = ws
+        w, dw, b, db, low, a, piv, inv, work, cols, memo = ws
         for i in range(n):
-            t = inv_mu[i] + alpha
-            w[i] = 1.0 / t  # a division in R's compiled code, as in _cr_gram
-            dw[i] = -_pow(t, 2.0 * minus_one)  # libm's pow(t, -2)
-        _gram(x, w, b, cols)
+            dw[i] = -_pow(inv_mu[i] + alpha, 2.0 * minus_one)  # libm's pow(t, -2)
         _gram(x, dw, db, cols)
-        det, _, factored = _log_det(b, low, a, piv)
+        if memo[0] == log_alpha:  # b holds X'WX at this very point (the line search evaluates
+            det = memo[1]  # the posterior, then the derivative where it accepts): reused
+            factored = memo[2] != 0.0
+        else:
+            for i in range(n):
+                w[i] = 1.0 / (inv_mu[i] + alpha)  # a division in R's compiled code
+            _gram(x, w, b, cols)
+            det, _, factored = _log_det(b, low, a, piv)
+            memo[0] = log_alpha
+            memo[1] = det
+            memo[2] = 1.0 if factored else 0.0
         if factored:
             cr = -0.5 * (det * _trace_inv_product(b, det, db, low, inv, a, piv, work)) / det
         else:
