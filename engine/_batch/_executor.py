@@ -69,7 +69,8 @@ class ExecutorSpec:
     ----------
     kind
         ``"inprocess"`` (debugging: one file per task, in this thread), ``"local"`` (the
-        default: Dask's threaded scheduler, or a ``LocalCluster`` of worker processes), ``"scheduler"`` (an existing scheduler) or ``"slurm"``.
+        default: Dask's threaded scheduler, or a ``LocalCluster`` of worker processes),
+        ``"scheduler"`` (an existing scheduler) or ``"slurm"``.
     workers
         Local workers (default: the job's share of the machine, honouring
         ``SLURM_CPUS_PER_TASK``).
@@ -252,7 +253,7 @@ def slurm_job_script(options: SlurmOptions) -> str:
         cluster.close()
 
 
-def open_executor(spec: ExecutorSpec) -> _InProcess | _Dask:
+def open_executor(spec: ExecutorSpec) -> _InProcess | _DaskThreads | _Dask:
     """Start (or connect to) the executor described by ``spec``; call ``.close()`` after.
 
     Parameters

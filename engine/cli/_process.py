@@ -72,16 +72,17 @@ def settle_heap() -> bool:
 
 def leave_now(code: object) -> None:
     """End the process with ``code`` (a :class:`SystemExit` code) without the interpreter's
-    teardown, once a command that owns the process is done, when nothing is left running.
+    teardown, once the program's command is done, when nothing else is left running.
 
     Tearing down the interpreter frees every object of pandas, Numba, pyarrow and Dask one by
     one and runs their finalizers: about 0.1 s after the last output is written, for nothing,
     since the process ends. Here the standard streams are flushed and logging is shut down
     (its handlers flushed and closed), then the process exits at once (:func:`os._exit`).
 
-    Only when no other non-daemon thread and no child process is alive: then the normal exit
-    (which waits for them) is kept, and this returns without doing anything. Every output of
-    a command is written and closed before it returns (atomic renames), so nothing is lost.
+    While another non-daemon thread or a child process is alive this returns without doing
+    anything, and the caller's normal exit (which waits for them) follows. Every output of a
+    command is written and closed before the command returns (atomic renames), so nothing is
+    lost.
 
     Parameters
     ----------
