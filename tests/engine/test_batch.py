@@ -194,6 +194,35 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(archive, clean_run, tmp_
     assert (pd.read_csv(out / "populations.csv")["count"] == pops["count"]).all()
 
 
+def test_ctrl_c_stops_the_run_and_resume_equals_an_uninterrupted_run(archive, clean_run, tmp_path):
+    """Ctrl-C (SIGINT) during gating on the default executor: one line, exit 1, no final table;
+    the chunks not finished leave no part (or a partial file the next run removes), and the
+    next run resumes to the uninterrupted run's tables."""
+    fcs = archive["fcs"]
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [*PHENOFLOW, "gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
+         "--workers", "2"], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Python's own handler
+    parts = out / "parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and _files_done(parts) < 8:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done_before = _files_done(parts)
+    assert done_before < 31, "the run finished before it could be interrupted"
+    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "Aborted!", err
+    assert not (out / "populations.parquet").exists() and not (out / "run.json").exists()
+    again = _run_cli(["gate", "--strategy", str(archive["strategy"]), "--fcs", str(fcs), "--out", str(out),
+                      "--workers", "2"])
+    assert again.returncode == 1
+    assert f"({done_before} from an earlier run)" in again.stdout
+    for name in ("populations.parquet", "errors.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(clean_run / name))
+
+
 def test_inputs_globs_lists_manifest_and_multi_dataset(archive, tmp_path):
     good = archive["good"]
     listing = tmp_path / "files.txt"
