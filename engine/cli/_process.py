@@ -8,6 +8,7 @@ notebooks) keeps its interpreter as it is (:attr:`PhenoflowGroup.whole_process`)
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -107,8 +108,6 @@ def leave_now(code: object) -> None:
 
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to say there
             stream.flush()
-        except (OSError, ValueError):  # closed or broken: nothing more can be said there
-            pass
     os._exit(status & 0xFF)
