@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gating._compensation import unmixing_matrix
+from gating._compensation import near_misses, unmixing_matrix
 from gating._fcs import FCSData
 from gating._strategy import (
     FILE_SPILLOVER,
@@ -42,8 +42,6 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanGate",
-    "SpilloverCheck",
-    "check_spillover",
     "compile_plan",
     "flowjo_channel_name",
     "plan_from_dict",
@@ -148,25 +146,6 @@ def _rebuild_compensation(
                              reason=reason, labels=labels, hints=hints)
 
 
-def _squash(label: str) -> str:
-    """``label`` without ``-``, ``_``, spaces and case: the form near-miss labels share."""
-    return "".join(c for c in label.lower() if c not in "-_ ")
-
-
-def _near_misses(labels: Sequence[str], channels: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """``(label, channel)`` where ``label`` differs from exactly one channel only by ``-``,
-    ``_``, spaces or case."""
-    squashed: dict[str, list[str]] = {}
-    for c in channels:
-        squashed.setdefault(_squash(str(c)), []).append(str(c))
-    out = []
-    for label in labels:
-        hits = squashed.get(_squash(label), [])
-        if len(hits) == 1:
-            out.append((label, hits[0]))
-    return tuple(out)
-
-
 def _label_problem(labels: Sequence[str], hints: Sequence[tuple[str, str]], n_labels: int) -> str:
     """``labels do not match (BV510_A, ...)`` with the hints, for messages and ``info``."""
     shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
@@ -175,92 +154,6 @@ def _label_problem(labels: Sequence[str], hints: Sequence[tuple[str, str]], n_la
         near = "; ".join(f"{a!r} looks like channel {b!r}" for a, b in hints[:6])
         text += f"; near misses: {near}"
     return text
-
-
-@dataclasses.dataclass(frozen=True)
-class SpilloverCheck:
-    """Whether a sample's own spillover matrix can compensate it (:func:`check_spillover`).
-
-    Attributes
-    ----------
-    status
-        ``"ok"``, ``"none"`` (no ``$SPILLOVER``/``SPILL``), ``"labels"`` (labels that are not
-        channels) or ``"singular"`` (cannot be inverted).
-    shape
-        The matrix's shape (``(0, 0)`` without one).
-    labels
-        The labels that name no channel.
-    hints
-        ``(label, channel)`` near misses.
-    """
-
-    status: Literal["ok", "none", "labels", "singular"]
-    shape: tuple[int, int] = (0, 0)
-    labels: tuple[str, ...] = ()
-    hints: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """Whether the matrix exists and can be applied."""
-        return self.status == "ok"
-
-    @property
-    def text(self) -> str:
-        """One short phrase: ``ok (10x10)``, ``none``, ``labels do not match (BV510_A -> BV510-A)``,
-        ``singular (10x10)``."""
-        n, m = self.shape
-        if self.status == "ok":
-            return f"ok ({n}x{m})"
-        if self.status == "none":
-            return "none"
-        if self.status == "singular":
-            return f"singular ({n}x{m})"
-        near = dict(self.hints)
-        shown = ", ".join(f"{a} -> {near[a]}" if a in near else a for a in self.labels[:4])
-        more = ", ..." if len(self.labels) > 4 else ""
-        return f"labels do not match ({shown}{more})"
-
-
-def check_spillover(sample: FCSData) -> SpilloverCheck:
-    """Check that a sample's own spillover matrix fits its channels and can be inverted.
-
-    Labels are matched as :func:`compile_plan` matches them: a ``$PnN`` name (exactly, then
-    ignoring case) or a unique ``$PnS`` marker.
-
-    Parameters
-    ----------
-    sample
-        An FCS sample (only its TEXT is used).
-
-    Returns
-    -------
-    SpilloverCheck
-        The status, with the labels that name no channel and near-miss hints.
-
-    Raises
-    ------
-    FCSKeywordError
-        The spillover keyword is malformed.
-    """
-    spill = sample.spill
-    if spill is None:
-        return SpilloverCheck("none")
-    shape = (int(spill.shape[0]), int(spill.shape[1]))
-    labels = [str(c) for c in spill.columns]
-    missing = []
-    for label in labels:
-        try:
-            sample.channel_index(label)
-        except KeyError:
-            missing.append(label)
-    if missing:
-        return SpilloverCheck("labels", shape, tuple(missing),
-                              _near_misses(missing, [str(n) for n in sample.names]))
-    try:
-        unmixing_matrix(spill.to_numpy(), inverted=False)
-    except np.linalg.LinAlgError:
-        return SpilloverCheck("singular", shape)
-    return SpilloverCheck("ok", shape)
 
 
 #: Characters FlowJo (10 and later) replaces by ``_`` in the parameter names it writes.
@@ -608,7 +501,7 @@ class _Resolver:
             ), m.inverted
         missing = tuple(str(d) for d in det if self.lookup(str(d), gate) is None)
         if missing:
-            hints = _near_misses(missing, [str(n) for n in self.sample.names])
+            hints = near_misses(missing, [str(n) for n in self.sample.names])
             self._unmixing[ref] = None
             self.refuse(ref, gate, "labels", _label_problem(missing, hints, len(det)),
                         labels=missing, hints=hints)

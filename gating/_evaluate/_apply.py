@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from engine.runtime import thread_limit
-from gating._compensation import unmixing_matrix
+from gating._compensation import check_spillover, unmixing_matrix
 from gating._evaluate._evaluator import Evaluator
 from gating._evaluate._fused import FusedProgram, fused_counts_of, fused_program
-from gating._plan import CompensationError, Plan, PlanError, check_spillover
+from gating._plan import CompensationError, Plan, PlanError
 
 __all__ = ["COUNT_COLUMNS", "GatingResult", "apply_plan", "evaluate_plan"]
 

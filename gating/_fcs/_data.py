@@ -37,12 +37,6 @@ import pandas as pd
 
 from gating._errors import FCSDatatypeError, FCSTruncatedError
 from gating._fcs._channels import channel_lookups, find_channel
-from gating._fcs._kernels import (
-    decode_packed_columns,
-    decode_uint_columns,
-    lookup_column,
-    rescale_column,
-)
 from gating._fcs._keywords import SPILL_KEYWORDS, parse_spill
 
 __all__ = ["CHUNK_BYTES", "EventSource", "FCSData", "Layout"]
@@ -336,6 +330,10 @@ class FCSData:
                 "bits need more",
                 path=str(self.path), segment="DATA", offset=layout.start,
             )
+        # the decoding kernels (Numba) load with the first decode, not with the reader: a
+        # command that only reads TEXT (``phenoflow info``) never starts Numba
+        from gating._fcs._kernels import decode_packed_columns, decode_uint_columns
+
         if layout.packed:
             bit_offsets = starts[cols].astype(np.int64)
             for lo, hi in self.chunk_ranges():  # lo is a multiple of 8: a whole byte
@@ -616,6 +614,8 @@ _LOOKUP_LIMIT = 1 << 20  # integer channels up to 20 bits are rescaled through a
 
 def _rescale(out: np.ndarray, j: int, ch: pd.Series, *, integer: bool) -> None:
     """Apply the FCS preprocessing (timestep, log decoding, gain) to column ``j`` in place."""
+    from gating._fcs._kernels import lookup_column, rescale_column
+
     args = (
         float(ch["timestep"]), float(ch["decades"]), float(ch["range"]),
         float(ch["log_zero"]), float(ch["gain"]),

@@ -247,6 +247,27 @@ def test_reading_and_writing_a_strategy_does_not_load_pandas_or_scipy(tmp_path):
     assert (tmp_path / "s.xml").stat().st_size > 0
 
 
+def test_info_reads_text_without_starting_numba(tmp_path):
+    """``phenoflow info`` reads TEXT (and checks the spillover matrix) without the decoding
+    kernels, the plan compiler or the transforms: Numba is never imported."""
+    import subprocess
+    import sys
+
+    from gating import write_fcs
+
+    rng = np.random.default_rng(3)
+    spill = pd.DataFrame([[1.0, 0.1], [0.05, 1.0]], index=["A", "B"], columns=["A", "B"])
+    write_fcs(tmp_path / "s.fcs", rng.normal(500, 100, (200, 2)).astype(np.float32), ["A", "B"],
+              spill=spill)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "engine.cli", "info",
+                           str(tmp_path / "s.fcs")], capture_output=True, text=True, check=True)
+    assert "ok (2x2)" in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "gating._fcs._read" in imported  # the listing is there
+    assert not {"numba", "gating._plan", "gating._transforms", "gating._fcs._kernels"} & imported
+
+
 def test_converting_a_strategy_file_does_not_load_pandas(tmp_path):
     """``phenoflow convert`` of a strategy file (no FCS files to bind) loads neither pandas nor
     the FCS reader: the FlowJo writer and the strategy loader import them only to read files."""
