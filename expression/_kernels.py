@@ -793,9 +793,7 @@ def _dlog_posterior(
             det = memo[1]  # the posterior, then the derivative where it accepts): reused
             factored = memo[2] != 0.0
         else:
-            for i in range(n):
-                w[i] = 1.0 / (inv_mu[i] + alpha)  # a division in R's compiled code
-            _gram(x, w, b, cols)
+            _cr_gram(x, inv_mu, alpha, w, b, cols)
             det, _, factored = _log_det(b, low, a, piv)
             memo[0] = log_alpha
             memo[1] = det
