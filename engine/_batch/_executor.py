@@ -92,6 +92,11 @@ class ExecutorSpec:
     slurm: SlurmOptions | None = None
 
 
+def _capped(chunk: Chunk, threads: int) -> Chunk:
+    """The chunk's tasks with their Numba threads set to the executor's share per task."""
+    return tuple(dataclasses.replace(t, threads=threads) for t in chunk)
+
+
 class _InProcess:
     def __init__(self) -> None:
         self.threads = default_threads()
@@ -102,7 +107,7 @@ class _InProcess:
         self, fn: Callable[[Chunk], list[TaskOutcome]], chunks: Iterable[Chunk]
     ) -> Iterator[list[TaskOutcome]]:
         for chunk in chunks:
-            yield fn(tuple(dataclasses.replace(t, threads=self.threads) for t in chunk))
+            yield fn(_capped(chunk, self.threads))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -122,7 +127,7 @@ class _Dask:
 
     def _submit(self, fn: Callable[[Chunk], list[TaskOutcome]], chunk: Chunk) -> Any:
         return self.client.submit(
-            fn, tuple(dataclasses.replace(t, threads=self.threads) for t in chunk), pure=False)
+            fn, _capped(chunk, self.threads), pure=False)
 
     def run(
         self, fn: Callable[[Chunk], list[TaskOutcome]], chunks: Iterable[Chunk]
@@ -186,7 +191,7 @@ class _DaskThreads:
             return None if stop.is_set() else fn(chunk)  # closed early: the rest is skipped
 
         graph = {
-            ("phenoflow-chunk", i): (call, tuple(dataclasses.replace(t, threads=self.threads) for t in chunk))
+            ("phenoflow-chunk", i): (call, _capped(chunk, self.threads))
             for i, chunk in enumerate(chunks)
         }
         if not graph:
